@@ -1,0 +1,22 @@
+# prunebench: iterative structured-pruning experiments. This file only wires the workflow together;
+# the rules live in rules/, the logic in the prunebench package (src/prunebench).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# `--configfile X` replaces the reference matrix instead of being merged into it.
+if not config:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/train.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_targets(),

@@ -1,0 +1,67 @@
+# Helpers shared by every rule: config validation, experiment lookup and the one place that
+# knows the workflow's file paths.
+import re
+import sys
+
+from prunebench.config import resolve_config
+from prunebench.errors import ConfigError
+
+try:
+    RESOLVED = resolve_config(config, source="config")
+except ConfigError as exc:
+    sys.exit(f"prunebench: {exc}")
+
+EXPERIMENTS = RESOLVED.experiments
+RESULTS = "results"
+
+
+wildcard_constraints:
+    experiment="|".join(re.escape(name) for name in EXPERIMENTS) or "(?!)",
+    state=r"\d+",
+
+
+def state_dir(experiment, state):
+    return f"{RESULTS}/{experiment}/state{state}"
+
+
+def recovery_dir(experiment, state):
+    """Mid-state recovery files: outside the declared outputs, so Snakemake never deletes them."""
+    return f"{RESULTS}/{experiment}/recovery/state{state}"
+
+
+def num_states(experiment):
+    return EXPERIMENTS[experiment]["prune"]["states"]
+
+
+def get_experiment(wildcards):
+    return EXPERIMENTS[wildcards.experiment]
+
+
+def get_recovery_dir(wildcards):
+    return recovery_dir(wildcards.experiment, wildcards.get("state", 0))
+
+
+def get_previous_state(wildcards):
+    """State k trains from state k-1's last checkpoint (and state 0's init weights when rewinding)."""
+    exp, k = wildcards.experiment, int(wildcards.state)
+    if k >= num_states(exp):
+        raise ValueError(
+            f"{exp} has {num_states(exp)} states (0..{num_states(exp) - 1}); state {k} does not exist"
+        )
+    inputs = {"previous": f"{state_dir(exp, k - 1)}/last.pt"}
+    if EXPERIMENTS[exp]["prune"]["rewind"] == "init":
+        inputs["init"] = f"{state_dir(exp, 0)}/init.pt"
+    return inputs
+
+
+def get_state_summaries(experiments=None):
+    """summary.json of every state of the given experiments (all by default)."""
+    return [
+        f"{state_dir(exp, k)}/summary.json"
+        for exp in (experiments or EXPERIMENTS)
+        for k in range(num_states(exp))
+    ]
+
+
+def get_final_targets():
+    return [f"{RESULTS}/reports/summary.md"]

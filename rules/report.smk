@@ -1,0 +1,14 @@
+# Reports built from the states' summary files.
+
+
+rule report_summary:
+    input:
+        summaries=get_state_summaries(),
+    output:
+        report=f"{RESULTS}/reports/summary.md",
+    conda:
+        "../envs/prunebench.yaml"
+    log:
+        "logs/report_summary.log",
+    script:
+        "../workflow/scripts/report_summary.py"

@@ -1,0 +1,54 @@
+# One job per prune state: state k reads state k-1's last.pt and writes its own checkpoints.
+
+
+rule train_state0:
+    output:
+        last=f"{RESULTS}/{{experiment}}/state0/last.pt",
+        best=f"{RESULTS}/{{experiment}}/state0/best.pt",
+        init=f"{RESULTS}/{{experiment}}/state0/init.pt",
+        metrics=f"{RESULTS}/{{experiment}}/state0/metrics.jsonl",
+        summary=f"{RESULTS}/{{experiment}}/state0/summary.json",
+    conda:
+        "../envs/prunebench.yaml"
+    log:
+        "logs/train_state/{experiment}/state0.log",
+    benchmark:
+        "benchmarks/train_state/{experiment}/state0.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        experiment=get_experiment,
+        recovery=get_recovery_dir,
+    script:
+        "../workflow/scripts/train_state.py"
+
+
+rule train_state:
+    input:
+        unpack(get_previous_state),
+    output:
+        last=f"{RESULTS}/{{experiment}}/state{{state}}/last.pt",
+        best=f"{RESULTS}/{{experiment}}/state{{state}}/best.pt",
+        metrics=f"{RESULTS}/{{experiment}}/state{{state}}/metrics.jsonl",
+        summary=f"{RESULTS}/{{experiment}}/state{{state}}/summary.json",
+    conda:
+        "../envs/prunebench.yaml"
+    log:
+        "logs/train_state/{experiment}/state{state}.log",
+    benchmark:
+        "benchmarks/train_state/{experiment}/state{state}.tsv"
+    wildcard_constraints:
+        state=r"[1-9]\d*",
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        experiment=get_experiment,
+        recovery=get_recovery_dir,
+    script:
+        "../workflow/scripts/train_state.py"

@@ -1,0 +1,83 @@
+"""The ``prunebench`` command: validate a config, run a state or build reports outside Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from prunebench.errors import PrunebenchError
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines with a timestamp to stderr (a Snakemake job's stderr is its log file)."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s", force=True)
+
+
+def _cmd_validate(args) -> None:
+    from prunebench.config import load_config_file, resolve_config
+
+    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    for name, exp in resolved.experiments.items():
+        print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
+    print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
+
+
+def _cmd_train_state(args) -> None:
+    from prunebench.config import load_config_file, resolve_config
+    from prunebench.train.state import StatePaths, run_state
+
+    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    if args.experiment not in resolved.experiments:
+        raise PrunebenchError(
+            f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
+        )
+    base = Path(args.results) / args.experiment
+    k = args.state
+    paths = StatePaths(
+        base / f"state{k}",
+        base / "recovery" / f"state{k}",
+        base / f"state{k - 1}" / "last.pt" if k else None,
+        base / "state0" / "init.pt",
+    )
+    run_state(resolved.experiments[args.experiment], k, paths, threads=args.threads, **resolved.runtime)
+
+
+def _cmd_report(args) -> None:
+    from prunebench.report.summary import write_summary_report
+
+    paths = sorted(Path(args.results).glob("*/state*/summary.json"))
+    out = Path(args.results) / "reports" / "summary.md"
+    write_summary_report(paths, out)
+    print(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prunebench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="validate a config and list its experiments")
+    p.add_argument("config")
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
+    p.add_argument("config")
+    p.add_argument("experiment")
+    p.add_argument("state", type=int)
+    p.add_argument("--results", default="results")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_train_state)
+    p = sub.add_parser("report", help="build results/reports/summary.md from the states done so far")
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=_cmd_report)
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        args.func(args)
+    except PrunebenchError as exc:
+        print(f"prunebench: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

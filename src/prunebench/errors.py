@@ -1,0 +1,25 @@
+"""Errors that reach the user: each names the problem and the fix in one message."""
+
+
+class PrunebenchError(Exception):
+    """Base class for errors whose message is meant for the user as is."""
+
+
+class ConfigError(PrunebenchError):
+    """The experiment configuration is invalid."""
+
+
+class DataError(PrunebenchError):
+    """A dataset is missing or unreadable."""
+
+
+class ModelError(PrunebenchError):
+    """A model cannot be built or its weights cannot be loaded."""
+
+
+class CheckpointError(PrunebenchError):
+    """A checkpoint is corrupt or belongs to another experiment, method, model or state."""
+
+
+class TrainingError(PrunebenchError):
+    """Training stopped because the run went wrong (NaN or diverging loss)."""

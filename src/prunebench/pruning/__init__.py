@@ -1,0 +1,1 @@
+"""Structured pruning: prunable groups, density schedules, ranking, and the methods."""

@@ -1,0 +1,185 @@
+"""Prunable groups and their masks.
+
+A *group* is a unit removed as a whole: a ViT attention head (its q, k, v rows of ``attn.qkv`` and
+its columns of ``attn.proj``), a ViT MLP neuron (its row of ``mlp.fc1`` and column of ``mlp.fc2``)
+or a CNN output channel (conv filter, BN entries and the consumer's input channel). A
+:class:`GroupSet` holds the groups of one layer and knows which slices of which parameters each
+group owns; masks are one bool per group, keyed by the GroupSet's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+Masks = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """The part of parameter ``param`` along ``dim`` owned by a layer's groups.
+
+    Along ``dim`` the layout is ``tile`` repeats of ``size`` groups of ``width`` entries each (the
+    fused qkv projection is 3 repeats of heads x head_dim rows).
+    """
+
+    param: str
+    dim: int
+    width: int = 1
+    tile: int = 1
+
+
+@dataclass(frozen=True)
+class GroupSet:
+    """The prunable groups of one layer."""
+
+    name: str
+    kind: str  # "head" | "neuron" | "channel"
+    layer: str
+    size: int
+    slices: tuple[ParamSlice, ...]
+
+    def element_mask(self, group_mask: torch.Tensor, sl: ParamSlice) -> torch.Tensor:
+        """Expand a per-group mask to one entry per index of ``sl.param`` along ``sl.dim``."""
+        return group_mask.repeat_interleave(sl.width).repeat(sl.tile)
+
+    def group_view(self, values: torch.Tensor, sl: ParamSlice) -> torch.Tensor:
+        """Reshape per-index values along ``sl.dim`` to (tile, size, width)."""
+        return values.reshape(sl.tile, self.size, sl.width)
+
+
+KIND_OF_OPTION = {"heads": "head", "neurons": "neuron", "channels": "channel"}
+
+
+def vit_groupsets(model: nn.Module) -> list[GroupSet]:
+    """Heads and MLP neurons of every timm ViT block (the residual width is never pruned)."""
+    out = []
+    for i, block in enumerate(model.blocks):
+        attn, mlp = block.attn, block.mlp
+        prefix = f"blocks.{i}"
+        hd = attn.head_dim
+        head_slices = [ParamSlice(f"{prefix}.attn.qkv.weight", 0, hd, 3)]
+        if attn.qkv.bias is not None:
+            head_slices.append(ParamSlice(f"{prefix}.attn.qkv.bias", 0, hd, 3))
+        head_slices.append(ParamSlice(f"{prefix}.attn.proj.weight", 1, hd, 1))
+        out.append(GroupSet(f"{prefix}.attn.heads", "head", prefix, attn.num_heads, tuple(head_slices)))
+        neuron_slices = [ParamSlice(f"{prefix}.mlp.fc1.weight", 0)]
+        if mlp.fc1.bias is not None:
+            neuron_slices.append(ParamSlice(f"{prefix}.mlp.fc1.bias", 0))
+        neuron_slices.append(ParamSlice(f"{prefix}.mlp.fc2.weight", 1))
+        out.append(GroupSet(f"{prefix}.mlp.neurons", "neuron", prefix, mlp.fc1.out_features, tuple(neuron_slices)))
+    return out
+
+
+def cnn_groupsets(model: nn.Module) -> list[GroupSet]:
+    """Output channels of every prunable conv, as listed by the model's ``channel_chain()``."""
+    out = []
+    for conv, bn, consumer in model.channel_chain():
+        size = model.get_submodule(conv).out_channels
+        slices = [ParamSlice(f"{conv}.weight", 0), ParamSlice(f"{bn}.weight", 0), ParamSlice(f"{bn}.bias", 0)]
+        slices.append(ParamSlice(f"{consumer}.weight", 1))
+        out.append(GroupSet(f"{conv}.channels", "channel", conv, size, tuple(slices)))
+    return out
+
+
+def groupsets_of(
+    model: nn.Module, kinds: list[str] | tuple[str, ...] = ("heads", "neurons", "channels")
+) -> list[GroupSet]:
+    """The model's prunable GroupSets, restricted to the requested kinds."""
+    if hasattr(model, "channel_chain"):
+        sets = cnn_groupsets(model)
+    elif hasattr(model, "blocks"):
+        sets = vit_groupsets(model)
+    else:
+        raise TypeError(f"{type(model).__name__} has no prunable groups prunebench knows about")
+    wanted = {KIND_OF_OPTION[k] for k in kinds}
+    return [gs for gs in sets if gs.kind in wanted]
+
+
+def full_masks(groupsets: list[GroupSet], device=None) -> Masks:
+    """Masks that keep every group."""
+    return {gs.name: torch.ones(gs.size, dtype=torch.bool, device=device) for gs in groupsets}
+
+
+def param_masks(model: nn.Module, groupsets: list[GroupSet], masks: Masks) -> dict[str, torch.Tensor]:
+    """Per-parameter float masks (full shape) for every parameter a masked group touches."""
+    params = dict(model.named_parameters())
+    out: dict[str, torch.Tensor] = {}
+    for gs in groupsets:
+        gmask = masks[gs.name]
+        if bool(gmask.all()):
+            continue
+        for sl in gs.slices:
+            p = params[sl.param]
+            em = gs.element_mask(gmask.to(p.device), sl).to(p.dtype)
+            shape = [1] * p.dim()
+            shape[sl.dim] = -1
+            current = out.get(sl.param, torch.ones_like(p))
+            out[sl.param] = current * em.view(shape)
+    return out
+
+
+def group_costs(model: nn.Module, gs: GroupSet) -> int:
+    """Number of parameters one group of ``gs`` owns."""
+    params = dict(model.named_parameters())
+    total = 0
+    for sl in gs.slices:
+        p = params[sl.param]
+        total += (p.numel() // p.shape[sl.dim]) * sl.width * sl.tile
+    return total
+
+
+def group_importance(model: nn.Module, gs: GroupSet, norm: str = "l1") -> torch.Tensor:
+    """Magnitude of each group's weights (L1 sum, or L2 norm) as a float64 vector of length ``size``."""
+    params = dict(model.named_parameters())
+    score = torch.zeros(gs.size, dtype=torch.float64)
+    for sl in gs.slices:
+        w = params[sl.param].detach().float()
+        reduce_dims = [d for d in range(w.dim()) if d != sl.dim]
+        mag = w.abs() if norm == "l1" else w.pow(2)
+        per_index = mag.sum(reduce_dims) if reduce_dims else mag  # sum([]) would reduce every dim
+        score += gs.group_view(per_index.cpu().double(), sl).sum(dim=(0, 2))
+    return score if norm == "l1" else score.sqrt()
+
+
+def kept_counts(groupsets: list[GroupSet], masks: Masks) -> dict[str, dict[str, int]]:
+    """Groups kept per layer and kind, e.g. ``{"blocks.0": {"head": 6, "neuron": 1536}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for gs in groupsets:
+        out.setdefault(gs.layer, {})[gs.kind] = int(masks[gs.name].sum())
+    return out
+
+
+def alive_params(model: nn.Module, pmasks: dict[str, torch.Tensor]) -> int:
+    """Parameters that are not masked out."""
+    total = 0
+    for name, p in model.named_parameters():
+        total += int(pmasks[name].count_nonzero()) if name in pmasks else p.numel()
+    return total
+
+
+class MaskedParams:
+    """Hard masks bound to a model's parameters, applied with fused foreach ops."""
+
+    def __init__(self, model: nn.Module, pmasks: dict[str, torch.Tensor]):
+        params = dict(model.named_parameters())
+        self.names = sorted(pmasks)
+        self.params = [params[n] for n in self.names]
+        self.masks = [pmasks[n].to(device=params[n].device, dtype=params[n].dtype) for n in self.names]
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    @torch.no_grad()
+    def mask_weights(self) -> None:
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
+
+    @torch.no_grad()
+    def mask_grads(self) -> None:
+        pairs = [(p.grad, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
+        if pairs:
+            grads, masks = zip(*pairs)
+            torch._foreach_mul_(list(grads), list(masks))

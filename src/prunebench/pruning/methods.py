@@ -1,0 +1,99 @@
+"""The pruning methods, each reduced to a plan for one prune state.
+
+A :class:`StatePlan` says which groups are hard-masked while the state trains, which groups the
+state's checkpoint keeps, and which groups RSST penalises on the way. The training loop executes
+any plan the same way, so adding a method means adding a planner here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prunebench.pruning.groups import GroupSet, Masks, group_costs, group_importance
+from prunebench.pruning.ranking import select
+from prunebench.pruning.schedule import density_at
+
+METHODS = ("dense", "refill", "rsst")
+
+
+@dataclass
+class StatePlan:
+    """What one prune state does with its groups."""
+
+    density: float
+    train_masks: Masks  # hard masks while training (fixed for the state)
+    final_masks: Masks  # masks of the state's checkpoint and of its evaluations
+    penalized: Masks  # groups RSST pushes towards zero during the state
+
+    @property
+    def has_penalty(self) -> bool:
+        return any(bool(m.any()) for m in self.penalized.values())
+
+
+def choose_masks(
+    model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int
+) -> tuple[float, Masks]:
+    """Score the live groups on the model's current (trained) weights and keep the best for the state's density."""
+    density = density_at(state, prune_cfg["states"], prune_cfg["target_sparsity"], prune_cfg["schedule"])
+    scores = {gs.name: group_importance(model, gs, prune_cfg["importance"]) for gs in groupsets}
+    costs = {gs.name: group_costs(model, gs) for gs in groupsets}
+    return density, select(prune_cfg["ranking"], groupsets, scores, prev, density, costs)
+
+
+def plan_state(
+    method: str, model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int
+) -> StatePlan:
+    """The plan of ``state`` (>= 1) for ``method``, from the weights the previous state trained."""
+    prev = {k: v.cpu() for k, v in prev.items()}
+    none = {k: torch.zeros_like(v) for k, v in prev.items()}
+    if method == "dense":
+        return StatePlan(1.0, prev, prev, none)
+    density, keep = choose_masks(model, groupsets, prev, prune_cfg, state)
+    if method == "refill":
+        return StatePlan(density, keep, keep, none)
+    if method == "rsst":
+        return StatePlan(density, prev, keep, {k: prev[k] & ~keep[k] for k in prev})
+    raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+
+
+def rsst_lambda(step: int, total_steps: int, schedule: str, g: float, p: float) -> float:
+    """RSST's penalty strength at ``step`` (0-based) of a state of ``total_steps`` steps: u = (step+1)/T."""
+    u = (step + 1) / total_steps
+    if schedule == "exp_custom_exponents":
+        return g * (math.exp(u**p) - 1.0) / (math.e - 1.0)
+    if schedule == "x":
+        return g * u
+    if schedule == "x^2":
+        return g * u**2
+    if schedule == "x^3":
+        return g * u**3
+    raise ValueError(f"unknown lambda schedule {schedule!r}")
+
+
+class RSSTPenalty:
+    """Adds lambda_t * w to the gradient of every weight of the penalised groups, before the optimizer step."""
+
+    def __init__(self, model: nn.Module, pen_pmasks: dict[str, torch.Tensor], rsst_cfg: dict, total_steps: int):
+        params = dict(model.named_parameters())
+        self.names = sorted(pen_pmasks)
+        self.params = [params[n] for n in self.names]
+        self.masks = [pen_pmasks[n].to(device=params[n].device, dtype=params[n].dtype) for n in self.names]
+        self.cfg = rsst_cfg
+        self.total_steps = total_steps
+
+    def lam(self, step: int) -> float:
+        c = self.cfg
+        return rsst_lambda(step, self.total_steps, c["lambda_schedule"], c["reg_granularity_prune"], c["exponents"])
+
+    @torch.no_grad()
+    def apply(self, step: int) -> float:
+        lam = self.lam(step)
+        pairs = [(p.grad, p, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
+        if pairs and lam != 0.0:
+            grads, ws, ms = (list(t) for t in zip(*pairs))
+            torch._foreach_add_(grads, torch._foreach_mul(ws, ms), alpha=lam)
+        return lam

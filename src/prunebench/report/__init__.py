@@ -1,0 +1,1 @@
+"""Reports computed from the states' files, never typed by hand."""

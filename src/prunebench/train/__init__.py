@@ -1,0 +1,1 @@
+"""Training of one prune state: loop, checkpoints, metrics, seeding."""

@@ -1,0 +1,138 @@
+"""The epoch loop: one training pass and one evaluation pass, metrics kept on the device."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.data.loader import DeviceData
+from prunebench.pruning.groups import MaskedParams
+from prunebench.pruning.methods import RSSTPenalty
+
+
+def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW, using the fused/foreach kernels where available."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    on_cuda = next(model.parameters()).is_cuda
+    fast = {"fused": True} if on_cuda else {"foreach": True}
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
+            weight_decay=cfg["weight_decay"], **fast,
+        )  # fmt: skip
+    return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], **fast)
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: dict) -> float:
+    """Learning rate at ``step``: linear warmup to ``lr``, then cosine/linear decay to ``min_lr`` (or constant)."""
+    base, low = cfg["lr"], cfg["min_lr"]
+    if step < warmup_steps:
+        return base * (step + 1) / warmup_steps
+    if cfg["lr_schedule"] == "constant" or total_steps <= warmup_steps:
+        return base
+    frac = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if cfg["lr_schedule"] == "linear":
+        return low + (base - low) * (1 - frac)
+    return low + (base - low) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: DeviceData,
+    optimizer: torch.optim.Optimizer,
+    cfg: dict,
+    *,
+    step0: int,
+    total_steps: int,
+    warmup_steps: int,
+    generator: torch.Generator,
+    hard: MaskedParams | None = None,
+    penalty: RSSTPenalty | None = None,
+) -> dict:
+    """Train one epoch; returns loss, accuracy, last lr and lambda, images seen and seconds."""
+    model.train()
+    device = data.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    lr = lam = 0.0
+    step = step0
+    start = time.perf_counter()
+    for x, y in data.train_batches(cfg["batch_size"], generator):
+        lr = lr_at(step, total_steps, warmup_steps, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(device, cfg["amp"]):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if hard:
+            hard.mask_grads()
+        if penalty is not None:
+            lam = penalty.apply(step)
+        if cfg["grad_clip"]:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        optimizer.step()
+        if hard:
+            hard.mask_weights()
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.detach().argmax(-1) == y).sum()
+        seen += len(y)
+        step += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return {
+        "train_loss": float(loss_sum) / seen,
+        "train_acc": 100.0 * float(correct) / seen,
+        "lr": lr,
+        "reg_lambda": lam,
+        "images": seen,
+        "seconds": seconds,
+        "steps": step - step0,
+    }
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: DeviceData, split: str, batch_size: int, amp: bool = True) -> tuple[float, float]:
+    """Mean loss and accuracy (%) on ``split``."""
+    model.eval()
+    device = data.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for x, y in data.eval_batches(split, batch_size):
+        with autocast(device, amp):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(-1) == y).sum()
+        n += len(y)
+    return float(loss_sum) / n, 100.0 * float(correct) / n
+
+
+@contextlib.contextmanager
+def masked_view(masks: MaskedParams | None):
+    """Temporarily apply ``masks`` to their parameters, restoring the weights afterwards."""
+    if not masks:
+        yield
+        return
+    saved = [p.detach().clone() for p in masks.params]
+    masks.mask_weights()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(masks.params, saved):
+                p.copy_(s)

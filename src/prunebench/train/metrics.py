@@ -1,0 +1,70 @@
+"""Per-epoch metrics: one JSON object a line, identifiers repeated on every line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+ID_FIELDS = ("experiment", "method", "dataset", "model", "seed", "state", "epoch")
+METRIC_FIELDS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_acc",
+    "lr",
+    "reg_lambda",
+    "density",
+    "params_alive",
+    "epoch_seconds",
+    "images_per_second",
+)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    return value
+
+
+def experiment_ids(experiment: dict, state: int) -> dict[str, Any]:
+    return {
+        "experiment": experiment["name"],
+        "method": experiment["method"],
+        "dataset": experiment["dataset"],
+        "model": experiment["model_key"],
+        "seed": experiment["seed"],
+        "state": state,
+    }
+
+
+def make_row(ids: dict[str, Any], epoch: int, values: dict[str, Any]) -> dict[str, Any]:
+    row = {**ids, "epoch": epoch}
+    for field in METRIC_FIELDS:
+        row[field] = _clean(values.get(field))
+    for key, value in values.items():
+        if key not in row:
+            row[key] = _clean(value)
+    return row
+
+
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """All rows of a metrics file; a partial last line (a write cut off by a crash) is skipped."""
+    rows = []
+    path = Path(path)
+    if not path.exists():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

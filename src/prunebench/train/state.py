@@ -1,0 +1,380 @@
+"""Run one prune state: load the previous state, plan the pruning, train, write the state's files.
+
+Declared outputs (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``summary.json``, and ``init.pt``
+for state 0) are written only when the state has finished, each atomically. While it runs, the
+state keeps its progress in a recovery folder outside the declared outputs: the metrics so far, the
+best checkpoint so far and a resume checkpoint written after every epoch, from which a rerun of a
+killed state continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import prunebench
+from prunebench.config import state_epochs
+from prunebench.data import DeviceData, load_dataset
+from prunebench.errors import CheckpointError, TrainingError
+from prunebench.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from prunebench.models import build_model, model_spec
+from prunebench.pruning.groups import (
+    MaskedParams,
+    alive_params,
+    full_masks,
+    groupsets_of,
+    kept_counts,
+    param_masks,
+)
+from prunebench.pruning.methods import RSSTPenalty, StatePlan, plan_state
+from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from prunebench.train.loop import evaluate, make_optimizer, masked_view, train_one_epoch
+from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows
+from prunebench.train.seeding import seed_everything, state_seed
+
+log = logging.getLogger("prunebench")
+
+RESUME_VERSION = 1
+
+
+@dataclass
+class StatePaths:
+    """Where one state's files go."""
+
+    out_dir: Path
+    recovery_dir: Path
+    previous: Path | None = None  # the previous state's last.pt (states >= 1)
+    init: Path | None = None  # state 0's init.pt (rewind: init)
+
+    def __post_init__(self):
+        self.out_dir, self.recovery_dir = Path(self.out_dir), Path(self.recovery_dir)
+
+    @property
+    def progress_metrics(self) -> Path:
+        return self.recovery_dir / "metrics.jsonl"
+
+    @property
+    def progress_best(self) -> Path:
+        return self.recovery_dir / "best.pt"
+
+    @property
+    def resume(self) -> Path:
+        return self.recovery_dir / "resume.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} was asked for but no CUDA GPU is visible; set device: auto or cpu")
+    return dev
+
+
+def versions() -> dict[str, str]:
+    import timm
+
+    return {
+        "prunebench": prunebench.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+    }
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0
+    step: int = 0
+    best_val: float = -1.0
+    best_epoch: int = -1
+    train_seconds: float = 0.0
+    rows: list = field(default_factory=list)
+
+
+def _load_previous(paths: StatePaths, experiment: dict, state: int, spec: dict):
+    ckpt = load_checkpoint(
+        paths.previous,
+        expect={"experiment": experiment["name"], "method": experiment["method"], "state": state - 1},
+    )
+    if ckpt["model_spec"] != spec:
+        raise CheckpointError(
+            f"checkpoint {paths.previous} was trained for model {ckpt['model_spec']}, but the experiment "
+            f"now builds {spec}; delete the experiment's results folder and rerun"
+        )
+    return ckpt
+
+
+def _load_into(model, state_dict, path) -> None:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the model ({exc}); delete it and rerun") from None
+
+
+def _try_resume(paths: StatePaths, experiment: dict, state: int):
+    """The resume checkpoint of this very state and config, or None (a stale one is set aside)."""
+    if not paths.resume.exists():
+        return None
+    try:
+        res = torch.load(paths.resume, map_location="cpu", weights_only=True)
+        ok = res.get("version") == RESUME_VERSION and res.get("config") == experiment and res.get("state") == state
+    except Exception as exc:
+        log.warning("recovery checkpoint %s is unreadable (%s); starting the state afresh", paths.resume, exc)
+        ok = False
+    if not ok:
+        log.warning("recovery checkpoint %s is for another run or config; starting the state afresh", paths.resume)
+        shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+        return None
+    return res
+
+
+def run_state(
+    experiment: dict,
+    state: int,
+    paths: StatePaths,
+    *,
+    data_dir: str = "data",
+    download: bool = True,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict:
+    """Train prune state ``state`` of ``experiment`` and write its files; returns the summary."""
+    wall_start = time.time()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    name, method = experiment["name"], experiment["method"]
+    tcfg, pcfg = experiment["train"], experiment["prune"]
+    log.info("experiment %s, state %d (%s) on %s, %d CPU threads", name, state, method, dev, torch.get_num_threads())
+    if dev.type == "cpu":
+        log.info("no GPU in use: training on the CPU")
+
+    seed = state_seed(experiment["seed"], state)
+    seed_everything(seed)
+    dcfg = experiment["data"]
+    splits = load_dataset(
+        experiment["dataset"], data_dir, download, dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"]
+    )
+    log.info("data %s: %s", splits.name, splits.sizes())
+    spec = model_spec(experiment["model"], splits.num_classes)
+
+    # --- the model as the previous state left it, and this state's plan ---
+    if state == 0:
+        model = build_model(spec, pretrained=experiment["model"]["pretrained"])
+        groupsets = groupsets_of(model, pcfg["groups"])
+        full = full_masks(groupsets)
+        plan = StatePlan(1.0, full, full, {k: ~v for k, v in full.items()})
+    else:
+        prev = _load_previous(paths, experiment, state, spec)
+        model = build_model(spec)
+        _load_into(model, prev["state_dict"], paths.previous)
+        groupsets = groupsets_of(model, pcfg["groups"])
+        if set(prev["masks"]) != {gs.name for gs in groupsets}:
+            raise CheckpointError(
+                f"masks in {paths.previous} do not match the model's prunable groups; delete it and rerun"
+            )
+        plan = plan_state(method, model, groupsets, prev["masks"], pcfg, state)
+        if pcfg["rewind"] == "init":
+            init = load_checkpoint(paths.init, expect={"experiment": name, "state": 0})
+            _load_into(model, init["state_dict"], paths.init)
+    init_state_dict = model.state_dict() if state == 0 else None
+
+    resume = _try_resume(paths, experiment, state)
+    if resume is not None:
+        plan = StatePlan(
+            resume["plan"]["density"], resume["plan"]["train"], resume["plan"]["final"], resume["plan"]["penalized"]
+        )
+        _load_into(model, resume["model"], paths.resume)
+    model.to(dev)
+    if spec["family"] == "cnn" and dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+
+    hard = MaskedParams(model, param_masks(model, groupsets, plan.train_masks))
+    final = MaskedParams(model, param_masks(model, groupsets, plan.final_masks))
+    hard.mask_weights()
+    data = DeviceData(
+        splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
+        channels_last=spec["family"] == "cnn" and dev.type == "cuda",
+    )  # fmt: skip
+    epochs = state_epochs(experiment, state)
+    steps_per_epoch = data.steps_per_epoch(tcfg["batch_size"])
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = int(round(tcfg["warmup_epochs"] * steps_per_epoch))
+    penalty = None
+    if plan.has_penalty:
+        not_pen = {k: ~v for k, v in plan.penalized.items()}
+        pen_pmasks = {k: 1 - m for k, m in param_masks(model, groupsets, not_pen).items()}
+        penalty = RSSTPenalty(model, pen_pmasks, experiment["rsst"], total_steps)
+    optimizer = make_optimizer(model, tcfg)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+
+    ids = experiment_ids(experiment, state)
+    params_alive = alive_params(model, param_masks(model, groupsets, plan.final_masks))
+    paths.recovery_dir.mkdir(parents=True, exist_ok=True)
+    prog = _Progress()
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"].to(generator.get_state().device))
+        torch.set_rng_state(resume["torch_rng"])
+        prog = _Progress(**resume["progress"])
+        prog.rows = [r for r in read_rows(paths.progress_metrics) if r["epoch"] <= prog.epoch]
+        atomic_write_text(paths.progress_metrics, "".join(_json_line(r) for r in prog.rows))
+        log.info("resuming state %d after epoch %d of %d from %s", state, prog.epoch, epochs, paths.resume)
+    else:
+        paths.progress_metrics.unlink(missing_ok=True)
+
+    def eval_row(epoch: int, values: dict) -> dict:
+        with masked_view(final if plan.has_penalty else None):
+            val_loss, val_acc = evaluate(model, data, "val", tcfg["eval_batch_size"], tcfg["amp"])
+            _, test_acc = evaluate(model, data, "test", tcfg["eval_batch_size"], tcfg["amp"])
+            row = make_row(ids, epoch, {
+                **values, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
+                "density": plan.density, "params_alive": params_alive,
+            })  # fmt: skip
+            if epoch > 0 and val_acc > prog.best_val:
+                prog.best_val, prog.best_epoch = val_acc, epoch
+                save_checkpoint(paths.progress_best, _ckpt(epoch, row))
+        append_row(paths.progress_metrics, row)
+        prog.rows.append(row)
+        return row
+
+    def _ckpt(epoch: int, metrics: dict) -> dict:
+        return make_checkpoint(
+            experiment=experiment, model_spec=spec, model=model, masks=plan.final_masks,
+            state=state, epoch=epoch, metrics=metrics,
+        )  # fmt: skip
+
+    if prog.epoch == 0 and not prog.rows:
+        row = eval_row(0, {"lr": 0.0, "reg_lambda": 0.0, "epoch_seconds": 0.0})
+        log.info(
+            "state %d epoch 0/%d (before training) val %.2f test %.2f", state, epochs, row["val_acc"], row["test_acc"]
+        )
+
+    first_epoch = prog.epoch + 1
+    for epoch in range(first_epoch, epochs + 1):
+        stats = train_one_epoch(
+            model, data, optimizer, tcfg, step0=prog.step, total_steps=total_steps,
+            warmup_steps=warmup_steps, generator=generator, hard=hard, penalty=penalty,
+        )  # fmt: skip
+        loss = stats["train_loss"]
+        if math.isnan(loss) or loss > tcfg["divergence_loss"]:
+            msg = (
+                f"state {state} of {name} stopped at epoch {epoch}: training loss is {loss} "
+                f"(limit train.divergence_loss={tcfg['divergence_loss']}); no checkpoint was written. "
+                "Lower train.lr or set train.grad_clip, then rerun."
+            )
+            log.error(msg)
+            raise TrainingError(msg)
+        prog.step += stats["steps"]
+        prog.train_seconds += stats["seconds"]
+        ips = stats["images"] / max(stats["seconds"], 1e-9)
+        row = eval_row(epoch, {
+            "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
+            "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
+        })  # fmt: skip
+        prog.epoch = epoch
+        eta = (time.time() - wall_start) / (epoch - first_epoch + 1) * (epochs - epoch)
+        log.info(
+            "state %d epoch %d/%d loss %.4f acc %.2f val %.2f test %.2f lr %.5f lambda %.3g %.0f img/s ETA %s",
+            state, epoch, epochs, loss, row["train_acc"], row["val_acc"], row["test_acc"], row["lr"],
+            row["reg_lambda"], ips, _fmt_eta(eta),
+        )  # fmt: skip
+        _save_resume(paths, experiment, state, model, optimizer, generator, plan, prog)
+
+    # --- end of state: the hard mask of the plan becomes permanent ---
+    final.mask_weights()
+    last_row = prog.rows[-1]
+    if plan.has_penalty:
+        log.info("state %d: applied the hard mask (density %.4f)", state, plan.density)
+    summary = _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads)
+    paths.out_dir.mkdir(parents=True, exist_ok=True)
+    if state == 0:
+        init_model = build_model(spec)
+        init_model.load_state_dict(init_state_dict)
+        save_checkpoint(paths.out_dir / "init.pt", make_checkpoint(
+            experiment=experiment, model_spec=spec, model=init_model, masks=plan.final_masks,
+            state=0, epoch=0, metrics={},
+        ))  # fmt: skip
+    save_checkpoint(paths.out_dir / "last.pt", _ckpt(epochs, last_row))
+    os.replace(paths.progress_best, paths.out_dir / "best.pt")
+    atomic_write_text(paths.out_dir / "metrics.jsonl", "".join(_json_line(r) for r in prog.rows))
+    atomic_write_json(paths.out_dir / "summary.json", summary)
+    shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+    log.info(
+        "state %d done: best val %.2f (epoch %d), test at best %.2f, final test %.2f, %d/%d params alive",
+        state, summary["best_val_acc"], summary["best_epoch"], summary["best_test_acc"],
+        summary["final_test_acc"], summary["params_alive"], summary["params_dense"],
+    )  # fmt: skip
+    return summary
+
+
+def _json_line(row: dict) -> str:
+    import json
+
+    return json.dumps(row) + "\n"
+
+
+def _save_resume(paths, experiment, state, model, optimizer, generator, plan, prog) -> None:
+    atomic_torch_save(paths.resume, {
+        "version": RESUME_VERSION,
+        "config": experiment,
+        "state": state,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "plan": {"density": plan.density, "train": plan.train_masks, "final": plan.final_masks, "penalized": plan.penalized},
+        "progress": {k: v for k, v in vars(prog).items() if k != "rows"},
+    })  # fmt: skip
+
+
+def _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads) -> dict:
+    trained = [r for r in prog.rows if r["epoch"] > 0]
+    best = next(r for r in trained if r["epoch"] == prog.best_epoch)
+    last = trained[-1]
+    return {
+        **experiment_ids(experiment, state),
+        "epoch": last["epoch"],
+        "epochs": len(trained),
+        "density": plan.density,
+        "best_epoch": best["epoch"],
+        "best_val_acc": best["val_acc"],
+        "best_test_acc": best["test_acc"],
+        "final_val_acc": last["val_acc"],
+        "final_test_acc": last["test_acc"],
+        "max_test_acc": max(r["test_acc"] for r in trained),
+        "acc_after_pruning": prog.rows[0]["test_acc"],
+        "params_dense": sum(p.numel() for p in model.parameters()),
+        "params_alive": alive_params(model, param_masks(model, groupsets, plan.final_masks)),
+        "kept": kept_counts(groupsets, plan.final_masks),
+        "group_sizes": _sizes(groupsets),
+        "model_spec": spec,
+        "wall_seconds": time.time() - wall_start,
+        "train_seconds": prog.train_seconds,
+        "images_per_second": sum(r["images_per_second"] for r in trained) / len(trained),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "threads": threads or torch.get_num_threads(),
+        "versions": versions(),
+    }
+
+
+def _sizes(groupsets) -> dict:
+    out: dict[str, dict[str, int]] = {}
+    for gs in groupsets:
+        out.setdefault(gs.layer, {})[gs.kind] = gs.size
+    return out

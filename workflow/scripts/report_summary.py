@@ -1,0 +1,9 @@
+"""Snakemake adapter: the per-state accuracy summary (logic in prunebench.report.summary)."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from prunebench.report.summary import write_summary_report
+
+write_summary_report(summary_paths=snakemake.input.summaries, output=snakemake.output.report)

@@ -1,0 +1,26 @@
+"""Snakemake adapter: train one prune state (all logic lives in prunebench.train.state)."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "a", buffering=1)
+
+from prunebench.cli import configure_logging
+from prunebench.config import runtime_settings
+from prunebench.train.state import StatePaths, run_state
+
+
+def main(experiment, state, output, inputs, recovery, config, threads):
+    configure_logging()
+    paths = StatePaths(output.last.rsplit("/", 1)[0], recovery, inputs.get("previous"), inputs.get("init"))
+    run_state(experiment, state, paths, threads=threads, **runtime_settings(config))
+
+
+main(
+    experiment=snakemake.params.experiment,
+    state=int(snakemake.wildcards.get("state", 0)),
+    output=snakemake.output,
+    inputs=snakemake.input,
+    recovery=snakemake.params.recovery,
+    config=snakemake.config,
+    threads=snakemake.threads,
+)
