@@ -6,9 +6,9 @@ rule report_summary:
         summaries=get_state_summaries(),
     output:
         report=f"{RESULTS}/reports/summary.md",
-    conda:
-        "../envs/prunebench.yaml"
     log:
         "logs/report_summary.log",
+    conda:
+        "../envs/prunebench.yaml"
     script:
         "../workflow/scripts/report_summary.py"

@@ -8,12 +8,12 @@ rule train_state0:
         init=f"{RESULTS}/{{experiment}}/state0/init.pt",
         metrics=f"{RESULTS}/{{experiment}}/state0/metrics.jsonl",
         summary=f"{RESULTS}/{{experiment}}/state0/summary.json",
-    conda:
-        "../envs/prunebench.yaml"
     log:
         "logs/train_state/{experiment}/state0.log",
     benchmark:
         "benchmarks/train_state/{experiment}/state0.tsv"
+    conda:
+        "../envs/prunebench.yaml"
     threads: 4
     resources:
         gpu=1,
@@ -34,14 +34,14 @@ rule train_state:
         best=f"{RESULTS}/{{experiment}}/state{{state}}/best.pt",
         metrics=f"{RESULTS}/{{experiment}}/state{{state}}/metrics.jsonl",
         summary=f"{RESULTS}/{{experiment}}/state{{state}}/summary.json",
-    conda:
-        "../envs/prunebench.yaml"
     log:
         "logs/train_state/{experiment}/state{state}.log",
     benchmark:
         "benchmarks/train_state/{experiment}/state{state}.tsv"
     wildcard_constraints:
         state=r"[1-9]\d*",
+    conda:
+        "../envs/prunebench.yaml"
     threads: 4
     resources:
         gpu=1,

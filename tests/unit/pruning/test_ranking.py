@@ -1,0 +1,110 @@
+"""Which groups each ranking keeps, state after state."""
+
+import math
+
+import pytest
+import torch
+
+from prunebench.pruning.groups import full_masks, group_costs, group_importance, groupsets_of
+from prunebench.pruning.methods import choose_masks
+from prunebench.pruning.schedule import density_at
+
+PRUNE = {"states": 5, "target_sparsity": 0.7, "schedule": "geometric", "importance": "l1"}
+
+
+def chain(model, ranking, prune=PRUNE):
+    """Masks of every state of a chain, scoring the (unchanged) weights at each state."""
+    groupsets = groupsets_of(model, ["heads", "neurons"])
+    masks = [full_masks(groupsets)]
+    for k in range(1, prune["states"]):
+        _, keep = choose_masks(model, groupsets, masks[-1], {**prune, "ranking": ranking}, k)
+        masks.append(keep)
+    return groupsets, masks
+
+
+def randomise(model):
+    """Give heads and neurons distinct magnitudes so rankings are not ties."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * torch.rand(p.shape[0], *([1] * (p.dim() - 1))))
+    return model
+
+
+@pytest.mark.parametrize("ranking", ["layerwise", "global", "mixed"])
+def test_masks_are_nested_and_every_layer_keeps_a_head_and_a_neuron(tiny_vit, ranking):
+    groupsets, masks = chain(randomise(tiny_vit), ranking, {**PRUNE, "target_sparsity": 0.99})
+    for prev, cur in zip(masks, masks[1:]):
+        for name in cur:
+            assert not (cur[name] & ~prev[name]).any(), "a pruned group came back"
+    for gs in groupsets:
+        assert masks[-1][gs.name].sum() >= 1
+
+
+def test_layerwise_keeps_each_layers_share(tiny_vit):
+    groupsets, masks = chain(randomise(tiny_vit), "layerwise")
+    for k in range(1, PRUNE["states"]):
+        d = density_at(k, PRUNE["states"], PRUNE["target_sparsity"])
+        for gs in groupsets:
+            assert int(masks[k][gs.name].sum()) == max(1, math.floor(d * gs.size + 0.5))
+
+
+def test_global_keeps_a_share_of_each_pool(tiny_vit):
+    groupsets, masks = chain(randomise(tiny_vit), "global")
+    for k in range(1, PRUNE["states"]):
+        d = density_at(k, PRUNE["states"], PRUNE["target_sparsity"])
+        for kind in ("head", "neuron"):
+            pool = [gs for gs in groupsets if gs.kind == kind]
+            total = sum(gs.size for gs in pool)
+            kept = sum(int(masks[k][gs.name].sum()) for gs in pool)
+            assert kept == max(len(pool), math.floor(d * total + 0.5))
+
+
+def test_global_ranks_across_layers(tiny_vit):
+    """A layer whose neurons are all weaker loses more of them than the others."""
+    model = randomise(tiny_vit)
+    with torch.no_grad():
+        model.blocks[1].mlp.fc1.weight.mul_(0.01)
+        model.blocks[1].mlp.fc2.weight.mul_(0.01)
+    groupsets, masks = chain(model, "global")
+    kept = {gs.layer: int(masks[-1][gs.name].sum()) for gs in groupsets if gs.kind == "neuron"}
+    assert kept["blocks.1"] == 1 and kept["blocks.0"] > 1
+
+
+def test_mixed_uses_one_parameter_budget(tiny_vit):
+    model = randomise(tiny_vit)
+    groupsets, masks = chain(model, "mixed")
+    costs = {gs.name: group_costs(model, gs) for gs in groupsets}
+    total = sum(gs.size * costs[gs.name] for gs in groupsets)
+    for k in range(1, PRUNE["states"]):
+        d = density_at(k, PRUNE["states"], PRUNE["target_sparsity"])
+        kept = sum(int(masks[k][gs.name].sum()) * costs[gs.name] for gs in groupsets)
+        assert kept <= d * total
+        assert kept >= d * total - max(costs.values()) * len(groupsets)
+
+
+def test_mixed_pools_heads_and_neurons_by_mean_magnitude(tiny_vit):
+    """With heads made weak per parameter, mixed ranking prunes heads first; global cannot."""
+    model = randomise(tiny_vit)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.qkv.weight.mul_(0.05)
+            block.attn.proj.weight.mul_(0.05)
+    groupsets, mixed = chain(model, "mixed", {**PRUNE, "states": 2, "target_sparsity": 0.3})
+    heads = sum(int(mixed[-1][gs.name].sum()) for gs in groupsets if gs.kind == "head")
+    assert heads == len(model.blocks)  # only the one head every block must keep survives
+    neurons = [gs for gs in groupsets if gs.kind == "neuron"]
+    assert sum(int(mixed[-1][gs.name].sum()) for gs in neurons) == sum(gs.size for gs in neurons)
+
+
+def test_head_cost_and_importance_cover_qkv_rows_and_proj_columns(tiny_vit):
+    gs = groupsets_of(tiny_vit, ["heads"])[0]
+    attn = tiny_vit.blocks[0].attn
+    dim, hd = attn.qkv.in_features, attn.head_dim
+    assert group_costs(tiny_vit, gs) == 3 * hd * dim + 3 * hd + hd * dim
+    with torch.no_grad():
+        attn.qkv.weight.fill_(1.0)
+        attn.qkv.bias.fill_(0.0)
+        attn.proj.weight.fill_(2.0)
+    expected = 3 * hd * dim * 1.0 + hd * dim * 2.0
+    assert torch.allclose(group_importance(tiny_vit, gs), torch.full((attn.num_heads,), expected, dtype=torch.float64))

@@ -1,0 +1,129 @@
+"""Config validation and the experiment matrix."""
+
+import copy
+
+import pytest
+import yaml
+
+from prunebench.config import load_config_file, resolve_config
+from prunebench.errors import ConfigError
+from tests.conftest import REPO
+
+
+def reference():
+    return load_config_file(REPO / "config.yaml")
+
+
+def test_reference_matrix_is_vit_small_on_cifar_refill_vs_rsst():
+    resolved = resolve_config(reference())
+    exps = resolved.experiments
+    assert len(exps) == 4
+    assert {(e["dataset"], e["method"]) for e in exps.values()} == {
+        ("cifar10", "refill"), ("cifar10", "rsst"), ("cifar100", "refill"), ("cifar100", "rsst"),
+    }  # fmt: skip
+    for e in exps.values():
+        assert e["model"]["arch"] == "vit_small_patch16_224" and e["model"]["pretrained"] is True
+        assert (e["prune"]["states"], e["train"]["epochs"], e["prune"]["target_sparsity"]) == (16, 60, 0.7)
+        assert (e["prune"]["ranking"], e["prune"]["schedule"]) == ("global", "geometric")
+        t = e["train"]
+        assert (t["optimizer"], t["lr"], t["momentum"], t["weight_decay"], t["batch_size"]) == (
+            "sgd",
+            0.01,
+            0.9,
+            1e-4,
+            128,
+        )
+        assert t["augment"] == ["crop", "flip"]
+        assert set(e["prune"]["groups"]) == {"heads", "neurons"}
+
+
+def test_defaults_are_filled_from_the_schema(tiny_config):
+    exp = next(iter(resolve_config(tiny_config).experiments.values()))
+    assert exp["rsst"]["lambda_schedule"] == "exp_custom_exponents"
+    assert exp["rsst"]["exponents"] == 4 and exp["rsst"]["reg_granularity_prune"] == 1.0
+    assert exp["prune"]["rewind"] == "none" and exp["train"]["label_smoothing"] == 0.0
+
+
+def test_group_overrides_apply_only_to_their_group(tiny_config):
+    tiny_config["experiments"]["slow"] = {
+        "datasets": ["digits"], "models": ["tiny_vit"], "methods": ["rsst"], "seeds": [1, 2],
+        "overrides": {"train": {"lr": 0.5}, "rsst": {"lambda_schedule": "x^2"}},
+    }  # fmt: skip
+    exps = resolve_config(tiny_config).experiments
+    assert sorted(exps) == [
+        "slow-digits-tiny_vit-rsst-s1",
+        "slow-digits-tiny_vit-rsst-s2",
+        "t-synthetic-tiny_vit-refill-s0",
+    ]
+    assert exps["slow-digits-tiny_vit-rsst-s1"]["train"]["lr"] == 0.5
+    assert exps["slow-digits-tiny_vit-rsst-s1"]["train"]["epochs"] == 1  # from defaults
+    assert exps["t-synthetic-tiny_vit-refill-s0"]["train"]["lr"] == 0.002
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["experiments"]["vit"]["methods"].append("RSSTX"),
+         "experiments.vit.methods[2] = 'RSSTX': must be one of dense, refill, rsst"),
+        (lambda c: c["defaults"]["prune"].update(target_sparsity=1.5),
+         "defaults.prune.target_sparsity = 1.5: must be < 1"),
+        (lambda c: c["defaults"]["prune"].update(states=0), "defaults.prune.states = 0: must be >= 1"),
+        (lambda c: c["defaults"]["train"].update(epoch=3), "defaults.train: unknown key 'epoch'; allowed keys: amp,"),
+        (lambda c: c.update(reslts="x"), "(top level): unknown key 'reslts'; allowed keys: data_dir,"),
+        (lambda c: c["experiments"].update({"bad/name": c["experiments"]["vit"]}),
+         "'bad/name': invalid. Letters, digits and underscores only"),
+    ],
+)  # fmt: skip
+def test_invalid_config_gives_one_message_naming_key_value_and_allowed(edit, expected):
+    cfg = reference()
+    edit(cfg)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(cfg, source="config.yaml")
+    message = str(info.value)
+    assert message.startswith("invalid config.yaml:")
+    assert expected in message
+
+
+def test_undefined_model_key_and_unknown_arch_are_named():
+    cfg = reference()
+    cfg["experiments"]["vit"]["models"] = ["vit_smal"]
+    with pytest.raises(ConfigError, match=r"models\[0\] = 'vit_smal': not defined under `models`; defined: vit_small"):
+        resolve_config(cfg)
+    cfg = reference()
+    cfg["models"]["vit_small"]["arch"] = "vit_smal_patch16_224"
+    with pytest.raises(ConfigError, match="unknown model 'vit_smal_patch16_224'.*did you mean vit_small_patch16_224"):
+        resolve_config(cfg)
+
+
+def test_non_vit_timm_model_is_refused():
+    cfg = reference()
+    cfg["models"]["vit_small"]["arch"] = "resnet50"
+    with pytest.raises(ConfigError, match="resnet50.*prunes timm Vision Transformers"):
+        resolve_config(cfg)
+
+
+def test_missing_pretrained_file_is_named(tmp_path):
+    cfg = reference()
+    cfg["models"]["vit_small"]["pretrained"] = str(tmp_path / "nope.pth")
+    with pytest.raises(ConfigError, match="nope.pth'?: no such file"):
+        resolve_config(cfg)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_file(bad)
+
+
+def test_demo_config_is_valid():
+    exps = resolve_config(yaml.safe_load((REPO / "config/demo.yaml").read_text())).experiments
+    assert {e["method"] for e in exps.values()} >= {"dense", "refill", "rsst"}
+    assert all(e["dataset"] == "digits" for e in exps.values() if e["model"]["arch"].startswith("vit"))
+
+
+def test_resolved_experiment_is_plain_data(tiny_config):
+    exp = next(iter(resolve_config(copy.deepcopy(tiny_config)).experiments.values()))
+    assert yaml.safe_load(yaml.safe_dump(exp)) == exp

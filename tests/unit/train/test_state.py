@@ -1,0 +1,148 @@
+"""Running prune states: masks, RSST's end-of-state mask, determinism, files."""
+
+import json
+
+import pytest
+import torch
+
+from prunebench.data import DeviceData, load_dataset
+from prunebench.errors import CheckpointError, TrainingError
+from prunebench.models import build_model
+from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, param_masks
+from prunebench.pruning.methods import plan_state
+from prunebench.train.checkpoint import load_checkpoint
+from prunebench.train.loop import evaluate, make_optimizer, train_one_epoch
+from prunebench.train.metrics import METRIC_FIELDS, read_rows
+from prunebench.train.state import StatePaths, run_state
+from tests.conftest import resolved_experiment
+
+
+def paths(root, k):
+    return StatePaths(
+        root / f"state{k}",
+        root / "recovery" / f"state{k}",
+        root / f"state{k - 1}/last.pt" if k else None,
+        root / "state0/init.pt",
+    )
+
+
+def run_chain(tiny_config, root, method, states=2, **overrides):
+    tiny_config["defaults"]["prune"]["states"] = states
+    for section, values in overrides.items():
+        tiny_config["defaults"].setdefault(section, {}).update(values)
+    exp = resolved_experiment(tiny_config, method)
+    return exp, [run_state(exp, k, paths(root, k), device="cpu", download=False, threads=1) for k in range(states)]
+
+
+def pruned_weights_are_zero(ckpt) -> bool:
+    model = build_model(ckpt["model_spec"])
+    model.load_state_dict(ckpt["state_dict"])
+    gsets = groupsets_of(model, ["heads", "neurons"])
+    pm = param_masks(model, gsets, ckpt["masks"])
+    params = dict(model.named_parameters())
+    assert pm, "nothing was pruned"
+    return all(not (params[n] * (1 - m)).any() for n, m in pm.items())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_refill_masked_weights_stay_exactly_zero_after_every_step(tiny_vit, tiny_config, optimizer):
+    exp = resolved_experiment(tiny_config)
+    cfg = {**exp["train"], "optimizer": optimizer, "lr": 0.05}
+    gsets = groupsets_of(tiny_vit, ["heads", "neurons"])
+    plan = plan_state("refill", tiny_vit, gsets, full_masks(gsets), {**exp["prune"], "target_sparsity": 0.6}, 1)
+    pm = param_masks(tiny_vit, gsets, plan.train_masks)
+    hard = MaskedParams(tiny_vit, pm)
+    hard.mask_weights()
+    opt = make_optimizer(tiny_vit, cfg)
+    params = dict(tiny_vit.named_parameters())
+    leaks = []
+    opt.register_step_post_hook(
+        lambda *_: leaks.append(max(float((params[n].detach() * (1 - m)).abs().max()) for n, m in pm.items()))
+    )
+    data = DeviceData(load_dataset("synthetic", train_limit=256), "cpu", 32)
+    train_one_epoch(
+        tiny_vit,
+        data,
+        opt,
+        cfg,
+        step0=0,
+        total_steps=4,
+        warmup_steps=0,
+        generator=torch.Generator().manual_seed(0),
+        hard=hard,
+    )
+    assert len(leaks) == 4 and max(leaks) == 0.0  # zero right after the optimizer step, before re-masking
+
+
+def test_refill_chain_writes_masked_checkpoints_and_consistent_files(tiny_config, tmp_path):
+    exp, (s0, s1) = run_chain(tiny_config, tmp_path, "refill")
+    for name in ("init.pt", "last.pt", "best.pt", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / "state0" / name).is_file()
+    assert not (tmp_path / "state1" / "init.pt").exists()
+    assert not (tmp_path / "recovery" / "state1").exists()  # cleaned up when the state finished
+    last = load_checkpoint(tmp_path / "state1/last.pt", expect={"experiment": exp["name"], "state": 1})
+    assert pruned_weights_are_zero(last) and pruned_weights_are_zero(load_checkpoint(tmp_path / "state1/best.pt"))
+    assert s1["density"] == pytest.approx(0.5) and s1["params_alive"] < s0["params_alive"] == s0["params_dense"]
+    assert sum(k["head"] for k in s1["kept"].values()) == 3  # global: round(0.5 * 6 heads)
+    rows = read_rows(tmp_path / "state1/metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [0, 1]
+    for r in rows:
+        assert {"experiment", "method", "dataset", "model", "seed", "state", "epoch", *METRIC_FIELDS} <= set(r)
+        assert (r["experiment"], r["state"], r["method"]) == (exp["name"], 1, "refill")
+    assert rows[1]["train_loss"] is not None and rows[0]["train_loss"] is None  # epoch 0: right after pruning
+    assert s1["acc_after_pruning"] == rows[0]["test_acc"]
+    assert json.loads((tmp_path / "state1/summary.json").read_text()) == s1
+
+
+def test_rsst_checkpoint_and_accuracies_are_those_of_the_masked_model(tiny_config, tmp_path):
+    exp, (_, s1) = run_chain(tiny_config, tmp_path, "rsst", train={"epochs": 2})
+    last = load_checkpoint(tmp_path / "state1/last.pt")
+    assert pruned_weights_are_zero(last)
+    rows = read_rows(tmp_path / "state1/metrics.jsonl")
+    assert rows[1]["reg_lambda"] < rows[2]["reg_lambda"] == pytest.approx(1.0)  # ramps over the whole state
+    model = build_model(last["model_spec"])
+    model.load_state_dict(last["state_dict"])
+    data = DeviceData(load_dataset("synthetic", train_limit=256), "cpu", 32, ())
+    _, test_acc = evaluate(model, data, "test", 256)
+    assert test_acc == pytest.approx(s1["final_test_acc"])
+    best = load_checkpoint(tmp_path / "state1/best.pt")
+    assert pruned_weights_are_zero(best) and best["epoch"] == s1["best_epoch"]
+
+
+def test_same_seed_same_metrics_on_cpu(tiny_config, tmp_path):
+    exp = resolved_experiment(tiny_config)
+    a = run_state(exp, 0, paths(tmp_path / "a", 0), device="cpu", threads=1)
+    b = run_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in rows]
+
+    assert strip(read_rows(tmp_path / "a/state0/metrics.jsonl")) == strip(
+        read_rows(tmp_path / "b/state0/metrics.jsonl")
+    )
+    assert a["best_val_acc"] == b["best_val_acc"]
+
+
+def test_previous_state_of_another_experiment_is_refused(tiny_config, tmp_path):
+    exp = resolved_experiment(tiny_config)
+    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    other = {**exp, "name": "other-experiment", "method": "rsst"}
+    with pytest.raises(CheckpointError, match=r"state0/last.pt is for experiment '.*', expected 'other-experiment'"):
+        run_state(other, 1, paths(tmp_path, 1), device="cpu", threads=1)
+
+
+def test_corrupt_previous_checkpoint_is_named(tiny_config, tmp_path):
+    exp = resolved_experiment(tiny_config)
+    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    last = tmp_path / "state0/last.pt"
+    last.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match=r"state0/last.pt is corrupt or truncated .* delete it and rerun"):
+        run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+
+
+def test_diverging_loss_stops_the_state_without_a_checkpoint(tiny_config, tmp_path):
+    tiny_config["defaults"]["train"].update(optimizer="sgd", lr=1e6, momentum=0.0)
+    exp = resolved_experiment(tiny_config)
+    with pytest.raises(TrainingError, match="training loss is .*Lower train.lr"):
+        run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    assert not (tmp_path / "state0").exists()
