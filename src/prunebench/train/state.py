@@ -36,6 +36,7 @@ from prunebench.pruning.groups import (
 )
 from prunebench.pruning.methods import RSSTPenalty, StatePlan, plan_state
 from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from prunebench.train.devices import acquire_device
 from prunebench.train.loop import evaluate, make_optimizer, masked_view, train_one_epoch
 from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows
 from prunebench.train.seeding import seed_everything, state_seed
@@ -68,15 +69,6 @@ class StatePaths:
     @property
     def resume(self) -> Path:
         return self.recovery_dir / "resume.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} was asked for but no CUDA GPU is visible; set device: auto or cpu")
-    return dev
 
 
 def versions() -> dict[str, str]:
@@ -153,15 +145,28 @@ def run_state(
     threads: int | None = None,
 ) -> dict:
     """Train prune state ``state`` of ``experiment`` and write its files; returns the summary."""
-    wall_start = time.time()
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    log.info(
+        "experiment %s, state %d (%s), %d CPU threads",
+        experiment["name"],
+        state,
+        experiment["method"],
+        torch.get_num_threads(),
+    )
+    lease = acquire_device(device)
+    try:
+        return _run_state(experiment, state, paths, lease.device, data_dir=data_dir, download=download, threads=threads)
+    finally:
+        lease.release()
+
+
+def _run_state(
+    experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download, threads
+) -> dict:
+    wall_start = time.time()
     name, method = experiment["name"], experiment["method"]
     tcfg, pcfg = experiment["train"], experiment["prune"]
-    log.info("experiment %s, state %d (%s) on %s, %d CPU threads", name, state, method, dev, torch.get_num_threads())
-    if dev.type == "cpu":
-        log.info("no GPU in use: training on the CPU")
 
     seed = state_seed(experiment["seed"], state)
     seed_everything(seed)

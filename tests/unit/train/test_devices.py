@@ -1,0 +1,63 @@
+"""GPU leases: concurrent jobs get different GPUs, and a killed job frees its GPU."""
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import pytest
+
+from prunebench.errors import TrainingError
+from prunebench.train.devices import acquire_device, lease_gpu, visible_gpu_ids
+
+
+def hold(gpu_ids, lock_dir, queue, seconds):
+    lease = lease_gpu(gpu_ids, lock_dir, wait_seconds=30, poll=0.05)
+    queue.put(lease.gpu_id)
+    time.sleep(seconds)
+
+
+def start(gpu_ids, lock_dir, queue, seconds=30):
+    proc = mp.get_context("fork").Process(target=hold, args=(gpu_ids, lock_dir, queue, seconds))
+    proc.start()
+    return proc
+
+
+def test_two_concurrent_jobs_get_different_gpus_and_a_killed_job_frees_its_gpu(tmp_path):
+    queue = mp.get_context("fork").Queue()
+    ids = ["0", "1"]  # a simulated 2-GPU machine
+    first, second = start(ids, tmp_path, queue), start(ids, tmp_path, queue)
+    got = {queue.get(timeout=20), queue.get(timeout=20)}
+    assert got == {"0", "1"}
+    third = start(ids, tmp_path, queue)  # both GPUs are held: it must wait
+    time.sleep(0.5)
+    assert queue.empty()
+    os.kill(first.pid, signal.SIGKILL)  # a killed job cannot keep its GPU
+    first.join()
+    assert queue.get(timeout=20) in ids
+    for proc in (second, third):
+        proc.kill()
+        proc.join()
+
+
+def test_lease_gives_up_with_a_clear_error(tmp_path):
+    held = lease_gpu(["7"], tmp_path)
+    with pytest.raises(TrainingError, match=r"all 1 GPUs \(7\) stayed leased by other jobs"):
+        lease_gpu(["7"], tmp_path, wait_seconds=0.2, poll=0.05)
+    held.release()
+    lease_gpu(["7"], tmp_path, wait_seconds=0.2).release()
+
+
+def test_visible_devices_set_by_slurm_or_the_user_are_respected(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert visible_gpu_ids(2) == ["2", "5"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpu_ids(3) == ["0", "1", "2"]
+
+
+def test_without_a_gpu_auto_runs_on_the_cpu_and_says_so(caplog):
+    caplog.set_level("INFO", logger="prunebench")
+    assert acquire_device("auto").device.type == "cpu"
+    assert "no GPU in use: training on the CPU" in caplog.text
+    with pytest.raises(TrainingError, match="no CUDA GPU is visible"):
+        acquire_device("cuda")

@@ -1,0 +1,61 @@
+"""The tiny workflow submitted to a real SLURM cluster through profiles/slurm.
+
+Runs when a cluster answers (CI starts one with .ci/slurm/up.sh and sets PRUNEBENCH_REQUIRE_SLURM=1,
+which turns a missing cluster into a failure instead of a skip).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY_CONFIG, run_snakemake
+
+JOBCOMP = Path(os.environ.get("PRUNEBENCH_SLURM_DIR", "/tmp/prunebench-slurm")) / "jobcomp.log"
+
+
+def cluster_is_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+    return proc.returncode == 0 and "idle" in proc.stdout or "mix" in proc.stdout
+
+
+@pytest.fixture
+def slurm():
+    if not cluster_is_up():
+        if os.environ.get("PRUNEBENCH_REQUIRE_SLURM"):
+            pytest.fail("PRUNEBENCH_REQUIRE_SLURM is set but no SLURM cluster answers (start one with .ci/slurm/up.sh)")
+        pytest.skip("no SLURM cluster (start one with .ci/slurm/up.sh)")
+
+
+@pytest.mark.slow
+def test_every_state_runs_as_a_slurm_job_with_a_gpu_request(slurm, tmp_path):
+    config = json.loads(json.dumps(TINY_CONFIG))
+    config["experiments"]["t"]["methods"] = ["refill", "rsst"]
+    before = JOBCOMP.read_text().count("\n") if JOBCOMP.exists() else 0
+    run_snakemake(
+        tmp_path, config,
+        "--profile", str(REPO / "profiles" / "slurm"),
+        # a CI cluster has no accounting database: ask squeue, and soon
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--set-resources", "train_state0:mem_mb=3000", "train_state:mem_mb=3000", "report_summary:mem_mb=1000",
+        "--set-threads", "train_state0=1", "train_state=1",
+        timeout=1200,
+    )  # fmt: skip
+    for method in ("refill", "rsst"):
+        for k in (0, 1):
+            sdir = tmp_path / "results" / f"t-synthetic-tiny_vit-{method}-s0" / f"state{k}"
+            assert all((sdir / f).is_file() for f in ("last.pt", "best.pt", "metrics.jsonl", "summary.json"))
+    jobs = JOBCOMP.read_text().splitlines()[before:]
+    ours = [j for j in jobs if f"WorkDir={tmp_path}" in j]
+    assert len(ours) == 5, "\n".join(jobs)  # 4 states and the report, each a SLURM job
+    assert all("JobState=COMPLETED" in j and "Partition=gpu" in j for j in ours)
+    # the rule's gpu=1 became a GPU request, granted from the cluster's (fake) GPUs
+    assert sum("gres/gpu=1" in j for j in ours) == 4, "\n".join(ours)
+    logs = list((tmp_path / "logs" / "train_state").rglob("*.log"))
+    assert len(logs) == 4 and all(re.search(r"CUDA_VISIBLE_DEVICES=\d", p.read_text()) for p in logs)
