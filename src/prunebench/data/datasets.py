@@ -44,7 +44,9 @@ class Splits:
 def _split_off(x, y, n_holdout: int, seed: int):
     """Split (x, y) into (rest, holdout) with a seeded permutation."""
     if not 0 < n_holdout < len(y):
-        raise DataError(f"cannot hold out {n_holdout} of {len(y)} images; choose data.val_size between 1 and {len(y) - 1}")
+        raise DataError(
+            f"cannot hold out {n_holdout} of {len(y)} images; choose data.val_size between 1 and {len(y) - 1}"
+        )
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     hold, rest = perm[:n_holdout], perm[n_holdout:]
     return x[rest], y[rest], x[hold], y[hold]
