@@ -39,7 +39,8 @@ from prunebench.train.loop import configure_device, make_optimizer, prepare_mode
 
 MODELS = {
     "vit_small": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},
-    "vit_small_224": {"arch": "vit_small_patch16_224"},  # 32 px images resized to 224 on the device
+    # 32 px images resized to 224 on the device, as config.yaml's reference setup does
+    "vit_small_224": {"arch": "vit_small_patch16_224", "img_size": 224, "patch_size": 16},
     "demo_vit": {
         "arch": "vit_tiny_patch16_224",
         "img_size": 32,
@@ -248,7 +249,7 @@ def main(argv=None) -> dict:
             opt = torch.optim.SGD(
                 model.parameters(), lr=tc["lr"], momentum=tc["momentum"], weight_decay=tc["weight_decay"]
             )
-            img = model_spec(experiment["model"], 10)["img_size"] or 224
+            img = model_spec(experiment["model"], 10)["img_size"] or 32  # CNNs take CIFAR's 32 px
             loader = reference_loader(splits, img, args.batch, args.workers, device.type == "cuda")
             runners[v] = lambda m=model, ld=loader, o=opt: reference_epoch(m, ld, o, device)
         else:
