@@ -15,11 +15,15 @@ from prunebench.pruning.groups import MaskedParams
 from prunebench.pruning.methods import RSSTPenalty
 
 
+def fast_optimizer_kwargs(device: torch.device) -> dict:
+    """One fused kernel per step on CUDA; elsewhere the multi-tensor (foreach) implementation."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
 def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW, using the fused/foreach kernels where available."""
     params = [p for p in model.parameters() if p.requires_grad]
-    on_cuda = next(model.parameters()).is_cuda
-    fast = {"fused": True} if on_cuda else {"foreach": True}
+    fast = fast_optimizer_kwargs(params[0].device)
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(
             params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
@@ -42,9 +46,34 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: dict) -> float:
 
 
 def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 matmuls are slower than fp32 on most CPUs)."""
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def uses_channels_last(family: str, device: torch.device) -> bool:
+    """NHWC for CNNs on CUDA, where cuDNN's tensor-core convolutions want it; ViTs have a single conv."""
+    return family == "cnn" and device.type == "cuda"
+
+
+def configure_device(device: torch.device) -> None:
+    """Let cuDNN pick the fastest convolution kernels, and use TF32 for matmuls left in fp32 by autocast."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+
+
+def prepare_model(model: nn.Module, family: str, device: torch.device, compile: bool = False) -> nn.Module:
+    """Move ``model`` to ``device`` in its fastest memory format; returns the module to call for training.
+
+    With ``compile`` the returned module is ``torch.compile(model)``: it shares ``model``'s
+    parameters, so masks, optimizer and checkpoints keep using ``model`` and its plain state_dict keys.
+    """
+    model.to(device)
+    if uses_channels_last(family, device):
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile else model
 
 
 def train_one_epoch(
@@ -60,7 +89,11 @@ def train_one_epoch(
     hard: MaskedParams | None = None,
     penalty: RSSTPenalty | None = None,
 ) -> dict:
-    """Train one epoch; returns loss, accuracy, last lr and lambda, images seen and seconds."""
+    """Train one epoch; returns loss, accuracy, last lr and lambda, images seen and seconds.
+
+    No step reads a tensor back to the host (loss and accuracy are summed on the device, lr and
+    lambda are Python floats), so the CPU queues steps ahead of the GPU; the epoch ends with one sync.
+    """
     model.train()
     device = data.device
     loss_sum = torch.zeros((), device=device)

@@ -37,7 +37,15 @@ from prunebench.pruning.groups import (
 from prunebench.pruning.methods import RSSTPenalty, StatePlan, plan_state
 from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from prunebench.train.devices import acquire_device
-from prunebench.train.loop import evaluate, make_optimizer, masked_view, train_one_epoch
+from prunebench.train.loop import (
+    configure_device,
+    evaluate,
+    make_optimizer,
+    masked_view,
+    prepare_model,
+    train_one_epoch,
+    uses_channels_last,
+)
 from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows
 from prunebench.train.seeding import seed_everything, state_seed
 
@@ -204,16 +212,15 @@ def _run_state(
             resume["plan"]["density"], resume["plan"]["train"], resume["plan"]["final"], resume["plan"]["penalized"]
         )
         _load_into(model, resume["model"], paths.resume)
-    model.to(dev)
-    if spec["family"] == "cnn" and dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    configure_device(dev)
+    net = prepare_model(model, spec["family"], dev, compile=tcfg["compile"])
 
     hard = MaskedParams(model, param_masks(model, groupsets, plan.train_masks))
     final = MaskedParams(model, param_masks(model, groupsets, plan.final_masks))
     hard.mask_weights()
     data = DeviceData(
         splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
-        channels_last=spec["family"] == "cnn" and dev.type == "cuda",
+        channels_last=uses_channels_last(spec["family"], dev),
     )  # fmt: skip
     epochs = state_epochs(experiment, state)
     steps_per_epoch = data.steps_per_epoch(tcfg["batch_size"])
@@ -244,8 +251,8 @@ def _run_state(
 
     def eval_row(epoch: int, values: dict) -> dict:
         with masked_view(final if plan.has_penalty else None):
-            val_loss, val_acc = evaluate(model, data, "val", tcfg["eval_batch_size"], tcfg["amp"])
-            _, test_acc = evaluate(model, data, "test", tcfg["eval_batch_size"], tcfg["amp"])
+            val_loss, val_acc = evaluate(net, data, "val", tcfg["eval_batch_size"], tcfg["amp"])
+            _, test_acc = evaluate(net, data, "test", tcfg["eval_batch_size"], tcfg["amp"])
             row = make_row(ids, epoch, {
                 **values, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
                 "density": plan.density, "params_alive": params_alive,
@@ -272,7 +279,7 @@ def _run_state(
     first_epoch = prog.epoch + 1
     for epoch in range(first_epoch, epochs + 1):
         stats = train_one_epoch(
-            model, data, optimizer, tcfg, step0=prog.step, total_steps=total_steps,
+            net, data, optimizer, tcfg, step0=prog.step, total_steps=total_steps,
             warmup_steps=warmup_steps, generator=generator, hard=hard, penalty=penalty,
         )  # fmt: skip
         loss = stats["train_loss"]

@@ -1,0 +1,89 @@
+"""Batches from in-memory uint8 tensors, with crop/flip/resize/normalise done on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from prunebench.data.datasets import Splits
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back to size at a random offset per image (batched)."""
+    if padding <= 0:
+        return x
+    b, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    dev = x.device
+    oy = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=generator.device).to(dev)
+    ox = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=generator.device).to(dev)
+    rows = (oy + torch.arange(h, device=dev))[:, :, None]  # (b, h, 1)
+    cols = (ox + torch.arange(w, device=dev))[:, None, :]  # (b, 1, w)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each image horizontally with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator, device=generator.device).to(x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class DeviceData:
+    """A dataset resident on ``device`` as uint8, served in float batches ready for the model."""
+
+    def __init__(
+        self,
+        splits: Splits,
+        device: torch.device,
+        img_size: int | None = None,
+        augment: tuple[str, ...] = ("crop", "flip"),
+        crop_padding: int = 4,
+        channels_last: bool = False,
+    ):
+        self.splits = splits
+        self.device = torch.device(device)
+        self.img_size = img_size or splits.image_size
+        self.augment = tuple(augment)
+        self.crop_padding = crop_padding
+        self.channels_last = channels_last
+        self.mean = torch.tensor(splits.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(splits.std, device=self.device).view(1, 3, 1, 1) * 255
+        self.x = {k: getattr(splits, f"{k}_x").to(self.device) for k in ("train", "val", "test")}
+        self.y = {k: getattr(splits, f"{k}_y").to(self.device) for k in ("train", "val", "test")}
+
+    def __len__(self) -> int:
+        return len(self.y["train"])
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        n = len(self)
+        return max(1, n // batch_size) if n >= batch_size else 1
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().sub_(self.mean).div_(self.std)
+        if x.shape[-1] != self.img_size:
+            x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled, augmented batches (the last incomplete batch is dropped)."""
+        n = len(self)
+        perm = torch.randperm(n, generator=generator, device=generator.device).to(self.device)
+        bs = min(batch_size, n)
+        for i in range(self.steps_per_epoch(batch_size)):
+            idx = perm[i * bs : (i + 1) * bs]
+            x = self.x["train"][idx]
+            if "crop" in self.augment:
+                x = random_crop(x, self.crop_padding, generator)
+            if "flip" in self.augment:
+                x = random_flip(x, generator)
+            yield self._prepare(x), self.y["train"][idx]
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x_all, y_all = self.x[split], self.y[split]
+        for i in range(0, len(y_all), batch_size):
+            yield self._prepare(x_all[i : i + batch_size]), y_all[i : i + batch_size]
