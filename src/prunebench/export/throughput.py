@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import statistics
 import time
 from contextlib import nullcontext
 
@@ -35,35 +34,14 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _forward_seconds(model: nn.Module, x: torch.Tensor, dev: torch.device) -> float:
+    start = time.perf_counter()
+    model(x)
+    _sync(dev)  # CUDA runs asynchronously: stop the clock only when the kernels are done
+    return time.perf_counter() - start
+
+
 @torch.inference_mode()
-def images_per_second(
-    model: nn.Module,
-    shape: tuple[int, int, int],
-    batch_size: int,
-    *,
-    device: torch.device | str = "cpu",
-    warmup: int = 2,
-    repeats: int = 5,
-    amp: bool = False,
-) -> float:
-    """Median images/s of ``repeats`` timed forward passes after ``warmup`` untimed ones."""
-    dev = torch.device(device)
-    model = model.to(dev).eval()
-    x = torch.randn(batch_size, *shape, device=dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda" else nullcontext()
-    with autocast:
-        for _ in range(warmup):
-            model(x)
-        _sync(dev)
-        times = []
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            model(x)
-            _sync(dev)  # CUDA runs asynchronously: stop the clock only when the kernels are done
-            times.append(time.perf_counter() - start)
-    return batch_size / statistics.median(times)
-
-
 def measure_throughput(
     models: dict[str, nn.Module],
     shape: tuple[int, int, int],
@@ -74,18 +52,33 @@ def measure_throughput(
     repeats: int = 5,
     amp: bool = False,
 ) -> dict:
-    """``{"device", "device_type", "dtype", "threads", "versions", name: {str(batch): images/s}}``."""
+    """Images/s of each model per batch size: ``{"device", ..., name: {str(batch): images/s}}``.
+
+    The models take turns pass by pass (``warmup`` untimed, then ``repeats`` timed passes each), so a
+    burst of load from other processes hits all of them alike, and each reports its fastest pass:
+    other processes can only ever add time, so the minimum is the least disturbed estimate.
+    """
     dev = torch.device(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda" else nullcontext()
     out = {
         "device": device_name(dev),
         "device_type": dev.type,
         "dtype": "bfloat16" if amp and dev.type == "cuda" else "float32",
         "threads": torch.get_num_threads(),
         "versions": versions(),
+        **{name: {} for name in models},
     }
-    for name, model in models.items():
-        out[name] = {
-            str(b): images_per_second(model, shape, b, device=dev, warmup=warmup, repeats=repeats, amp=amp)
-            for b in batch_sizes
-        }
+    for model in models.values():
+        model.to(dev).eval()
+    with autocast:
+        for b in batch_sizes:
+            x = torch.randn(b, *shape, device=dev)
+            times: dict[str, list[float]] = {name: [] for name in models}
+            for i in range(warmup + max(1, repeats)):
+                for name, model in models.items():
+                    seconds = _forward_seconds(model, x, dev)
+                    if i >= warmup:
+                        times[name].append(seconds)
+            for name in models:
+                out[name][str(b)] = b / min(times[name])
     return out
