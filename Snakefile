@@ -14,6 +14,7 @@ if not config:
 include: "rules/common.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 rule all:

@@ -63,5 +63,16 @@ def get_state_summaries(experiments=None):
     ]
 
 
+def get_final_state(wildcards):
+    """The last state's checkpoint and summary of an experiment (what export_compact slims)."""
+    final = state_dir(wildcards.experiment, num_states(wildcards.experiment) - 1)
+    return {"checkpoint": f"{final}/last.pt", "summary": f"{final}/summary.json"}
+
+
+def get_compact_models():
+    """The compact model of every experiment's final state."""
+    return [f"{RESULTS}/{exp}/compact/model.pt" for exp in EXPERIMENTS]
+
+
 def get_final_targets():
-    return [f"{RESULTS}/reports/summary.md"]
+    return [f"{RESULTS}/reports/summary.md", *get_compact_models()]

@@ -1,4 +1,4 @@
-"""The ``prunebench`` command: validate a config, run a state or build reports outside Snakemake."""
+"""The ``prunebench`` command: validate a config, run a state, export a compact model or build reports."""
 
 from __future__ import annotations
 
@@ -44,6 +44,26 @@ def _cmd_train_state(args) -> None:
     run_state(resolved.experiments[args.experiment], k, paths, threads=args.threads, **resolved.runtime)
 
 
+def _cmd_export(args) -> None:
+    from prunebench.export.run import export_checkpoint
+
+    out = Path(args.out)
+    measure = summary = None
+    if args.throughput:
+        measure = {"batch_sizes": args.batch_sizes, "warmup": 3, "repeats": 10, "amp": True}
+    elif (Path(args.checkpoint).parent / "summary.json").is_file():
+        summary = Path(args.checkpoint).parent / "summary.json"  # the throughput timed when the state ended
+    info = export_checkpoint(
+        args.checkpoint, out, out.with_suffix(".json"), summary=summary, measure=measure, device=args.device
+    )
+    d, c = info["cost"]["dense"], info["cost"]["compact"]
+    print(f"{out}\t{c['params']:,} of {d['params']:,} params\t{c['macs'] / 1e6:.1f} of {d['macs'] / 1e6:.1f} MMACs")
+    if info["throughput"]:
+        for b in info["throughput"]["dense"]:
+            dense, compact = info["throughput"]["dense"][b], info["throughput"]["compact"][b]
+            print(f"batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
+
+
 def _cmd_report(args) -> None:
     from prunebench.report.summary import write_summary_report
 
@@ -66,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="results")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_train_state)
+    p = sub.add_parser(
+        "export", help="write the compact (physically pruned) model of a state checkpoint, with its costs"
+    )
+    p.add_argument("checkpoint", help="a state's last.pt or best.pt")
+    p.add_argument("out", help="compact model file to write (its costs go to the same name with .json)")
+    p.add_argument("--throughput", action="store_true", help="time dense and compact models here")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128], help="batch sizes to time")
+    p.add_argument("--device", default="cpu", help="device to time on (cpu, cuda, cuda:1)")
+    p.set_defaults(func=_cmd_export)
     p = sub.add_parser("report", help="build results/reports/summary.md from the states done so far")
     p.add_argument("--results", default="results")
     p.set_defaults(func=_cmd_report)

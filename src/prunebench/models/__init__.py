@@ -1,7 +1,8 @@
 """Model registry: build any supported model from a plain-dict spec.
 
 A *model spec* is what a checkpoint stores to rebuild its model without the training code:
-``{"family", "arch", "num_classes", "img_size", "patch_size", "kwargs"}``.
+``{"family", "arch", "num_classes", "img_size", "patch_size", "kwargs"}``. A compact (physically
+pruned) model's spec adds ``"widths"``, the groups each layer keeps (see prunebench.export.compact).
 """
 
 from __future__ import annotations
@@ -62,5 +63,11 @@ def build_model(spec: dict, pretrained: bool | str = False) -> nn.Module:
     if spec["family"] == "cnn":
         if pretrained:
             raise ModelError(f"{spec['arch']} has no pretrained weights; set pretrained: false")
-        return build_cnn(spec)
-    return build_vit(spec, pretrained)
+        model = build_cnn(spec)
+    else:
+        model = build_vit(spec, pretrained)
+    if spec.get("widths"):
+        from prunebench.export.compact import apply_widths  # late: export builds on this module
+
+        apply_widths(model, spec["widths"])
+    return model

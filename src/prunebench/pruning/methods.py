@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from prunebench.pruning.groups import GroupSet, Masks, group_costs, group_importance
-from prunebench.pruning.ranking import select
+from prunebench.pruning.ranking import round_widths, select
 from prunebench.pruning.schedule import density_at
 
 METHODS = ("dense", "refill", "rsst")
@@ -41,7 +41,10 @@ def choose_masks(
     density = density_at(state, prune_cfg["states"], prune_cfg["target_sparsity"], prune_cfg["schedule"])
     scores = {gs.name: group_importance(model, gs, prune_cfg["importance"]) for gs in groupsets}
     costs = {gs.name: group_costs(model, gs) for gs in groupsets}
-    return density, select(prune_cfg["ranking"], groupsets, scores, prev, density, costs)
+    keep = select(prune_cfg["ranking"], groupsets, scores, prev, density, costs)
+    if prune_cfg.get("round_to", 1) > 1:
+        keep = round_widths(groupsets, scores, prev, keep, prune_cfg["round_to"])
+    return density, keep
 
 
 def plan_state(

@@ -90,6 +90,32 @@ def select_mixed(
     return keep
 
 
+def round_widths(
+    groupsets: list[GroupSet], scores: dict[str, torch.Tensor], prev: Masks, keep: Masks, step: int
+) -> Masks:
+    """Move each layer's kept count to the nearest multiple of ``step`` entries (hardware-friendly widths).
+
+    A head is ``head_dim`` entries wide, so with head_dim 64 any head count is already a multiple of
+    8. Groups are added best-first from the live ones, or dropped worst-first; a layer keeps at
+    least one multiple (or all its live groups when it has fewer) and masks stay nested.
+    """
+    out = {}
+    for gs in groupsets:
+        per_group = step // math.gcd(step, gs.slices[0].width)  # groups per multiple of ``step`` entries
+        live, kept = prev[gs.name].cpu(), keep[gs.name].clone()
+        n, n_live = int(kept.sum()), int(live.sum())
+        target = min(n_live, max(per_group, per_group * int(math.floor(n / per_group + 0.5))))
+        s = scores[gs.name]
+        if target > n:
+            pool = [i for i in range(gs.size) if live[i] and not kept[i]]
+            kept[sorted(pool, key=lambda i: (-float(s[i]), i))[: target - n]] = True
+        elif target < n:
+            pool = [i for i in range(gs.size) if kept[i]]
+            kept[sorted(pool, key=lambda i: (float(s[i]), i))[: n - target]] = False
+        out[gs.name] = kept
+    return out
+
+
 def select(
     ranking: str,
     groupsets: list[GroupSet],

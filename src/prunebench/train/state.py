@@ -24,6 +24,7 @@ import prunebench
 from prunebench.config import state_epochs
 from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
+from prunebench.export.measure import state_measures
 from prunebench.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import (
@@ -382,6 +383,8 @@ def _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_st
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": threads or torch.get_num_threads(),
         "versions": versions(),
+        # params/MACs of the dense and the physically slimmed model, and their measured throughput
+        **state_measures(model, spec, plan.final_masks, experiment.get("measure"), dev),
     }
 
 

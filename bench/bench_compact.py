@@ -1,0 +1,99 @@
+"""Dense vs compact: MACs ratio and measured inference throughput, side by side.
+
+    PYTHONPATH=src python bench/bench_compact.py                      # ViT-S 32px/patch 4 and the demo ViT
+    PYTHONPATH=src python bench/bench_compact.py --device cuda --round-to 1 8
+
+Each model loses ``--sparsity`` of its heads and of its MLP neurons (global L1 ranking, as the
+reference setup does, on randomly initialised weights: the widths are what matter for speed). The
+goal of issue 3: measured speedup at batch 32 and 128 >= 0.85x the MACs ratio on CPU, >= 0.6x on an H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from prunebench.export.compact import compact_model
+from prunebench.export.cost import input_shape, model_cost
+from prunebench.export.throughput import measure_throughput
+from prunebench.models import build_model, model_spec
+from prunebench.pruning.groups import full_masks, group_importance, groupsets_of
+from prunebench.pruning.ranking import round_widths, select
+
+MODELS = {
+    "vit_small_32_p4": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},
+    "demo_vit": {
+        "arch": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 4,
+        "kwargs": {"embed_dim": 96, "depth": 4, "num_heads": 3},
+    },
+}  # fmt: skip
+
+
+def pruned(key: str, sparsity: float, round_to: int):
+    torch.manual_seed(0)
+    spec = model_spec(MODELS[key], 10)
+    model = build_model(spec).eval()
+    groupsets = groupsets_of(model, ["heads", "neurons"])
+    scores = {gs.name: group_importance(model, gs) for gs in groupsets}
+    prev = full_masks(groupsets)
+    keep = select("global", groupsets, scores, prev, 1.0 - sparsity)
+    if round_to > 1:
+        keep = round_widths(groupsets, scores, prev, keep, round_to)
+    compact, cspec = compact_model(model, spec, keep)
+    return spec, model, compact, cspec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--sparsity", type=float, default=0.7)
+    parser.add_argument("--round-to", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast on GPU")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    header = "| model | round_to | params dense -> compact | MMACs dense -> compact | MACs ratio |"
+    header += "".join(f" b{b} dense / compact img/s | b{b} speedup (x MACs ratio) |" for b in args.batch_sizes)
+    rows, meta = [], None
+    for key in args.models:
+        for step in args.round_to:
+            start = time.perf_counter()
+            spec, dense, compact, cspec = pruned(key, args.sparsity, step)
+            dc, cc = model_cost(dense, spec), model_cost(compact, cspec)
+            ratio = dc["macs"] / cc["macs"]
+            tp = measure_throughput(
+                {"dense": dense, "compact": compact}, input_shape(dense, spec), args.batch_sizes,
+                device=args.device, warmup=args.warmup, repeats=args.repeats, amp=args.amp,
+            )  # fmt: skip
+            meta = tp
+            neurons = sorted({w["neuron"] for w in cspec["widths"].values()})
+            heads = [w["head"] for w in cspec["widths"].values()]
+            row = (
+                f"| {key} | {step} | {dc['params']:,} -> {cc['params']:,} | "
+                f"{dc['macs'] / 1e6:.1f} -> {cc['macs'] / 1e6:.1f} | {ratio:.2f}x |"
+            )
+            for b in args.batch_sizes:
+                d, c = tp["dense"][str(b)], tp["compact"][str(b)]
+                row += f" {d:.0f} / {c:.0f} | {c / d:.2f}x ({c / d / ratio:.2f}) |"
+            rows.append(row)
+            print(
+                f"{key} round_to={step}: heads per block {heads}, MLP widths {neurons[:3]}..{neurons[-3:]} "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    print(f"\ndevice: {meta['device']}, dtype {meta['dtype']}, threads {meta['threads']}, versions {meta['versions']}")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+# Physically slim models: the final state of every experiment exported without its masks.
+
+
+rule export_compact:
+    input:
+        unpack(get_final_state),
+    output:
+        model=f"{RESULTS}/{{experiment}}/compact/model.pt",
+        cost=f"{RESULTS}/{{experiment}}/compact/cost.json",
+    log:
+        "logs/export_compact/{experiment}.log",
+    conda:
+        "../envs/prunebench.yaml"
+    script:
+        "../workflow/scripts/export_compact.py"

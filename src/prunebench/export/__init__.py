@@ -1,0 +1,1 @@
+"""Compact models: physical slimming, costs, throughput."""
