@@ -3,7 +3,9 @@
 REPrune trains and prunes concurrently. Every ``interval_epochs`` (dT) epochs until ``T_prune`` it
 
 1. derives each layer's channel count from ONE global threshold on |BN gamma| (the threshold is the
-   one that meets the budget: a fraction of prunable channels, or of the dense model's MACs);
+   one that meets the budget: a fraction of prunable channels, or of the dense model's MACs; the
+   whole budget from the first event, or a share ramping up to it at T_prune; every layer keeps at
+   least ``min_layer_density`` of its channels);
 2. clusters, for every input channel of the layer's conv, the kernels of the live filters with
    agglomerative clustering (scipy's ``linkage``: ward, single, complete or average);
 3. cuts all of the layer's dendrograms at one height: the largest of the per-channel merge costs
@@ -103,14 +105,18 @@ def layer_keep_counts(
     channel_sparsity: float | None = None,
     macs: tuple[dict[str, int], int] | None = None,
     macs_reduction: float | None = None,
+    min_keep: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Channels each layer keeps under one global |gamma| threshold.
 
     Channels are removed in order of |gamma| (already-masked channels first), until either
     ``channel_sparsity`` of all prunable channels are gone or the removed channels' MACs reach
-    ``macs_reduction`` of the dense model's total (``macs`` from :func:`channel_macs`). The last
-    channel of a layer is never removed. The threshold is the |gamma| of the last channel removed.
+    ``macs_reduction`` of the dense model's total (``macs`` from :func:`channel_macs`). A layer
+    keeps at least ``min_keep[layer]`` channels (default 1): a global threshold alone can empty a
+    layer whose BN scales happen to be small, which disconnects a plain CNN. The threshold is the
+    |gamma| of the last channel removed.
     """
+    floor = {name: max(1, (min_keep or {}).get(name, 1)) for name in gammas}
     if (channel_sparsity is None) == (macs_reduction is None):
         raise ValueError("give exactly one of channel_sparsity and macs_reduction")
     order = sorted(
@@ -124,7 +130,7 @@ def layer_keep_counts(
         for _, _, name, _ in order:
             if removed >= budget:
                 break
-            if keep[name] > 1:
+            if keep[name] > floor[name]:
                 keep[name] -= 1
                 removed += 1
         return keep
@@ -183,6 +189,19 @@ def greedy_coverage(labels: np.ndarray, n_keep: int, norms: torch.Tensor) -> tup
         chosen.append(best)
         left.remove(best)
     return sorted(chosen), (float(covered.sum()) / total if total else 1.0)
+
+
+def ramp_fraction(epoch: int, prune_until: int, ramp: str) -> float:
+    """Share of the final budget pruned by an event at ``epoch``: all of it (constant), or growing
+    linearly or cubically (Zhu & Gupta) to all of it at T_prune, for progressive pruning."""
+    if ramp == "constant" or prune_until <= 0:
+        return 1.0
+    u = min(1.0, epoch / prune_until)
+    if ramp == "linear":
+        return u
+    if ramp == "cubic":
+        return 1.0 - (1.0 - u) ** 3
+    raise ValueError(f"unknown reprune ramp {ramp!r}; choose constant, linear or cubic")
 
 
 def regrow_fraction(epoch: int, prune_until: int, regrowth: float) -> float:
@@ -249,11 +268,14 @@ class REPruneRun:
         """One pruning event on the model's current weights: new masks and per-layer statistics."""
         masks = {k: v.cpu() for k, v in masks.items()}
         gammas = bn_gammas(model, self.groupsets)
+        share = ramp_fraction(global_epoch, self.prune_until, self.cfg["ramp"])
+        floor = {gs.name: math.ceil(self.cfg["min_layer_density"] * gs.size) for gs in self.groupsets}
         if self.cfg["budget"] == "macs":
             macs = channel_macs(model, self.groupsets, img_size)
-            counts = layer_keep_counts(gammas, masks, macs=macs, macs_reduction=self.cfg["macs_reduction"])
+            reduction = share * self.cfg["macs_reduction"]
+            counts = layer_keep_counts(gammas, masks, macs=macs, macs_reduction=reduction, min_keep=floor)
         else:
-            counts = layer_keep_counts(gammas, masks, channel_sparsity=self.sparsity)
+            counts = layer_keep_counts(gammas, masks, channel_sparsity=share * self.sparsity, min_keep=floor)
         regrow = regrow_fraction(global_epoch, self.prune_until, self.cfg["regrowth"])
         new, layers = {}, {}
         for gs in self.groupsets:
@@ -267,7 +289,8 @@ class REPruneRun:
                 "coverage": res.coverage,
             }
         coverage = sum(v["coverage"] for v in layers.values()) / len(layers)
-        return new, {"epoch": global_epoch, "regrow_fraction": regrow, "coverage": coverage, "layers": layers}
+        stats = {"epoch": global_epoch, "budget_share": share, "regrow_fraction": regrow, "coverage": coverage}
+        return new, {**stats, "layers": layers}
 
     def state_summary(self, state: int, rows: list[dict]) -> dict:
         """The schedule and this state's pruning events (with per-layer coverage), for summary.json."""

@@ -20,7 +20,8 @@ def test_defaults_are_filled_in(tiny_config):
     exp = next(iter(resolve_config(_cnn(tiny_config)).experiments.values()))
     assert exp["reprune"] == {
         "interval_epochs": 2, "prune_until": 0.65, "linkage": "ward",
-        "budget": "macs", "macs_reduction": 0.6038, "regrowth": 0.0,
+        "budget": "macs", "macs_reduction": 0.6038, "ramp": "linear", "min_layer_density": 0.0,
+        "regrowth": 0.0,
     }  # fmt: skip
 
 

@@ -60,3 +60,12 @@ def test_macs_budget_removes_at_least_the_target(model):
     assert removed >= 0.3 * macs[1]
     # in |gamma| order: 0.001 (conv3, 2,314 MACs), 0.01 and 0.02 (conv1, 36,864 each) pass 30 %, then stop
     assert keep == {"conv1.channels": 2, "conv2.channels": 4, "conv3.channels": 3}
+
+
+def test_layer_floor_holds_back_the_threshold(model):
+    gs = groupsets_of(model, ["channels"])
+    floor = {"conv1.channels": 3, "conv2.channels": 1, "conv3.channels": 2}
+    keep = layer_keep_counts(bn_gammas(model, gs), full_masks(gs), channel_sparsity=0.5, min_keep=floor)
+    # removed in |gamma| order: 0.001 (conv3), 0.01 (conv1, now at its floor), 0.03 and 0.04,
+    # then 0.5 and 0.6 of conv2 because 0.02 (conv1) and 0.05 (conv3) are held by the floors
+    assert keep == {"conv1.channels": 3, "conv2.channels": 1, "conv3.channels": 2}
