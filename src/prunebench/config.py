@@ -185,6 +185,8 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                     f"not defined under `models`; defined: {', '.join(sorted(models))}"
                 )
         settings = deep_merge(base, spec.get("overrides") or {})
+        if "reprune" in spec["methods"]:
+            _check_reprune(source, group, spec, models, settings)
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], spec["methods"], spec["seeds"]
         ):
@@ -200,6 +202,28 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                 **copy.deepcopy(settings),
             }
     return ResolvedConfig(runtime=runtime, experiments=experiments)
+
+
+def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: dict) -> None:
+    """REPrune prunes CNN channels during training: refuse setups where it could not."""
+    from prunebench.models import family_of
+
+    where = f"invalid {source}:\n  experiments.{group}"
+    for model_key in spec["models"]:
+        if family_of(models[model_key]["arch"]) != "cnn":
+            raise ConfigError(
+                f"{where}: method reprune prunes CNN channels, but model {model_key!r} "
+                f"({models[model_key]['arch']}) is not a prunebench CNN; run reprune in a group of CNNs"
+            )
+    if "channels" not in settings["prune"]["groups"]:
+        raise ConfigError(f"{where}: method reprune needs `channels` in prune.groups (set it in the group's overrides)")
+    rcfg, train, states = settings["reprune"], settings["train"], settings["prune"]["states"]
+    total = (train["state0_epochs"] or train["epochs"]) + train["epochs"] * (states - 1)
+    if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"]:
+        raise ConfigError(
+            f"{where}: reprune would never prune: prune_until x {total} epochs is before the first event at "
+            f"epoch {rcfg['interval_epochs']}; raise reprune.prune_until or lower reprune.interval_epochs"
+        )
 
 
 def state_epochs(experiment: dict, state: int) -> int:

@@ -17,7 +17,7 @@ from prunebench.pruning.groups import GroupSet, Masks, group_costs, group_import
 from prunebench.pruning.ranking import round_widths, select
 from prunebench.pruning.schedule import density_at
 
-METHODS = ("dense", "refill", "rsst")
+METHODS = ("dense", "refill", "rsst", "reprune")
 
 
 @dataclass
@@ -32,6 +32,12 @@ class StatePlan:
     @property
     def has_penalty(self) -> bool:
         return any(bool(m.any()) for m in self.penalized.values())
+
+
+def alive_fraction(masks: Masks) -> float:
+    """Fraction of all groups that the masks keep."""
+    total = sum(m.numel() for m in masks.values())
+    return sum(int(m.sum()) for m in masks.values()) / total if total else 1.0
 
 
 def choose_masks(
@@ -55,6 +61,9 @@ def plan_state(
     none = {k: torch.zeros_like(v) for k, v in prev.items()}
     if method == "dense":
         return StatePlan(1.0, prev, prev, none)
+    if method == "reprune":
+        # REPrune prunes during training (pruning/reprune.py); a state starts where the last one ended.
+        return StatePlan(alive_fraction(prev), prev, prev, none)
     density, keep = choose_masks(model, groupsets, prev, prune_cfg, state)
     if method == "refill":
         return StatePlan(density, keep, keep, none)

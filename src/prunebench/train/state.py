@@ -35,7 +35,8 @@ from prunebench.pruning.groups import (
     kept_counts,
     param_masks,
 )
-from prunebench.pruning.methods import RSSTPenalty, StatePlan, plan_state
+from prunebench.pruning.methods import RSSTPenalty, StatePlan, alive_fraction, plan_state
+from prunebench.pruning.reprune import REPruneRun
 from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from prunebench.train.devices import acquire_device
 from prunebench.train.loop import (
@@ -206,6 +207,8 @@ def _run_state(
             init = load_checkpoint(paths.init, expect={"experiment": name, "state": 0})
             _load_into(model, init["state_dict"], paths.init)
     init_state_dict = model.state_dict() if state == 0 else None
+    # REPrune prunes at epoch ends during the chain (see pruning/reprune.py for the mapping).
+    reprune = REPruneRun(experiment, groupsets) if method == "reprune" else None
 
     resume = _try_resume(paths, experiment, state)
     if resume is not None:
@@ -227,6 +230,9 @@ def _run_state(
     steps_per_epoch = data.steps_per_epoch(tcfg["batch_size"])
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(round(tcfg["warmup_epochs"] * steps_per_epoch))
+    # One concurrent REPrune run spans the chain, so its lr schedule does too; others restart per state.
+    lr_offset = reprune.offset(state) * steps_per_epoch if reprune else 0
+    lr_total = reprune.total_epochs * steps_per_epoch if reprune else total_steps
     penalty = None
     if plan.has_penalty:
         not_pen = {k: ~v for k, v in plan.penalized.items()}
@@ -280,7 +286,7 @@ def _run_state(
     first_epoch = prog.epoch + 1
     for epoch in range(first_epoch, epochs + 1):
         stats = train_one_epoch(
-            net, data, optimizer, tcfg, step0=prog.step, total_steps=total_steps,
+            net, data, optimizer, tcfg, step0=lr_offset + prog.step, total_steps=lr_total,
             warmup_steps=warmup_steps, generator=generator, hard=hard, penalty=penalty,
         )  # fmt: skip
         loss = stats["train_loss"]
@@ -295,9 +301,29 @@ def _run_state(
         prog.step += stats["steps"]
         prog.train_seconds += stats["seconds"]
         ips = stats["images"] / max(stats["seconds"], 1e-9)
+        extra = {}
+        if reprune is not None:
+            event = None
+            if reprune.is_event(reprune.offset(state) + epoch):
+                masks, event = reprune.prune(model, plan.final_masks, reprune.offset(state) + epoch, data.img_size)
+                plan = StatePlan(alive_fraction(masks), masks, masks, plan.penalized)
+                hard = MaskedParams(model, param_masks(model, groupsets, masks))
+                final = MaskedParams(model, param_masks(model, groupsets, masks))
+                hard.mask_weights()
+                params_alive = alive_params(model, param_masks(model, groupsets, masks))
+                # the state's best checkpoint is chosen among epochs with its latest architecture
+                prog.best_val, prog.best_epoch = -1.0, -1
+                log.info("state %d epoch %d: REPrune event, density %.4f, mean coverage %.3f",
+                         state, epoch, plan.density, event["coverage"])  # fmt: skip
+            extra = {
+                "global_epoch": reprune.offset(state) + epoch,
+                "coverage": event["coverage"] if event else None,
+                "reprune_event": event,
+            }
         row = eval_row(epoch, {
             "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
             "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
+            **extra,
         })  # fmt: skip
         prog.epoch = epoch
         eta = (time.time() - wall_start) / (epoch - first_epoch + 1) * (epochs - epoch)
@@ -314,6 +340,8 @@ def _run_state(
     if plan.has_penalty:
         log.info("state %d: applied the hard mask (density %.4f)", state, plan.density)
     summary = _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads)
+    if reprune is not None:
+        summary["reprune"] = reprune.state_summary(state, prog.rows)
     paths.out_dir.mkdir(parents=True, exist_ok=True)
     if state == 0:
         init_model = build_model(spec)

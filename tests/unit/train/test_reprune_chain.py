@@ -1,0 +1,80 @@
+"""A tiny REPrune run through two prune states: events, frozen architecture, masks in checkpoints."""
+
+import json
+import math
+
+import pytest
+
+from prunebench.train.checkpoint import load_checkpoint
+from prunebench.train.state import StatePaths, run_state
+from tests.conftest import resolved_experiment
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """ResNet-20, 2 states x 2 epochs, pruning at global epochs 1, 2 and 3 (T_prune = 0.75 x 4)."""
+    from tests.conftest import TINY_CONFIG
+
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["models"] = {"r20": {"arch": "resnet20"}}
+    cfg["experiments"]["t"]["models"] = ["r20"]
+    cfg["defaults"]["train"].update(epochs=2, optimizer="sgd", lr=0.05)
+    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5)
+    cfg["defaults"]["data"]["train_limit"] = 128
+    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "budget": "channels", "regrowth": 0.5}
+    exp = resolved_experiment(cfg, "reprune")
+    root = tmp_path_factory.mktemp("reprune")
+    out = {}
+    for k in range(2):
+        paths = StatePaths(root / f"state{k}", root / f"recovery{k}", root / "state0/last.pt" if k else None)
+        out[k] = run_state(exp, k, paths, data_dir=str(root / "data"), download=False, device="cpu", threads=1)
+    return root, out
+
+
+def _rows(root, k):
+    return [json.loads(line) for line in (root / f"state{k}/metrics.jsonl").read_text().splitlines()]
+
+
+def test_events_follow_the_global_epoch_numbering(chain):
+    root, summaries = chain
+    events = {k: [r["global_epoch"] for r in _rows(root, k) if r.get("coverage") is not None] for k in (0, 1)}
+    assert events == {0: [1, 2], 1: [3]}
+    assert [e["epoch"] for e in summaries[1]["reprune"]["events"]] == [3]
+    assert summaries[0]["reprune"]["frozen"] is False and summaries[1]["reprune"]["frozen"] is True
+
+
+def test_coverage_is_logged_per_layer(chain):
+    root, summaries = chain
+    event = summaries[1]["reprune"]["events"][0]
+    assert set(event["layers"]) == {f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)}
+    assert all(0.0 < layer["coverage"] <= 1.0 for layer in event["layers"].values())
+    assert event["regrow_fraction"] == 0.0  # the cosine reaches zero at T_prune
+
+
+def test_regrowth_decays_to_the_target(chain):
+    root, summaries = chain
+    kept = [sum(v["kept"] for v in e["layers"].values()) for s in (0, 1) for e in summaries[s]["reprune"]["events"]]
+    assert kept[0] > kept[1] > kept[2] == 168  # half of ResNet-20's 336 inner channels at T_prune
+
+
+def test_masks_are_nested_and_pruned_weights_zero(chain):
+    root, _ = chain
+    first = load_checkpoint(root / "state0/last.pt")["masks"]
+    last = load_checkpoint(root / "state1/last.pt")
+    for name, mask in last["masks"].items():
+        assert not bool((mask & ~first[name]).any())
+    sd, mask = last["state_dict"], last["masks"]["layer2.1.conv1.channels"]
+    gone = ~mask
+    assert bool(gone.any())
+    assert sd["layer2.1.conv1.weight"][gone].abs().sum() == 0
+    assert sd["layer2.1.bn1.weight"][gone].abs().sum() == 0 and sd["layer2.1.bn1.bias"][gone].abs().sum() == 0
+    assert sd["layer2.1.conv2.weight"][:, gone].abs().sum() == 0
+    assert sd["layer2.1.conv1.weight"][mask].abs().sum() > 0
+
+
+def test_lr_schedule_spans_the_chain(chain):
+    root, _ = chain
+    lrs = [r["lr"] for k in (0, 1) for r in _rows(root, k) if r["epoch"] > 0]
+    # 128 images / batch 64 = 2 steps an epoch; one cosine over all 8 steps of the chain, no restart
+    expected = [0.05 * 0.5 * (1 + math.cos(math.pi * (2 * g - 1) / 8)) for g in (1, 2, 3, 4)]
+    assert lrs == pytest.approx(expected)

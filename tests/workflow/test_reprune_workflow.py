@@ -1,0 +1,42 @@
+"""A tiny REPrune experiment through the real Snakemake workflow, and its rerun after a lost state."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_snakemake
+
+pytestmark = pytest.mark.slow
+
+EXP = "t-synthetic-r20-reprune-s0"
+
+
+@pytest.fixture
+def reprune_config(tiny_config):
+    cfg = tiny_config
+    cfg["models"] = {"r20": {"arch": "resnet20"}}
+    cfg["experiments"]["t"].update(models=["r20"], methods=["reprune"])
+    cfg["defaults"]["train"]["optimizer"] = "sgd"
+    cfg["defaults"]["prune"].update(states=2, groups=["channels"])
+    cfg["defaults"]["data"]["train_limit"] = 128
+    # 2 states x 1 epoch: one event at global epoch 1, then state 1 trains the frozen architecture
+    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.5, "linkage": "average"}
+    return cfg
+
+
+def test_tiny_reprune_run(tmp_path, reprune_config):
+    run_snakemake(tmp_path, reprune_config)
+    summaries = [json.loads((tmp_path / f"results/{EXP}/state{k}/summary.json").read_text()) for k in range(2)]
+    assert [len(s["reprune"]["events"]) for s in summaries] == [1, 0]
+    assert [s["reprune"]["frozen"] for s in summaries] == [True, True]
+    assert summaries[0]["reprune"]["linkage"] == "average"
+    # the MACs budget (60.38 % by default) takes channels away, and the frozen state keeps them away
+    assert summaries[0]["params_alive"] == summaries[1]["params_alive"] < summaries[0]["params_dense"]
+    assert summaries[0]["density"] < 1.0
+    assert (tmp_path / "results/reports/summary.md").is_file()
+
+    # a lost state is rebuilt from the one before, with the same masks
+    target = f"results/{EXP}/state1/summary.json"
+    (tmp_path / target).unlink()
+    run_snakemake(tmp_path, reprune_config, target)
+    assert json.loads((tmp_path / target).read_text())["kept"] == summaries[1]["kept"]
