@@ -38,10 +38,13 @@ def accuracy_table(states: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_states(states: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the state with the highest seed-mean best accuracy, and that accuracy."""
+    """Per method: the pruned state (k >= 1; state 0 while none has finished) with the highest
+    seed-mean best accuracy, and that accuracy."""
     acc = accuracy_table(states)
     rows = []
     for method, part in acc.groupby("method"):
+        if (part["state"] >= 1).any():
+            part = part[part["state"] >= 1]
         top = part.loc[part["best"].idxmax()]
         rows.append({"method": method, "state": int(top["state"]), "best": top["best"], "density": top["density"]})
     return pd.DataFrame(rows, columns=["method", "state", "best", "density"])

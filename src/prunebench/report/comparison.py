@@ -100,7 +100,7 @@ def _summary(states: pd.DataFrame, methods: list[str]) -> dict:
                 num(last_ret),
             ]
         )
-    header = ["method", "seeds", "best state", "best acc", "mean best (pruned)", "mean final (pruned)",
+    header = ["method", "seeds", "best pruned state", "best acc", "mean best (pruned)", "mean final (pruned)",
               "last state", "retention at last state %"]  # fmt: skip
     return table(header, rows, "lrrrrrrr")
 
@@ -167,7 +167,7 @@ def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
     for is_gpu, label in ((True, "GPU-hours"), (False, "CPU-hours")):
         part = tot[tot["device"].astype(str).str.startswith("cuda") == is_gpu]
         if len(part):
-            sentences.append(f"{num(part['hours'].sum(), 4)} {label} in all")
+            sentences.append(f"{num(part['hours'].sum(), 4)} {label}")
     return per_state, totals, sentences
 
 

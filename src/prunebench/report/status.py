@@ -80,7 +80,7 @@ def format_progress(df: pd.DataFrame) -> str:
     """The progress table as aligned text, with a total line."""
     lines = []
     for r in df.itertuples():
-        running = f"state {r.current}" if r.current is not None and not pd.isna(r.current) else "-"
+        running = "-" if r.current is None or pd.isna(r.current) else f"state {int(r.current)}"
         ep = f"{int(r.epoch)}/{int(r.epochs)}" if running != "-" else "-"
         lines.append(
             [
