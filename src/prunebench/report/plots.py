@@ -44,7 +44,7 @@ def _empty(ax, text: str) -> None:
 def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -> None:
     """Best and final accuracy per state, a line per method (error bars: std over seeds)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    acc = accuracy_table(states)
+    acc = accuracy_table(states) if not states.empty else pd.DataFrame()
     colors = _colors(acc["method"]) if len(acc) else {}
     for ax, kind in zip(axes, ("best", "final")):
         if acc.empty:
@@ -58,7 +58,8 @@ def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -
         ax.set_title(f"{kind} test accuracy")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend()
+    if len(acc):
+        axes[0].legend()
     fig.suptitle(title)
     _save(fig, path)
 
