@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from prunebench.io import atomic_write_bytes  # noqa: E402
 from prunebench.report.analysis import accuracy_table, method_order  # noqa: E402
@@ -55,6 +56,7 @@ def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -
             ax.errorbar(part["state"], part[kind], yerr=part[f"{kind}_std"].fillna(0), marker="o", capsize=3,
                         color=colors[method], label=method)  # fmt: skip
         ax.set_xlabel("prune state")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{kind} test accuracy")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
@@ -67,7 +69,8 @@ def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -
 def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) -> None:
     """Final accuracy against MACs and against parameters per method, with the dense model as a star.
 
-    Parameters are those of the slimmed model where measured, else the weights the masks keep.
+    Parameters are those of the slimmed model where every state measured them, else the weights
+    the masks keep; MACs come from the states that measured them.
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if states.empty:
@@ -77,8 +80,9 @@ def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) ->
         _save(fig, path)
         return
     df = states.copy()
-    measured = "cost_compact_params" in df and df["cost_compact_params"].notna().any()
-    df["x_params"] = df["cost_compact_params"].fillna(df["params_alive"]) if measured else df["params_alive"]
+    # One definition of "parameters" per figure: the slimmed model's only when every state has it.
+    measured = "cost_compact_params" in df and df["cost_compact_params"].notna().all()
+    df["x_params"] = df["cost_compact_params"] if measured else df["params_alive"]
     df["x_macs"] = df.get("cost_compact_macs", np.nan)
     colors = _colors(df["method"])
     dense = df[df["state"] == 0]
@@ -89,7 +93,8 @@ def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) ->
             continue
         # The dense control keeps every parameter: its star is the reference, not a line.
         for method in [m for m in method_order(df["method"]) if m != "dense"]:
-            part = df[(df["method"] == method) & (df["state"] >= 1)].groupby("state")[[col, "final_test_acc"]].mean()
+            part = df[(df["method"] == method) & (df["state"] >= 1) & df[col].notna()]
+            part = part.groupby("state")[[col, "final_test_acc"]].mean()
             if len(part):
                 ax.plot(part[col], part["final_test_acc"], marker="o", color=colors[method], label=method)
         d = dense[[col, "final_test_acc"]].dropna()
