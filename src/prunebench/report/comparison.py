@@ -317,7 +317,12 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
 
     Returns the files written and one line per experiment with missing states.
     """
-    results = load_results(find_summaries(results_dir), plan)
+    summaries = find_summaries(results_dir)
+    if plan is not None:
+        # The config decides what is reported: folders of experiments it no longer has are left out.
+        planned = set(plan["experiment"])
+        summaries = [p for p in summaries if p.parent.parent.name in planned]
+    results = load_results(summaries, plan)
     reports_dir = Path(results_dir) / "reports"
     written, reports = [], {}
     for dataset, model in results.comparisons():
@@ -326,7 +331,7 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
         reports[(dataset, model)] = md
         written.append(md)
     write_index(results, reports_dir / "index.md", reports)
-    write_summary_report(find_summaries(results_dir), reports_dir / "summary.md")
+    write_summary_report(summaries, reports_dir / "summary.md")
     written += [reports_dir / "index.md", reports_dir / "summary.md"]
     comp = A.completeness(results.plan, results.states)
     missing = [f"{r.experiment}: {r.done}/{r.planned} states done, missing {', '.join(map(str, r.missing))}"

@@ -22,6 +22,11 @@ from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
 PLAN_COLUMNS = [*EXPERIMENT_KEYS, "states", "epochs", "state0_epochs"]
 SUMMARY_REQUIRED = (*EXPERIMENT_KEYS, "state", "best_test_acc", "final_test_acc")
+# Read when present; a summary written before a field existed shows "-" there instead of failing.
+SUMMARY_OPTIONAL = (
+    "epochs", "density", "acc_after_pruning", "params_dense", "params_alive", "wall_seconds", "train_seconds",
+    "images_per_second", "device",
+)  # fmt: skip
 
 
 class ReportError(PrunebenchError):
@@ -150,6 +155,9 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
     rows = [read_summary(p) for p in summary_paths]
     states = pd.DataFrame(rows)
     if not states.empty:
+        for col in SUMMARY_OPTIONAL:
+            if col not in states:
+                states[col] = math.nan
         states = states.sort_values(["experiment", "state"]).reset_index(drop=True)
     epoch_rows = []
     for row in rows:

@@ -75,3 +75,13 @@ def test_broken_summary_is_one_clear_error(results_dir, tmp_path, capsys):
     assert main(["report", "--results", str(results_dir)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "delete the state's folder and rerun it" in err
+
+
+def test_experiments_no_longer_in_the_config_are_left_out(results_dir, tmp_path, capsys):
+    import shutil
+
+    old = results_dir / "old-cifar10-vit_s-refill-s9"
+    shutil.copytree(results_dir / "seeds-cifar10-vit_s-refill-s1", old)
+    _cli_report(results_dir, tmp_path, capsys)
+    assert "old-cifar10" not in (results_dir / "reports" / f"{DATASET}_{MODEL}.md").read_text()
+    assert "old-cifar10" not in (results_dir / "reports" / "summary.md").read_text()
