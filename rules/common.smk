@@ -74,5 +74,47 @@ def get_compact_models():
     return [f"{RESULTS}/{exp}/compact/model.pt" for exp in EXPERIMENTS]
 
 
+# One comparison report per dataset x model of the matrix.
+COMPARISONS = sorted(
+    {(exp["dataset"], exp["model_key"]) for exp in EXPERIMENTS.values()}
+)
+
+
+def comparison_report(dataset, model):
+    return f"{RESULTS}/reports/{dataset}_{model}.md"
+
+
+def comparison_experiments(dataset, model):
+    return {
+        name: exp
+        for name, exp in EXPERIMENTS.items()
+        if exp["dataset"] == dataset and exp["model_key"] == model
+    }
+
+
+def get_comparison_summaries(wildcards):
+    return get_state_summaries(
+        comparison_experiments(wildcards.dataset, wildcards.model)
+    )
+
+
+def get_comparison_experiments(wildcards):
+    return comparison_experiments(wildcards.dataset, wildcards.model)
+
+
+def get_comparison_reports():
+    return [comparison_report(d, m) for d, m in COMPARISONS]
+
+
+def get_index_entries():
+    """(dataset, model, report path) of every comparison, for the index's links."""
+    return [[d, m, comparison_report(d, m)] for d, m in COMPARISONS]
+
+
 def get_final_targets():
-    return [f"{RESULTS}/reports/summary.md", *get_compact_models()]
+    return [
+        f"{RESULTS}/reports/summary.md",
+        f"{RESULTS}/reports/index.md",
+        *get_comparison_reports(),
+        *get_compact_models(),
+    ]

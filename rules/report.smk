@@ -1,14 +1,81 @@
-# Reports built from the states' summary files.
+# Reports built from the states' summary and metrics files; `snakemake --report report.html`
+# collects the Markdown reports and plots registered here with their captions.
 
 
 rule report_summary:
     input:
         summaries=get_state_summaries(),
     output:
-        report=f"{RESULTS}/reports/summary.md",
+        report=report(
+            f"{RESULTS}/reports/summary.md",
+            caption="../workflow/report/summary.rst",
+            category="Reports",
+        ),
     log:
         "logs/report_summary.log",
     conda:
         "../envs/prunebench.yaml"
     script:
         "../workflow/scripts/report_summary.py"
+
+
+rule report_comparison:
+    input:
+        summaries=get_comparison_summaries,
+    output:
+        report=report(
+            f"{RESULTS}/reports/{{dataset}}_{{model}}.md",
+            caption="../workflow/report/comparison.rst",
+            category="Reports",
+            subcategory="{dataset} · {model}",
+        ),
+        accuracy_vs_state=report(
+            f"{RESULTS}/reports/{{dataset}}_{{model}}/accuracy_vs_state.png",
+            caption="../workflow/report/accuracy_vs_state.rst",
+            category="Plots",
+            subcategory="{dataset} · {model}",
+        ),
+        accuracy_vs_cost=report(
+            f"{RESULTS}/reports/{{dataset}}_{{model}}/accuracy_vs_cost.png",
+            caption="../workflow/report/accuracy_vs_cost.rst",
+            category="Plots",
+            subcategory="{dataset} · {model}",
+        ),
+        training_curves=report(
+            f"{RESULTS}/reports/{{dataset}}_{{model}}/training_curves.png",
+            caption="../workflow/report/training_curves.rst",
+            category="Plots",
+            subcategory="{dataset} · {model}",
+        ),
+    log:
+        "logs/report_comparison/{dataset}_{model}.log",
+    wildcard_constraints:
+        dataset="|".join(re.escape(d) for d, _ in COMPARISONS) or "(?!)",
+        model="|".join(re.escape(m) for _, m in COMPARISONS) or "(?!)",
+    conda:
+        "../envs/prunebench.yaml"
+    params:
+        experiments=get_comparison_experiments,
+    script:
+        "../workflow/scripts/report_comparison.py"
+
+
+rule report_index:
+    input:
+        summaries=get_state_summaries(),
+        comparisons=get_comparison_reports(),
+    output:
+        index=report(
+            f"{RESULTS}/reports/index.md",
+            caption="../workflow/report/index.rst",
+            category="Reports",
+        ),
+    log:
+        "logs/report_index.log",
+    conda:
+        "../envs/prunebench.yaml"
+    params:
+        experiments=EXPERIMENTS,
+        reports=get_index_entries(),
+    script:
+        "../workflow/scripts/report_index.py"

@@ -64,13 +64,34 @@ def _cmd_export(args) -> None:
             print(f"batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
 
 
-def _cmd_report(args) -> None:
-    from prunebench.report.summary import write_summary_report
+def _plan(config: str | None):
+    """The planned experiments of a config (None: judge from the results found)."""
+    if config is None:
+        return None
+    from prunebench.config import load_config_file, resolve_config
+    from prunebench.report.load import plan_from_experiments
 
-    paths = sorted(Path(args.results).glob("*/state*/summary.json"))
-    out = Path(args.results) / "reports" / "summary.md"
-    write_summary_report(paths, out)
-    print(out)
+    return plan_from_experiments(resolve_config(load_config_file(config), source=config).experiments)
+
+
+def _cmd_report(args) -> None:
+    from prunebench.report.comparison import build_reports
+
+    written, missing = build_reports(args.results, _plan(args.config))
+    for path in written:
+        print(path)
+    if missing:
+        print("missing states (the reports are partial):", file=sys.stderr)
+        for line in missing:
+            print(f"  {line}", file=sys.stderr)
+    elif args.config is None:
+        print("no --config given: states after the last one found cannot be known to be missing", file=sys.stderr)
+
+
+def _cmd_status(args) -> None:
+    from prunebench.report.status import format_progress, progress
+
+    print(format_progress(progress(args.results, _plan(args.config))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128], help="batch sizes to time")
     p.add_argument("--device", default="cpu", help="device to time on (cpu, cuda, cuda:1)")
     p.set_defaults(func=_cmd_export)
-    p = sub.add_parser("report", help="build results/reports/summary.md from the states done so far")
+    p = sub.add_parser("report", help="build the reports under RESULTS/reports from the states done so far")
+    p.add_argument("--config", help="the workflow's config, to know which states are planned and missing")
     p.add_argument("--results", default="results")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("status", help="progress of the experiments of a config: states done, running, ETA")
+    p.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=_cmd_status)
     args = parser.parse_args(argv)
     configure_logging()
     try:

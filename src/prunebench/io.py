@@ -44,3 +44,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename it into place."""
     _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes (an image, say) to a temp file beside ``path`` and rename it into place."""
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))

@@ -1,0 +1,357 @@
+"""Comparison reports: one Markdown file per dataset x model with the methods side by side, an index.
+
+Every number is computed here from the loaded results (``prunebench.report.load``) by the
+analyses in ``prunebench.report.analysis``; the templates only lay the tables out.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from prunebench.io import atomic_write_text
+from prunebench.report import analysis as A
+from prunebench.report.load import Results, find_summaries, load_results
+from prunebench.report.plots import write_plots
+from prunebench.report.summary import write_summary_report
+
+
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("prunebench", "report/templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def num(value, digits: int = 2) -> str:
+    """A number for a table cell; NaN or missing is "-"."""
+    return "-" if _missing(value) else f"{value:.{digits}f}"
+
+
+def integer(value) -> str:
+    return "-" if _missing(value) else f"{int(value):,}"
+
+
+def pm(mean, std, digits: int = 2) -> str:
+    """Mean ± sample std over seeds, or the single value when there is one seed."""
+    if _missing(mean):
+        return "-"
+    return num(mean, digits) if _missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]], align: str | None = None) -> dict:
+    """A Markdown table for the template: text columns left-aligned, numbers right-aligned."""
+    align = align or "l" * len(header)
+    return {"header": header, "align": ["---" if a == "l" else "---:" for a in align], "rows": rows}
+
+
+def comparison_name(dataset: str, model: str) -> str:
+    """The report's file stem, also the name of its plot folder."""
+    return f"{dataset}_{model}"
+
+
+def _accuracy(states: pd.DataFrame, methods: list[str]) -> dict:
+    acc = A.accuracy_table(states).set_index(["method", "state"])
+    header = ["state", "density"] + [f"{m} {kind}" for m in methods for kind in ("best", "final")]
+    rows = []
+    for state in sorted(states["state"].unique()):
+        pruned = [acc.at[(m, state), "density"] for m in methods if m != "dense" and (m, state) in acc.index]
+        density = pruned[0] if pruned else 1.0
+        cells = [str(int(state)), num(density, 3)]
+        for m in methods:
+            if (m, state) in acc.index:
+                r = acc.loc[(m, state)]
+                cells += [pm(r["best"], r["best_std"]), pm(r["final"], r["final_std"])]
+            else:
+                cells += ["missing", "missing"]
+        rows.append(cells)
+    return table(header, rows, "r" * len(header))
+
+
+def _summary(states: pd.DataFrame, methods: list[str]) -> dict:
+    best = A.best_states(states).set_index("method")
+    means = A.pruned_means(states).set_index("method")
+    ret = A.retention(states)
+    rows = []
+    for m in methods:
+        part = states[states["method"] == m]
+        last = int(part["state"].max())
+        last_ret = ret[(ret["method"] == m) & (ret["state"] == last)]["final_retention"].mean()
+        rows.append(
+            [
+                m,
+                str(part["seed"].nunique()),
+                str(best.at[m, "state"]),
+                num(best.at[m, "best"]),
+                num(means.at[m, "mean_best"]) if m in means.index else "-",
+                num(means.at[m, "mean_final"]) if m in means.index else "-",
+                str(last),
+                num(last_ret),
+            ]
+        )
+    header = ["method", "seeds", "best pruned state", "best acc", "mean best (pruned)", "mean final (pruned)",
+              "last state", "retention at last state %"]  # fmt: skip
+    return table(header, rows, "lrrrrrrr")
+
+
+def _retention(states: pd.DataFrame, methods: list[str]) -> dict:
+    ret = A.retention(states)
+    stats = ret.groupby(["method", "state"])["final_retention"].agg(["mean", "std"])
+    header = ["state"] + [f"{m} retention %" for m in methods]
+    rows = []
+    for state in sorted(states["state"].unique()):
+        cells = [str(int(state))]
+        for m in methods:
+            cells.append(pm(*stats.loc[(m, state)]) if (m, state) in stats.index else "missing")
+        rows.append(cells)
+    return table(header, rows, "r" * len(header))
+
+
+def _recovery(states: pd.DataFrame) -> dict:
+    rec = A.recovery(states)
+    rows = [
+        [r.method, str(r.seed), str(r.state), num(r.acc_after_pruning), num(r.final_test_acc), num(r.recovery)]
+        for r in rec.sort_values(["method", "seed", "state"]).itertuples()
+    ]
+    return table(["method", "seed", "state", "after pruning", "final", "recovery"], rows, "lrrrrr")
+
+
+def _dynamics(epochs: pd.DataFrame) -> dict:
+    dyn = A.dynamics(epochs)
+    rows = [
+        [r.method, str(r.seed), str(r.state), str(r.window), num(r.last_mean), num(r.prev_mean), num(r.convergence),
+         num(r.stability), num(r.gap)]
+        for r in dyn.sort_values(["method", "seed", "state"]).itertuples()
+    ]  # fmt: skip
+    header = ["method", "seed", "state", "window", "last mean", "previous mean", "convergence", "stability (std)",
+              "train - val gap"]  # fmt: skip
+    return table(header, rows, "lrrrrrrrr")
+
+
+def _separation(states: pd.DataFrame) -> dict | None:
+    sep = A.seed_separation(states)
+    if sep.empty:
+        return None
+    rows = [
+        [str(r.state), f"{r.a} - {r.b}", num(r.diff), num(r.spread), "yes" if r.exceeds else "no"]
+        for r in sep.itertuples()
+    ]
+    return table(["state", "methods", "difference", "seed spread", "exceeds spread"], rows, "rlrrl")
+
+
+def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
+    c = A.costs(states).sort_values(["method", "seed", "state"])
+    rows = [
+        [r.method, str(r.seed), str(r.state), r.device, num(r.wall_seconds, 1), num(r.seconds_per_epoch, 2),
+         num(r.images_per_second, 1), num(r.device_hours, 4)]
+        for r in c.itertuples()
+    ]  # fmt: skip
+    per_state = table(
+        ["method", "seed", "state", "device", "wall s", "s / epoch", "train img/s", "hours"], rows, "lrrlrrrr"
+    )
+    tot = A.cost_totals(states).sort_values(["method", "seed"])
+    total_rows = [[r.method, str(r.seed), str(r.states), r.device, num(r.hours, 4)] for r in tot.itertuples()]
+    totals = table(["method", "seed", "states", "device", "hours"], total_rows, "lrrlr")
+    sentences = []
+    for is_gpu, label in ((True, "GPU-hours"), (False, "CPU-hours")):
+        part = tot[tot["device"].astype(str).str.startswith("cuda") == is_gpu]
+        if len(part):
+            sentences.append(f"{num(part['hours'].sum(), 4)} {label}")
+    return per_state, totals, sentences
+
+
+def _parameters(states: pd.DataFrame) -> tuple[dict, dict | None]:
+    p = A.parameters(states).sort_values(["method", "seed", "state"])
+    rows = []
+    for r in p.itertuples():
+        kept = []
+        for kind in ("head", "neuron", "channel"):
+            k, g = getattr(r, f"kept_{kind}"), getattr(r, f"groups_{kind}")
+            if not _missing(g):
+                kept.append(f"{integer(k)}/{integer(g)} {kind}s")
+        rows.append([r.method, str(r.seed), str(r.state), num(r.density, 3), ", ".join(kept) or "-",
+                     integer(r.params_dense), integer(r.params_alive), num(r.compression_alive)])  # fmt: skip
+    kept = table(
+        ["method", "seed", "state", "density", "kept", "params (dense)", "params alive", "compression"],
+        rows,
+        "lrrrlrrr",
+    )
+    measured = p[p["cost_compact_params"].notna()]
+    if measured.empty:
+        return kept, None
+    rows = [
+        [r.method, str(r.seed), str(r.state)]
+        + [f"{integer(getattr(r, f'cost_dense_{k}'))} / {integer(getattr(r, f'cost_compact_{k}'))}"
+           for k in ("params", *A.PARAM_PARTS, "macs")]
+        + [num(r.compression), num(r.macs_reduction)]
+        for r in measured.itertuples()
+    ]  # fmt: skip
+    header = ["method", "seed", "state", "params dense / compact", "attention", "MLP", "other", "MACs dense / compact",
+              "compression", "MACs cut %"]  # fmt: skip
+    return kept, table(header, rows, "lrrrrrrrrr")
+
+
+def _throughput(states: pd.DataFrame) -> dict | None:
+    t = A.throughput(states)
+    if t.empty:
+        return None
+    rows = [
+        [r.method, str(r.seed), str(r.state), str(r.device), str(r.batch), num(r.dense_ips, 1), num(r.compact_ips, 1),
+         num(r.speedup)]
+        for r in t.sort_values(["method", "seed", "state", "batch"]).itertuples()
+    ]  # fmt: skip
+    header = ["method", "seed", "state", "device", "batch", "dense img/s", "compact img/s", "speedup"]
+    return table(header, rows, "lrrlrrrr")
+
+
+def _completeness(results: Results) -> tuple[dict, list[str], int, int]:
+    comp = A.completeness(results.plan, results.states)
+    rows, missing = [], []
+    for r in comp.itertuples():
+        rows.append([r.experiment, r.method, str(r.seed), f"{r.done}/{r.planned}",
+                     ", ".join(map(str, r.missing)) or "none"])  # fmt: skip
+        if r.missing:
+            missing.append(f"{r.experiment}: state{'s' if len(r.missing) > 1 else ''} {', '.join(map(str, r.missing))}")
+    tab = table(["experiment", "method", "seed", "states done", "missing states"], rows, "lllrl")
+    return tab, missing, int(comp["done"].sum()), int(comp["planned"].sum())
+
+
+def comparison_context(results: Results, dataset: str, model: str, plots: dict[str, str]) -> dict:
+    """Everything the comparison template shows, as formatted tables and sentences."""
+    res = results.select(dataset, model)
+    states, epochs = res.states, res.epochs
+    ctx = {"dataset": dataset, "model": model, "plots": plots}
+    ctx["completeness"], ctx["missing"], ctx["done"], ctx["planned"] = _completeness(res)
+    ctx["has_results"] = not states.empty
+    if states.empty:
+        return ctx
+    methods = A.method_order(states["method"])
+    ctx["methods"] = methods
+    ctx["seeds"] = {m: sorted(states[states["method"] == m]["seed"].unique().tolist()) for m in methods}
+    ctx["multi_seed"] = any(len(s) > 1 for s in ctx["seeds"].values())
+    ctx["accuracy"] = _accuracy(states, methods)
+    ctx["summary"] = _summary(states, methods)
+    ctx["retention"] = _retention(states, methods)
+    ctx["recovery"] = _recovery(states)
+    ctx["dynamics"] = _dynamics(epochs)
+    ctx["window"] = A.WINDOW
+    ctx["anomalies"] = [a["message"] for a in A.anomalies(states, epochs)]
+    ctx["anomaly_drop"] = A.ANOMALY_DROP
+    ctx["divergence"] = A.DIVERGENCE_FACTOR
+    ctx["separation"] = _separation(states)
+    ctx["costs"], ctx["cost_totals"], ctx["cost_sentences"] = _costs(states)
+    ctx["kept"], ctx["slimmed"] = _parameters(states)
+    ctx["throughput"] = _throughput(states)
+    return ctx
+
+
+def render_comparison(results: Results, dataset: str, model: str, plots: dict[str, str]) -> str:
+    return _env().get_template("comparison.md.j2").render(**comparison_context(results, dataset, model, plots))
+
+
+def write_comparison_report(results: Results, dataset: str, model: str, output: str | Path, plot_dir: str | Path):
+    """Plots into ``plot_dir`` and the Markdown report (linking them by relative path) to ``output``."""
+    output = Path(output)
+    res = results.select(dataset, model)
+    paths = write_plots(res.states, res.epochs, plot_dir, f"{dataset} · {model}")
+    rel = {k: Path(os.path.relpath(p, output.parent)).as_posix() for k, p in paths.items()}
+    atomic_write_text(output, render_comparison(results, dataset, model, rel))
+
+
+def index_context(results: Results, reports: dict[tuple[str, str], str]) -> dict:
+    entries = []
+    for dataset, model in results.comparisons():
+        res = results.select(dataset, model)
+        _, missing, done, planned = _completeness(res)
+        line = []
+        if not res.states.empty:
+            for m in A.method_order(res.states["method"]):
+                part = res.states[res.states["method"] == m]
+                last = int(part["state"].max())
+                acc = part[part["state"] == last]["final_test_acc"]
+                line.append(f"{m} {pm(acc.mean(), acc.std())} (state {last})")
+        entries.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "link": reports.get((dataset, model)),
+                "done": done,
+                "planned": planned,
+                "missing": missing,
+                "last": "; ".join(line) or "no finished states",
+            }
+        )
+    return {"entries": entries}
+
+
+def render_index(results: Results, reports: dict[tuple[str, str], str]) -> str:
+    return _env().get_template("index.md.j2").render(**index_context(results, reports))
+
+
+def write_index(results: Results, output: str | Path, reports: dict[tuple[str, str], str | Path]) -> None:
+    """The index report linking every comparison report (paths made relative to the index)."""
+    output = Path(output)
+    rel = {k: Path(os.path.relpath(v, output.parent)).as_posix() for k, v in reports.items()}
+    atomic_write_text(output, render_index(results, rel))
+
+
+def comparison_paths(reports_dir: str | Path, dataset: str, model: str) -> tuple[Path, Path]:
+    """Where a comparison's Markdown report and its plot folder go."""
+    name = comparison_name(dataset, model)
+    return Path(reports_dir) / f"{name}.md", Path(reports_dir) / name
+
+
+def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> tuple[list[Path], list[str]]:
+    """Every report from whatever states exist now (the partial-results path of ``prunebench report``).
+
+    Returns the files written and one line per experiment with missing states.
+    """
+    summaries = find_summaries(results_dir)
+    if plan is not None:
+        # The config decides what is reported: folders of experiments it no longer has are left out.
+        planned = set(plan["experiment"])
+        summaries = [p for p in summaries if p.parent.parent.name in planned]
+    results = load_results(summaries, plan)
+    reports_dir = Path(results_dir) / "reports"
+    written, reports = [], {}
+    for dataset, model in results.comparisons():
+        md, plot_dir = comparison_paths(reports_dir, dataset, model)
+        write_comparison_report(results, dataset, model, md, plot_dir)
+        reports[(dataset, model)] = md
+        written.append(md)
+    write_index(results, reports_dir / "index.md", reports)
+    write_summary_report(summaries, reports_dir / "summary.md")
+    written += [reports_dir / "index.md", reports_dir / "summary.md"]
+    comp = A.completeness(results.plan, results.states)
+    missing = [f"{r.experiment}: {r.done}/{r.planned} states done, missing {', '.join(map(str, r.missing))}"
+               for r in comp.itertuples() if r.missing]  # fmt: skip
+    return written, missing
+
+
+def write_comparison_from_files(
+    summary_paths, experiments: dict[str, dict], dataset: str, model: str, output, plot_dir
+) -> None:
+    """The workflow's comparison job: load the listed states, plan from the resolved experiments."""
+    from prunebench.report.load import plan_from_experiments
+
+    results = load_results(summary_paths, plan_from_experiments(experiments))
+    write_comparison_report(results, dataset, model, output, plot_dir)
+
+
+def write_index_from_files(summary_paths, experiments: dict[str, dict], reports: list, output) -> None:
+    """The workflow's index job; ``reports`` holds (dataset, model, path of the comparison report)."""
+    from prunebench.report.load import plan_from_experiments
+
+    results = load_results(summary_paths, plan_from_experiments(experiments))
+    write_index(results, output, {(d, m): p for d, m, p in reports})

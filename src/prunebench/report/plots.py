@@ -1,0 +1,154 @@
+"""Figures of one comparison, written as PNGs with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from prunebench.io import atomic_write_bytes  # noqa: E402
+from prunebench.report.analysis import accuracy_table, method_order  # noqa: E402
+
+# File names inside a comparison's plot folder (the workflow declares them as outputs).
+PLOTS = {
+    "accuracy_vs_state": "accuracy_vs_state.png",
+    "accuracy_vs_cost": "accuracy_vs_cost.png",
+    "training_curves": "training_curves.png",
+}
+
+
+def _colors(methods) -> dict[str, str]:
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {m: ("black" if m == "dense" else cycle[i % len(cycle)]) for i, m in enumerate(method_order(methods))}
+
+
+def _save(fig, path: str | Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Best and final accuracy per state, a line per method (error bars: std over seeds)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    acc = accuracy_table(states) if not states.empty else pd.DataFrame()
+    colors = _colors(acc["method"]) if len(acc) else {}
+    for ax, kind in zip(axes, ("best", "final")):
+        if acc.empty:
+            _empty(ax, "no finished states yet")
+            continue
+        for method in method_order(acc["method"]):
+            part = acc[acc["method"] == method].sort_values("state")
+            ax.errorbar(part["state"], part[kind], yerr=part[f"{kind}_std"].fillna(0), marker="o", capsize=3,
+                        color=colors[method], label=method)  # fmt: skip
+        ax.set_xlabel("prune state")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{kind} test accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    if len(acc):
+        axes[0].legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Final accuracy against MACs and against parameters per method, with the dense model as a star.
+
+    Parameters are those of the slimmed model where every state measured them, else the weights
+    the masks keep; MACs come from the states that measured them.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if states.empty:
+        for ax in axes:
+            _empty(ax, "no finished states yet")
+        fig.suptitle(title)
+        _save(fig, path)
+        return
+    df = states.copy()
+    # One definition of "parameters" per figure: the slimmed model's only when every state has it.
+    measured = "cost_compact_params" in df and df["cost_compact_params"].notna().all()
+    df["x_params"] = df["cost_compact_params"] if measured else df["params_alive"]
+    df["x_macs"] = df.get("cost_compact_macs", np.nan)
+    colors = _colors(df["method"])
+    dense = df[df["state"] == 0]
+    params_label = "parameters" if measured else "parameters alive (masked weights)"
+    for ax, col, label in ((axes[0], "x_macs", "MACs per image"), (axes[1], "x_params", params_label)):
+        if df[col].isna().all():
+            _empty(ax, f"{label}: not measured")
+            continue
+        # The dense control keeps every parameter: its star is the reference, not a line.
+        for method in [m for m in method_order(df["method"]) if m != "dense"]:
+            part = df[(df["method"] == method) & (df["state"] >= 1) & df[col].notna()]
+            part = part.groupby("state")[[col, "final_test_acc"]].mean()
+            if len(part):
+                ax.plot(part[col], part["final_test_acc"], marker="o", color=colors[method], label=method)
+        d = dense[[col, "final_test_acc"]].dropna()
+        if len(d):
+            ax.scatter([d[col].mean()], [d["final_test_acc"].mean()], marker="*", s=200, color="black",
+                       zorder=5, label="dense (state 0)")  # fmt: skip
+        ax.set_xlabel(label)
+        ax.set_ylabel("final test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Test accuracy and training loss per epoch through the chain of states (seed 0 of each method)."""
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    if epochs.empty:
+        for ax in axes:
+            _empty(ax, "no finished states yet")
+        fig.suptitle(title)
+        _save(fig, path)
+        return
+    colors = _colors(epochs["method"])
+    boundaries = set()
+    for method in method_order(epochs["method"]):
+        part = epochs[epochs["method"] == method]
+        part = part[part["seed"] == part["seed"].min()].sort_values(["state", "epoch"])
+        offset, xs = 0, []
+        # States are laid end to end: epoch 0 of state k (just after pruning) follows state k-1's last.
+        for _, st in part.groupby("state", sort=True):
+            xs.append(st["epoch"].to_numpy() + offset)
+            offset += int(st["epoch"].max()) + 1
+            boundaries.add(offset - 0.5)
+        x = np.concatenate(xs)
+        axes[0].plot(x, part["test_acc"], color=colors[method], label=method, lw=1.2)
+        axes[1].plot(x, part["train_loss"], color=colors[method], label=method, lw=1.2)
+    for ax in axes:
+        for b in sorted(boundaries)[:-1]:
+            ax.axvline(b, color="grey", alpha=0.3, lw=0.8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[1].set_ylabel("training loss")
+    axes[1].set_xlabel("epoch through the states (grey lines: a new prune state starts)")
+    axes[0].legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def write_plots(states: pd.DataFrame, epochs: pd.DataFrame, plot_dir: str | Path, title: str) -> dict[str, Path]:
+    """All plots of one comparison into ``plot_dir``; returns their paths by key."""
+    plot_dir = Path(plot_dir)
+    paths = {key: plot_dir / name for key, name in PLOTS.items()}
+    plot_accuracy_vs_state(states, paths["accuracy_vs_state"], title)
+    plot_accuracy_vs_cost(states, paths["accuracy_vs_cost"], title)
+    plot_training_curves(epochs, paths["training_curves"], title)
+    return paths

@@ -1,0 +1,100 @@
+"""Progress of running experiments, read from the files the jobs write (``prunebench status``).
+
+A finished state has ``state{k}/summary.json``; a running state appends one line per epoch to
+``recovery/state{k}/metrics.jsonl`` (see prunebench.train.state), which is how the current epoch
+is known without asking the scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from prunebench.report.load import find_summaries, read_epochs, read_summary
+
+COLUMNS = ["experiment", "done", "planned", "current", "epoch", "s/state", "ETA"]
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
+    """One row per planned experiment: states done / planned, the running state and its epoch,
+    mean wall seconds per finished state, and the time left (``eta_seconds``).
+
+    The ETA assumes the remaining epochs take the mean wall time per epoch of the finished states
+    (or, before any state has finished, of the running state's epochs so far).
+    """
+    results_dir = Path(results_dir)
+    finished: dict[str, dict[int, dict]] = {}
+    for path in find_summaries(results_dir):
+        row = read_summary(path)
+        finished.setdefault(row["experiment"], {})[int(row["state"])] = row
+    rows = []
+    for p in plan.itertuples():
+        done = finished.get(p.experiment, {})
+        planned = int(p.states)
+        epochs_of = [int(p.state0_epochs) if k == 0 else int(p.epochs) for k in range(planned)]
+        current, epoch, running_rows = None, None, []
+        for k in range(planned):
+            if k in done:
+                continue
+            rec = read_epochs(results_dir / p.experiment / "recovery" / f"state{k}" / "metrics.jsonl")
+            if rec:
+                current, epoch, running_rows = k, int(rec[-1]["epoch"]), rec
+                break
+        wall = sum(s["wall_seconds"] for s in done.values())
+        done_epochs = sum(s["epochs"] for s in done.values())
+        if done_epochs:
+            per_epoch = wall / done_epochs
+        elif running_rows and epoch:
+            per_epoch = sum(r["epoch_seconds"] or 0.0 for r in running_rows) / epoch
+        else:
+            per_epoch = math.nan
+        left = sum(epochs_of[k] for k in range(planned) if k not in done) - (epoch or 0)
+        rows.append(
+            {
+                "experiment": p.experiment,
+                "done": len([k for k in done if k < planned]),
+                "planned": planned,
+                "current": current,
+                "epoch": epoch,
+                "epochs": epochs_of[current] if current is not None else None,
+                "seconds_per_state": wall / len(done) if done else math.nan,
+                "eta_seconds": left * per_epoch if left > 0 else 0.0,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["experiment", "done", "planned", "current", "epoch", "epochs", "seconds_per_state", "eta_seconds"],
+    )
+
+
+def format_progress(df: pd.DataFrame) -> str:
+    """The progress table as aligned text, with a total line."""
+    lines = []
+    for r in df.itertuples():
+        running = "-" if r.current is None or pd.isna(r.current) else f"state {int(r.current)}"
+        ep = f"{int(r.epoch)}/{int(r.epochs)}" if running != "-" else "-"
+        lines.append(
+            [
+                r.experiment,
+                f"{r.done}/{r.planned}",
+                running,
+                ep,
+                _fmt_duration(r.seconds_per_state),
+                _fmt_duration(r.eta_seconds),
+            ]  # fmt: skip
+        )
+    header = ["experiment", "states done", "running", "epoch", "time/state", "ETA"]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    out = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *lines]]
+    total_done, total_planned = int(df["done"].sum()), int(df["planned"].sum())
+    out.append(f"{total_done}/{total_planned} states done; the ETA assumes one job at a time per experiment")
+    return "\n".join(out)

@@ -1,0 +1,87 @@
+"""Partial results: the report names the missing state and the anomalies; the CLI says what is missing."""
+
+from __future__ import annotations
+
+import yaml
+
+from prunebench.cli import main
+
+from .conftest import ANOMALY, DATASET, DIVERGING, FIXTURE_CONFIG, MISSING, MODEL, NAN_EPOCH, RUNNING_EPOCHS
+from .markdown import sections
+
+
+def _cli_report(results_dir, tmp_path, capsys, with_config=True):
+    args = ["report", "--results", str(results_dir)]
+    if with_config:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(yaml.safe_dump(FIXTURE_CONFIG))
+        args += ["--config", str(cfg)]
+    assert main(args) == 0
+    return capsys.readouterr()
+
+
+def test_report_names_missing_state_and_anomalies(results_dir, tmp_path, capsys):
+    out = _cli_report(results_dir, tmp_path, capsys)
+    reports = results_dir / "reports"
+    assert f"{MISSING[0]}: 3/4 states done, missing {MISSING[1]}" in out.err
+    md = (reports / f"{DATASET}_{MODEL}.md").read_text()
+    secs = sections(md)
+    assert "15 of 16 planned states are finished" in secs["Completeness"]
+    assert f"- {MISSING[0]}: state {MISSING[1]}" in secs["Completeness"]
+    anomalies = secs["Anomalies"]
+    assert f"{ANOMALY[0]} state {ANOMALY[1]}: final accuracy" in anomalies
+    assert f"{NAN_EPOCH[0]} state {NAN_EPOCH[1]}: epoch {NAN_EPOCH[2]} has NaN val_loss" in anomalies
+    assert f"{DIVERGING[0]} state {DIVERGING[1]}: training loss rose to 5" in anomalies
+    # exactly those three: healthy states are not flagged
+    assert len([line for line in anomalies.splitlines() if line.startswith("- ")]) == 3
+    index = (reports / "index.md").read_text()
+    assert f"[{DATASET}_{MODEL}]({DATASET}_{MODEL}.md)" in index
+    assert "| 15/16 |" in index and f"- {MISSING[0]}: state {MISSING[1]}" in index
+    assert (reports / "summary.md").is_file()
+
+
+def test_report_without_config_warns_it_cannot_know_the_plan(results_dir, tmp_path, capsys):
+    out = _cli_report(results_dir, tmp_path, capsys, with_config=False)
+    assert "cannot be known to be missing" in out.err
+    md = (results_dir / "reports" / f"{DATASET}_{MODEL}.md").read_text()
+    assert "15 of 15 planned states are finished" in md  # rsst's trailing state 3 is unknown without the plan
+
+
+def test_report_with_no_results_yet(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    out = _cli_report(results, tmp_path, capsys)
+    md = (results / "reports" / f"{DATASET}_{MODEL}.md").read_text()
+    assert "0 of 16 planned states are finished" in md
+    assert "No state of this comparison has finished yet." in md
+    assert "missing 0, 1, 2, 3" in out.err
+
+
+def test_status_shows_running_state_and_eta(results_dir, tmp_path, capsys):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(FIXTURE_CONFIG))
+    assert main(["status", "--config", str(cfg), "--results", str(results_dir)]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith(MISSING[0]))
+    # 3 states done: (150 + 76 + 77) s over 24 epochs; 6 - 2 epochs of state 3 left
+    eta = round((6 - RUNNING_EPOCHS) * (150 + 76 + 77) / 24)
+    assert line.split() == [MISSING[0], "3/4", "state", "3", f"{RUNNING_EPOCHS}/6", "0:01:41", f"0:00:{eta:02d}"]
+    assert "15/16 states done" in out
+
+
+def test_broken_summary_is_one_clear_error(results_dir, tmp_path, capsys):
+    bad = results_dir / MISSING[0] / "state1" / "summary.json"
+    bad.write_text("{not json")
+    assert main(["report", "--results", str(results_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "delete the state's folder and rerun it" in err
+
+
+def test_experiments_no_longer_in_the_config_are_left_out(results_dir, tmp_path, capsys):
+    import shutil
+
+    old = results_dir / "old-cifar10-vit_s-refill-s9"
+    shutil.copytree(results_dir / "seeds-cifar10-vit_s-refill-s1", old)
+    _cli_report(results_dir, tmp_path, capsys)
+    assert "old-cifar10" not in (results_dir / "reports" / f"{DATASET}_{MODEL}.md").read_text()
+    assert "old-cifar10" not in (results_dir / "reports" / "summary.md").read_text()

@@ -1,0 +1,17 @@
+"""Snakemake adapter: one dataset x model comparison report (logic in prunebench.report.comparison)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from prunebench.report.comparison import write_comparison_from_files
+
+write_comparison_from_files(
+    summary_paths=snakemake.input.summaries,
+    experiments=snakemake.params.experiments,
+    dataset=snakemake.wildcards.dataset,
+    model=snakemake.wildcards.model,
+    output=snakemake.output.report,
+    plot_dir=Path(snakemake.output.accuracy_vs_state).parent,
+)

@@ -1,0 +1,14 @@
+"""Snakemake adapter: the index of the comparison reports (logic in prunebench.report.comparison)."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from prunebench.report.comparison import write_index_from_files
+
+write_index_from_files(
+    summary_paths=snakemake.input.summaries,
+    experiments=snakemake.params.experiments,
+    reports=snakemake.params.reports,
+    output=snakemake.output.index,
+)
