@@ -13,7 +13,7 @@ def test_reports_after_a_tiny_run(tmp_path, tiny_config):
     reports = tmp_path / "results" / "reports"
     md = (reports / "synthetic_tiny_vit.md").read_text()
     assert "4 of 4 planned states are finished" in md
-    assert "| state | density | dense best | dense final | refill best | refill final |" in md
+    assert "| state | dense best | dense final | refill density | refill best | refill final |" in md
     for name in ("accuracy_vs_state", "accuracy_vs_cost", "training_curves"):
         assert (reports / "synthetic_tiny_vit" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "[synthetic_tiny_vit](synthetic_tiny_vit.md)" in (reports / "index.md").read_text()

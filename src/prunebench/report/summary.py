@@ -42,11 +42,13 @@ def summary_tables(df: pd.DataFrame) -> list[dict]:
             cells = []
             for method in methods:
                 sel = at_state[at_state["method"] == method]
+                if method != "dense":  # each method prunes on its own schedule (REPrune: at its events)
+                    density = sel["density"].dropna()
+                    cells.append(f"{density.mean():.3f}" if len(density) else "-")
                 cells += [_cell(sel["best_test_acc"]), _cell(sel["final_test_acc"])]
-            pruned = at_state[at_state["method"] != "dense"]["density"]
-            density = pruned.iloc[0] if len(pruned) else at_state["density"].iloc[0]
-            rows.append({"state": int(state), "density": f"{density:.3f}", "cells": cells})
-        tables.append({"dataset": dataset, "model": model, "methods": methods, "seeds": seeds, "rows": rows})
+            rows.append({"state": int(state), "cells": cells})
+        columns = [c for m in methods for c in ([] if m == "dense" else [f"{m} density"]) + [f"{m} best", f"{m} final"]]
+        tables.append({"dataset": dataset, "model": model, "columns": columns, "seeds": seeds, "rows": rows})
     return tables
 
 

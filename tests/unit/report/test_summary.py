@@ -51,7 +51,9 @@ def test_every_number_in_the_table_is_computed_from_the_summaries(summaries, tmp
         mean = sum(rsst) / 2
         std = (sum((v - mean) ** 2 for v in rsst)) ** 0.5  # sample std of two values: |a-b|/sqrt(2)
         assert r["rsst best"] == f"{mean:.2f} ± {std:.2f}"
-    assert float(table[1]["density"]) == pytest.approx(0.548)
+    assert float(table[1]["refill density"]) == pytest.approx(0.548)
+    assert float(table[1]["rsst density"]) == pytest.approx(0.548)
+    assert "dense density" not in table[1]
     assert "Built from 8 state summaries of 4 experiments" in out.read_text()
 
 
@@ -61,3 +63,14 @@ def test_methods_are_columns_with_dense_first(summaries, tmp_path):
     write_summary_report(paths, out)
     header = [line for line in out.read_text().splitlines() if line.startswith("| state")][0]
     assert header.index("dense best") < header.index("refill best") < header.index("rsst best")
+
+
+def test_each_pruned_method_has_its_own_density(tmp_path):
+    rows = [summary("refill", 1, 0, 88.0, 87.0, 0.548), summary("reprune", 1, 0, 86.0, 85.5, 0.31)]
+    paths = []
+    for i, row in enumerate(rows):
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(row))
+    write_summary_report(paths, tmp_path / "summary.md")
+    (r,) = parse_table((tmp_path / "summary.md").read_text())
+    assert (r["refill density"], r["reprune density"]) == ("0.548", "0.310")
