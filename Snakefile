@@ -20,6 +20,15 @@ include: "rules/report.smk"
 include: "rules/export.smk"
 
 
+# Reports and exports take seconds: on a cluster they run where Snakemake runs, not as jobs.
+localrules:
+    all,
+    report_summary,
+    report_comparison,
+    report_index,
+    export_compact,
+
+
 rule all:
     default_target: True
     input:

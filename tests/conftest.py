@@ -69,16 +69,23 @@ def resolved_experiment(config: dict, method: str | None = None) -> dict:
     return next(iter(resolve_config(config).experiments.values()))
 
 
-def run_snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True, timeout: int = 900):
-    """Run the real workflow in ``workdir`` with ``config`` written to workdir/config.yaml."""
+def snakemake_command(workdir: Path, config: dict | None, *args: str) -> list[str]:
+    """The command line that runs the real workflow in ``workdir`` (``config`` goes to workdir/config.yaml)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if config is not None:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         cmd += ["--configfile", str(workdir / "config.yaml")]
-    cmd += ["--cores", "2", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    return [*cmd, "--cores", "2", *args]
+
+
+SNAKEMAKE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True, timeout: int = 900):
+    """Run the real workflow in ``workdir`` with ``config`` written to workdir/config.yaml."""
+    cmd = snakemake_command(workdir, config, *args)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=SNAKEMAKE_ENV)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

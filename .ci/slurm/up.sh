@@ -14,7 +14,7 @@ fi
 mkdir -p "$root"/{state,spool,log} /run/munge /etc/slurm
 chown munge:munge /run/munge
 [ -f /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
-pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
+pgrep -x munged >/dev/null || { runuser -u munge -- /usr/sbin/munged && touch "$root/munged.started"; }
 munge -n | unmunge >/dev/null
 
 # Fake GPUs: slurmd wants character devices behind a GRES File=.

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp's own 0600 would hide results from the group)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE = _file_mode()
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -21,6 +32,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -49,3 +61,8 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes (an image, say) to a temp file beside ``path`` and rename it into place."""
     _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to a temp file beside ``dst`` and rename it into place (``src`` stays)."""
+    _atomic(dst, lambda tmp: shutil.copyfile(src, tmp))

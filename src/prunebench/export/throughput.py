@@ -9,18 +9,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-import prunebench
-
-
-def versions() -> dict[str, str]:
-    import timm
-
-    return {
-        "prunebench": prunebench.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-    }
+from prunebench.provenance import versions
 
 
 def device_name(dev: torch.device) -> str:

@@ -62,19 +62,23 @@ def comparison_name(dataset: str, model: str) -> str:
 
 
 def _accuracy(states: pd.DataFrame, methods: list[str]) -> dict:
+    """Per state: each method's best and final accuracy, and each pruning method's own density."""
     acc = A.accuracy_table(states).set_index(["method", "state"])
-    header = ["state", "density"] + [f"{m} {kind}" for m in methods for kind in ("best", "final")]
+    header = ["state"]
+    for m in methods:
+        header += ([] if m == "dense" else [f"{m} density"]) + [f"{m} best", f"{m} final"]
     rows = []
     for state in sorted(states["state"].unique()):
-        pruned = [acc.at[(m, state), "density"] for m in methods if m != "dense" and (m, state) in acc.index]
-        density = pruned[0] if pruned else 1.0
-        cells = [str(int(state)), num(density, 3)]
+        cells = [str(int(state))]
         for m in methods:
             if (m, state) in acc.index:
                 r = acc.loc[(m, state)]
-                cells += [pm(r["best"], r["best_std"]), pm(r["final"], r["final_std"])]
+                cells += ([] if m == "dense" else [num(r["density"], 3)]) + [
+                    pm(r["best"], r["best_std"]),
+                    pm(r["final"], r["final_std"]),
+                ]
             else:
-                cells += ["missing", "missing"]
+                cells += ["missing"] * (2 if m == "dense" else 3)
         rows.append(cells)
     return table(header, rows, "r" * len(header))
 

@@ -102,6 +102,7 @@ def acquire_device(requested: str = "auto", lock_dir: Path | None = None) -> Lea
     any GPU; fail without one) or ``cuda:N`` (that GPU, leased).
     """
     if requested == "cpu":
+        log.info("no GPU in use: training on the CPU (device: cpu in the config)")
         return Lease(None, None)
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-import prunebench
 from prunebench.config import state_epochs
 from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
-from prunebench.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from prunebench.io import atomic_copy, atomic_torch_save, atomic_write_json, atomic_write_text
 from prunebench.models import build_model, model_spec
+from prunebench.provenance import versions
 from prunebench.pruning.groups import (
     MaskedParams,
     alive_params,
@@ -79,17 +79,6 @@ class StatePaths:
     @property
     def resume(self) -> Path:
         return self.recovery_dir / "resume.pt"
-
-
-def versions() -> dict[str, str]:
-    import timm
-
-    return {
-        "prunebench": prunebench.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-    }
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -164,6 +153,11 @@ def run_state(
         experiment["method"],
         torch.get_num_threads(),
     )
+    placement = [
+        f"{k}={os.environ[k]}" for k in ("SLURM_JOB_ID", "SLURMD_NODENAME", "CUDA_VISIBLE_DEVICES") if k in os.environ
+    ]
+    if placement:
+        log.info("placement: %s", " ".join(placement))
     lease = acquire_device(device)
     try:
         return _run_state(experiment, state, paths, lease.device, data_dir=data_dir, download=download, threads=threads)
@@ -351,7 +345,8 @@ def _run_state(
             state=0, epoch=0, metrics={},
         ))  # fmt: skip
     save_checkpoint(paths.out_dir / "last.pt", _ckpt(epochs, last_row))
-    os.replace(paths.progress_best, paths.out_dir / "best.pt")
+    # copied, not moved: a crash before the last output is written must leave the recovery files whole
+    atomic_copy(paths.progress_best, paths.out_dir / "best.pt")
     atomic_write_text(paths.out_dir / "metrics.jsonl", "".join(_json_line(r) for r in prog.rows))
     atomic_write_json(paths.out_dir / "summary.json", summary)
     shutil.rmtree(paths.recovery_dir, ignore_errors=True)

@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+import torch
 
 from prunebench.errors import TrainingError
 from prunebench.train.devices import acquire_device, lease_gpu, visible_gpu_ids
@@ -61,3 +62,22 @@ def test_without_a_gpu_auto_runs_on_the_cpu_and_says_so(caplog):
     assert "no GPU in use: training on the CPU" in caplog.text
     with pytest.raises(TrainingError, match="no CUDA GPU is visible"):
         acquire_device("cuda")
+
+
+def test_acquire_device_on_a_simulated_machine_of_4_gpus_with_visible_devices(monkeypatch, tmp_path, caplog):
+    caplog.set_level("INFO", logger="prunebench")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # as SLURM sets it: physical ids
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"FakeGPU{index}")
+    a, b = acquire_device("auto", tmp_path), acquire_device("auto", tmp_path)
+    assert (str(a.device), a.gpu_id, str(b.device), b.gpu_id) == ("cuda:0", "4", "cuda:1", "5")
+    assert "leased GPU 4 (cuda:0, FakeGPU0)" in caplog.text
+    a.release()
+    c = acquire_device("auto", tmp_path)  # the released GPU is free again
+    assert (str(c.device), c.gpu_id) == ("cuda:0", "4")
+    with pytest.raises(TrainingError, match=r"device 'cuda:9' does not exist: 4 GPUs are visible"):
+        acquire_device("cuda:9", tmp_path)
+    b.release()
+    c.release()
