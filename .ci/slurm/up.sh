@@ -14,7 +14,8 @@ fi
 mkdir -p "$root"/{state,spool,log} /run/munge /etc/slurm
 chown munge:munge /run/munge
 [ -f /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
-pgrep -x munged >/dev/null || { runuser -u munge -- /usr/sbin/munged && touch "$root/munged.started"; }
+pgrep -x munged >/dev/null || { runuser -u munge -- /usr/sbin/munged </dev/null >/dev/null 2>&1 && touch "$root/munged.started"; }
+for _ in $(seq 50); do [ -S /run/munge/munge.socket.2 ] && break; sleep 0.1; done
 munge -n | unmunge >/dev/null
 
 # Fake GPUs: slurmd wants character devices behind a GRES File=.
@@ -41,7 +42,6 @@ SlurmdPidFile=$root/slurmd.pid
 SlurmctldLogFile=$root/log/slurmctld.log
 SlurmdLogFile=$root/log/slurmd.log
 AccountingStorageType=accounting_storage/none
-AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/filetxt
 JobCompLoc=$root/jobcomp.log
 MinJobAge=600
@@ -57,8 +57,9 @@ CONF
 ln -sf "$root/slurm.conf" /etc/slurm/slurm.conf
 ln -sf "$root/gres.conf" /etc/slurm/gres.conf
 
-slurmctld -f "$root/slurm.conf"
-slurmd -f "$root/slurm.conf"
+# detached from this script's output, so that a caller reading it is not held open by the daemons
+slurmctld -f "$root/slurm.conf" </dev/null >/dev/null 2>&1
+slurmd -f "$root/slurm.conf" </dev/null >/dev/null 2>&1
 for _ in $(seq 60); do
   sinfo -h -o %t 2>/dev/null | grep -qx idle && break
   sleep 1

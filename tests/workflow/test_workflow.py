@@ -70,8 +70,12 @@ def test_a_finished_run_has_nothing_left_to_do(finished_run):
 def test_reference_config_plans_the_full_matrix(tmp_path):
     proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(REPO / "config.yaml"))
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert counts["train_state0"] == "4" and counts["train_state"] == "60"
-    assert counts["report_summary"] == "1" and counts["total"] == "66"
+    # 4 ViT-S experiments x 16 states, 7 ResNet-56 experiments x 10 states
+    assert counts["train_state0"] == "11" and counts["train_state"] == str(4 * 15 + 7 * 9)
+    assert (
+        counts["export_compact"] == "11" and counts["report_comparison"] == "3"
+    )  # cifar10/100 ViT-S, cifar10 ResNet-56
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == "151"
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
