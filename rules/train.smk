@@ -1,4 +1,7 @@
 # One job per prune state: state k reads state k-1's last.pt and writes its own checkpoints.
+# One thread per state: on a GPU the data and its augmentation live on the device, so
+# `--cores 4 --resources gpu=4` runs four states at once. Give CPU-only runs more with
+# `--set-threads train_state0=N train_state=N` (profiles/slurm asks SLURM for 4 CPUs per state).
 
 
 rule train_state0:
@@ -14,7 +17,7 @@ rule train_state0:
         "benchmarks/train_state/{experiment}/state0.tsv"
     conda:
         "../envs/prunebench.yaml"
-    threads: 4
+    threads: 1
     resources:
         gpu=1,
         mem_mb=16000,
@@ -42,7 +45,7 @@ rule train_state:
         state=r"[1-9]\d*",
     conda:
         "../envs/prunebench.yaml"
-    threads: 4
+    threads: 1
     resources:
         gpu=1,
         mem_mb=16000,
