@@ -72,6 +72,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where}: missing required key {', '.join(map(repr, missing))}"
     if kw == "pattern":
         desc = error.schema.get("description", f"must match {arg}")
+        if "propertyNames" in error.schema_path:  # a key of a mapping, not a value
+            return f"{where}: the name {value!r} is not allowed; rename it. {desc}"
         return f"{where} = {value!r}: invalid. {desc}"
     if kw == "type":
         return f"{where} = {value!r}: must be of type {arg}"

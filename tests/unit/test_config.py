@@ -71,7 +71,7 @@ def test_group_overrides_apply_only_to_their_group(tiny_config):
         (lambda c: c["defaults"]["train"].update(epoch=3), "defaults.train: unknown key 'epoch'; allowed keys: amp,"),
         (lambda c: c.update(reslts="x"), "(top level): unknown key 'reslts'; allowed keys: data_dir,"),
         (lambda c: c["experiments"].update({"bad/name": c["experiments"]["vit"]}),
-         "'bad/name': invalid. Letters, digits and underscores only"),
+         "the name 'bad/name' is not allowed; rename it. Letters, digits and underscores only"),
     ],
 )  # fmt: skip
 def test_invalid_config_gives_one_message_naming_key_value_and_allowed(edit, expected):
@@ -129,3 +129,16 @@ def test_demo_config_is_valid():
 def test_resolved_experiment_is_plain_data(tiny_config):
     exp = next(iter(resolve_config(copy.deepcopy(tiny_config)).experiments.values()))
     assert yaml.safe_load(yaml.safe_dump(exp)) == exp
+
+
+@pytest.mark.parametrize("section", ["experiments", "models"])
+@pytest.mark.parametrize("name", ["../escape", "a;rm -rf ~", "x y", "$(id)", "_hidden"])
+def test_names_that_become_paths_or_shell_words_are_refused(section, name):
+    cfg = reference()
+    first = next(iter(cfg[section]))
+    cfg[section][name] = cfg[section].pop(first)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(cfg)
+    assert f"{section}: the name {name!r} is not allowed; rename it. Letters, digits and underscores only" in str(
+        info.value
+    )
