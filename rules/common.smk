@@ -58,7 +58,7 @@ def get_state_summaries(experiments=None):
     """summary.json of every state of the given experiments (all by default)."""
     return [
         f"{state_dir(exp, k)}/summary.json"
-        for exp in (experiments or EXPERIMENTS)
+        for exp in (EXPERIMENTS if experiments is None else experiments)
         for k in range(num_states(exp))
     ]
 

@@ -37,6 +37,7 @@ TINY_CONFIG = {
         },
         "prune": {"states": 2, "target_sparsity": 0.5, "groups": ["heads", "neurons"]},
         "data": {"train_limit": 256},
+        "measure": {"enabled": False},  # throughput timing has its own tests (tests/unit/export)
     },
     "models": {"tiny_vit": TINY_VIT},
     "experiments": {"t": {"datasets": ["synthetic"], "models": ["tiny_vit"], "methods": ["refill"], "seeds": [0]}},

@@ -33,15 +33,8 @@ def _cmd_train_state(args) -> None:
         raise PrunebenchError(
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
         )
-    base = Path(args.results) / args.experiment
-    k = args.state
-    paths = StatePaths(
-        base / f"state{k}",
-        base / "recovery" / f"state{k}",
-        base / f"state{k - 1}" / "last.pt" if k else None,
-        base / "state0" / "init.pt",
-    )
-    run_state(resolved.experiments[args.experiment], k, paths, threads=args.threads, **resolved.runtime)
+    paths = StatePaths.under(args.results, args.experiment, args.state)
+    run_state(resolved.experiments[args.experiment], args.state, paths, threads=args.threads, **resolved.runtime)
 
 
 def _cmd_export(args) -> None:

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _file_mode() -> int:
     """The mode a plain open() would give a new file (mkstemp's own 0600 would hide results from the group)."""
@@ -55,6 +53,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename it into place."""
+    import torch  # here, so that the report tools can write files without loading torch
+
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 

@@ -16,11 +16,16 @@ def test_written_file_has_the_umask_mode_not_mkstemps_0600(tmp_path):
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "summary.json"
     atomic_write_json(target, {"ok": 1})
-    with pytest.raises(TypeError):
-        atomic_write_json(target, {"bad": object()})
+
+    def disk_full(fd):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)  # fails after the temp file was written
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_json(target, {"ok": 2})
     assert json.loads(target.read_text()) == {"ok": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 

@@ -11,31 +11,40 @@ from prunebench.export.compact import compact_model
 from prunebench.export.cost import input_shape, model_cost
 from prunebench.export.throughput import measure_throughput
 from prunebench.pruning.groups import Masks
+from prunebench.train.loop import uses_channels_last
 
 log = logging.getLogger("prunebench")
 
 
-def state_measures(
-    model: nn.Module, spec: dict, masks: Masks, measure_cfg: dict | None, device: torch.device | str = "cpu"
-) -> dict:
-    """``{"cost": {"dense", "compact"}, "throughput": {...} or None}`` of a masked model.
-
-    ``model`` is the dense model with its pruned groups zeroed; the compact model is exported from
-    it, on the CPU, then timed on ``device`` when ``measure_cfg["enabled"]``.
-    """
-    compact, _ = compact_model(model, spec, masks)
-    cost = {"dense": model_cost(model, spec), "compact": model_cost(compact, spec)}
+def measures(dense: nn.Module, compact: nn.Module, spec: dict, cspec: dict, timing: dict | None, device="cpu") -> dict:
+    """``{"cost": {"dense", "compact"}, "throughput": {...} or None}``: costs always, throughput
+    timed on ``device`` when ``timing`` (batch_sizes, warmup, repeats, amp) is given."""
+    cost = {"dense": model_cost(dense, spec), "compact": model_cost(compact, cspec)}
     throughput = None
-    cfg = measure_cfg or {}
-    if cfg.get("enabled", False):
+    if timing:
+        dev = torch.device(device)
         throughput = measure_throughput(
-            {"dense": model, "compact": compact}, input_shape(model, spec), cfg["batch_sizes"],
-            device=device, warmup=cfg["warmup"], repeats=cfg["repeats"], amp=cfg["amp"],
+            {"dense": dense, "compact": compact}, input_shape(dense, spec), timing["batch_sizes"],
+            device=dev, warmup=timing["warmup"], repeats=timing["repeats"], amp=timing["amp"],
+            channels_last=uses_channels_last(spec["family"], dev),  # the layout the model trains in
         )  # fmt: skip
-        b = str(max(cfg["batch_sizes"]))
+        b = str(max(timing["batch_sizes"]))
         log.info(
             "compact model: %.2fx fewer MACs, %.2fx the dense throughput at batch %s on %s",
             cost["dense"]["macs"] / cost["compact"]["macs"],
             throughput["compact"][b] / throughput["dense"][b], b, throughput["device"],
         )  # fmt: skip
     return {"cost": cost, "throughput": throughput}
+
+
+def state_measures(
+    model: nn.Module, spec: dict, masks: Masks, measure_cfg: dict | None, device: torch.device | str = "cpu"
+) -> dict:
+    """The ``cost`` and ``throughput`` summary fields of a masked model at the end of a state.
+
+    ``model`` is the dense model with its pruned groups zeroed; the compact model is exported from
+    it, on the CPU, then timed on ``device`` when ``measure_cfg["enabled"]``.
+    """
+    compact, cspec = compact_model(model, spec, masks)
+    cfg = measure_cfg or {}
+    return measures(model, compact, spec, cspec, cfg if cfg.get("enabled", False) else None, device)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from prunebench.errors import CheckpointError
 from prunebench.export.compact import compact_from_checkpoint, save_compact
-from prunebench.export.cost import input_shape, model_cost
-from prunebench.export.throughput import measure_throughput
+from prunebench.export.measure import measures
 from prunebench.io import atomic_write_json
 from prunebench.train.checkpoint import load_checkpoint
 
@@ -35,19 +34,14 @@ def export_checkpoint(
     source = {k: ckpt[k] for k in ("experiment", "method", "state", "epoch")}
     source["checkpoint"] = str(checkpoint)
     save_compact(out_model, compact, cspec, source)
+    timing = {"amp": True, **measure} if measure else None
     info = {
         **source,
         "compact_model": str(out_model),
         "model_spec": cspec,
-        "cost": {"dense": model_cost(dense, ckpt["model_spec"]), "compact": model_cost(compact, cspec)},
-        "throughput": None,
+        **measures(dense, compact, ckpt["model_spec"], cspec, timing, device),
     }
-    if measure:
-        info["throughput"] = measure_throughput(
-            {"dense": dense, "compact": compact}, input_shape(dense, ckpt["model_spec"]), measure["batch_sizes"],
-            device=device, warmup=measure["warmup"], repeats=measure["repeats"], amp=measure.get("amp", True),
-        )  # fmt: skip
-    elif summary:
+    if not measure and summary:
         try:
             info["throughput"] = json.loads(Path(summary).read_text()).get("throughput")
         except (OSError, json.JSONDecodeError) as exc:

@@ -40,6 +40,7 @@ def measure_throughput(
     warmup: int = 2,
     repeats: int = 5,
     amp: bool = False,
+    channels_last: bool = False,
 ) -> dict:
     """Images/s of each model per batch size: ``{"device", ..., name: {str(batch): images/s}}``.
 
@@ -57,11 +58,12 @@ def measure_throughput(
         "versions": versions(),
         **{name: {} for name in models},
     }
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for model in models.values():
-        model.to(dev).eval()
+        model.to(dev, memory_format=fmt).eval()
     with autocast:
         for b in batch_sizes:
-            x = torch.randn(b, *shape, device=dev)
+            x = torch.randn(b, *shape, device=dev).contiguous(memory_format=fmt)
             times: dict[str, list[float]] = {name: [] for name in models}
             for i in range(warmup + max(1, repeats)):
                 for name, model in models.items():

@@ -119,10 +119,7 @@ def layer_keep_counts(
     floor = {name: max(1, (min_keep or {}).get(name, 1)) for name in gammas}
     if (channel_sparsity is None) == (macs_reduction is None):
         raise ValueError("give exactly one of channel_sparsity and macs_reduction")
-    order = sorted(
-        ((bool(masks[name][i]), float(g[i]), name, i) for name, g in gammas.items() for i in range(len(g))),
-        key=lambda c: (c[0], c[1], c[2], c[3]),
-    )
+    order = sorted((bool(masks[name][i]), float(g[i]), name, i) for name, g in gammas.items() for i in range(len(g)))
     keep = {name: len(g) for name, g in gammas.items()}
     if channel_sparsity is not None:
         budget = int(math.floor(channel_sparsity * len(order) + 0.5))
@@ -139,7 +136,7 @@ def layer_keep_counts(
     for _, _, name, _ in order:
         if saved >= target:
             break
-        if keep[name] > 1:
+        if keep[name] > floor[name]:
             keep[name] -= 1
             saved += per_channel[name]
     return keep

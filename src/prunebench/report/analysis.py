@@ -207,7 +207,9 @@ def costs(states: pd.DataFrame) -> pd.DataFrame:
 def cost_totals(states: pd.DataFrame) -> pd.DataFrame:
     """Per experiment: states, total wall hours, and the device kind they ran on."""
     g = states.groupby(["experiment", "method", "seed"])
-    out = g.agg(states=("state", "count"), hours=("wall_seconds", "sum"), device=("device", "first"))
+    out = g.agg(
+        states=("state", "count"), hours=("wall_seconds", lambda s: s.sum(min_count=1)), device=("device", "first")
+    )
     out["hours"] /= 3600.0
     return out.reset_index()
 

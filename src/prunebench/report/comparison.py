@@ -6,7 +6,6 @@ analyses in ``prunebench.report.analysis``; the templates only lay the tables ou
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -15,9 +14,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from prunebench.io import atomic_write_text
 from prunebench.report import analysis as A
-from prunebench.report.load import Results, find_summaries, load_results
+from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments
 from prunebench.report.plots import write_plots
-from prunebench.report.summary import write_summary_report
+from prunebench.report.summary import render_summary
+from prunebench.report.tables import _missing, accuracy_by_state, integer, num, pm, table, text
 
 
 def _env() -> Environment:
@@ -30,57 +30,9 @@ def _env() -> Environment:
     )
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def num(value, digits: int = 2) -> str:
-    """A number for a table cell; NaN or missing is "-"."""
-    return "-" if _missing(value) else f"{value:.{digits}f}"
-
-
-def integer(value) -> str:
-    return "-" if _missing(value) else f"{int(value):,}"
-
-
-def pm(mean, std, digits: int = 2) -> str:
-    """Mean ± sample std over seeds, or the single value when there is one seed."""
-    if _missing(mean):
-        return "-"
-    return num(mean, digits) if _missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def table(header: list[str], rows: list[list[str]], align: str | None = None) -> dict:
-    """A Markdown table for the template: text columns left-aligned, numbers right-aligned."""
-    align = align or "l" * len(header)
-    return {"header": header, "align": ["---" if a == "l" else "---:" for a in align], "rows": rows}
-
-
 def comparison_name(dataset: str, model: str) -> str:
     """The report's file stem, also the name of its plot folder."""
     return f"{dataset}_{model}"
-
-
-def _accuracy(states: pd.DataFrame, methods: list[str]) -> dict:
-    """Per state: each method's best and final accuracy, and each pruning method's own density."""
-    acc = A.accuracy_table(states).set_index(["method", "state"])
-    header = ["state"]
-    for m in methods:
-        header += ([] if m == "dense" else [f"{m} density"]) + [f"{m} best", f"{m} final"]
-    rows = []
-    for state in sorted(states["state"].unique()):
-        cells = [str(int(state))]
-        for m in methods:
-            if (m, state) in acc.index:
-                r = acc.loc[(m, state)]
-                cells += ([] if m == "dense" else [num(r["density"], 3)]) + [
-                    pm(r["best"], r["best_std"]),
-                    pm(r["final"], r["final_std"]),
-                ]
-            else:
-                cells += ["missing"] * (2 if m == "dense" else 3)
-        rows.append(cells)
-    return table(header, rows, "r" * len(header))
 
 
 def _summary(states: pd.DataFrame, methods: list[str]) -> dict:
@@ -157,7 +109,7 @@ def _separation(states: pd.DataFrame) -> dict | None:
 def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
     c = A.costs(states).sort_values(["method", "seed", "state"])
     rows = [
-        [r.method, str(r.seed), str(r.state), r.device, num(r.wall_seconds, 1), num(r.seconds_per_epoch, 2),
+        [r.method, str(r.seed), str(r.state), text(r.device), num(r.wall_seconds, 1), num(r.seconds_per_epoch, 2),
          num(r.images_per_second, 1), num(r.device_hours, 4)]
         for r in c.itertuples()
     ]  # fmt: skip
@@ -165,12 +117,12 @@ def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
         ["method", "seed", "state", "device", "wall s", "s / epoch", "train img/s", "hours"], rows, "lrrlrrrr"
     )
     tot = A.cost_totals(states).sort_values(["method", "seed"])
-    total_rows = [[r.method, str(r.seed), str(r.states), r.device, num(r.hours, 4)] for r in tot.itertuples()]
+    total_rows = [[r.method, str(r.seed), str(r.states), text(r.device), num(r.hours, 4)] for r in tot.itertuples()]
     totals = table(["method", "seed", "states", "device", "hours"], total_rows, "lrrlr")
     sentences = []
     for is_gpu, label in ((True, "GPU-hours"), (False, "CPU-hours")):
         part = tot[tot["device"].astype(str).str.startswith("cuda") == is_gpu]
-        if len(part):
+        if part["hours"].notna().any():
             sentences.append(f"{num(part['hours'].sum(), 4)} {label}")
     return per_state, totals, sentences
 
@@ -244,7 +196,7 @@ def comparison_context(results: Results, dataset: str, model: str, plots: dict[s
     ctx["methods"] = methods
     ctx["seeds"] = {m: sorted(states[states["method"] == m]["seed"].unique().tolist()) for m in methods}
     ctx["multi_seed"] = any(len(s) > 1 for s in ctx["seeds"].values())
-    ctx["accuracy"] = _accuracy(states, methods)
+    ctx["accuracy"] = accuracy_by_state(states, methods)
     ctx["summary"] = _summary(states, methods)
     ctx["retention"] = _retention(states, methods)
     ctx["recovery"] = _recovery(states)
@@ -335,7 +287,7 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
         reports[(dataset, model)] = md
         written.append(md)
     write_index(results, reports_dir / "index.md", reports)
-    write_summary_report(summaries, reports_dir / "summary.md")
+    atomic_write_text(reports_dir / "summary.md", render_summary(results.states))  # the states loaded above
     written += [reports_dir / "index.md", reports_dir / "summary.md"]
     comp = A.completeness(results.plan, results.states)
     missing = [f"{r.experiment}: {r.done}/{r.planned} states done, missing {', '.join(map(str, r.missing))}"
@@ -347,15 +299,13 @@ def write_comparison_from_files(
     summary_paths, experiments: dict[str, dict], dataset: str, model: str, output, plot_dir
 ) -> None:
     """The workflow's comparison job: load the listed states, plan from the resolved experiments."""
-    from prunebench.report.load import plan_from_experiments
-
-    results = load_results(summary_paths, plan_from_experiments(experiments))
-    write_comparison_report(results, dataset, model, output, plot_dir)
+    write_comparison_report(_load_planned(summary_paths, experiments), dataset, model, output, plot_dir)
 
 
 def write_index_from_files(summary_paths, experiments: dict[str, dict], reports: list, output) -> None:
     """The workflow's index job; ``reports`` holds (dataset, model, path of the comparison report)."""
-    from prunebench.report.load import plan_from_experiments
+    write_index(_load_planned(summary_paths, experiments), output, {(d, m): p for d, m, p in reports})
 
-    results = load_results(summary_paths, plan_from_experiments(experiments))
-    write_index(results, output, {(d, m): p for d, m, p in reports})
+
+def _load_planned(summary_paths, experiments: dict[str, dict]) -> Results:
+    return load_results(summary_paths, plan_from_experiments(experiments))

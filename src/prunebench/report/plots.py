@@ -42,6 +42,14 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def _save_empty(fig, axes, title: str, path: str | Path) -> None:
+    """A figure that says there is nothing to plot yet (reports are built from partial results)."""
+    for ax in axes:
+        _empty(ax, "no finished states yet")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -> None:
     """Best and final accuracy per state, a line per method (error bars: std over seeds)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -74,11 +82,7 @@ def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) ->
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if states.empty:
-        for ax in axes:
-            _empty(ax, "no finished states yet")
-        fig.suptitle(title)
-        _save(fig, path)
-        return
+        return _save_empty(fig, axes, title, path)
     df = states.copy()
     # One definition of "parameters" per figure: the slimmed model's only when every state has it.
     measured = "cost_compact_params" in df and df["cost_compact_params"].notna().all()
@@ -113,27 +117,24 @@ def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> 
     """Test accuracy and training loss per epoch through the chain of states (seed 0 of each method)."""
     fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     if epochs.empty:
-        for ax in axes:
-            _empty(ax, "no finished states yet")
-        fig.suptitle(title)
-        _save(fig, path)
-        return
+        return _save_empty(fig, axes, title, path)
     colors = _colors(epochs["method"])
     boundaries = set()
     for method in method_order(epochs["method"]):
         part = epochs[epochs["method"] == method]
         part = part[part["seed"] == part["seed"].min()].sort_values(["state", "epoch"])
-        offset, xs = 0, []
+        offset, xs, ends = 0, [], []
         # States are laid end to end: epoch 0 of state k (just after pruning) follows state k-1's last.
         for _, st in part.groupby("state", sort=True):
             xs.append(st["epoch"].to_numpy() + offset)
             offset += int(st["epoch"].max()) + 1
-            boundaries.add(offset - 0.5)
+            ends.append(offset - 0.5)
+        boundaries.update(ends[:-1])  # the end of a method's last state starts no new state
         x = np.concatenate(xs)
         axes[0].plot(x, part["test_acc"], color=colors[method], label=method, lw=1.2)
         axes[1].plot(x, part["train_loss"], color=colors[method], label=method, lw=1.2)
     for ax in axes:
-        for b in sorted(boundaries)[:-1]:
+        for b in sorted(boundaries):
             ax.axvline(b, color="grey", alpha=0.3, lw=0.8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")

@@ -14,8 +14,6 @@ import pandas as pd
 
 from prunebench.report.load import find_summaries, read_epochs, read_summary
 
-COLUMNS = ["experiment", "done", "planned", "current", "epoch", "s/state", "ETA"]
-
 
 def _fmt_duration(seconds: float) -> str:
     if seconds is None or math.isnan(seconds):
@@ -49,8 +47,10 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
             if rec:
                 current, epoch, running_rows = k, int(rec[-1]["epoch"]), rec
                 break
-        wall = sum(s["wall_seconds"] for s in done.values())
-        done_epochs = sum(s["epochs"] for s in done.values())
+        # summaries written before the timing fields existed count as done but not as timed
+        timed = [s for s in done.values() if s.get("wall_seconds") is not None and s.get("epochs")]
+        wall = sum(s["wall_seconds"] for s in timed)
+        done_epochs = sum(s["epochs"] for s in timed)
         if done_epochs:
             per_epoch = wall / done_epochs
         elif running_rows and epoch:
@@ -66,7 +66,7 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
                 "current": current,
                 "epoch": epoch,
                 "epochs": epochs_of[current] if current is not None else None,
-                "seconds_per_state": wall / len(done) if done else math.nan,
+                "seconds_per_state": wall / len(timed) if timed else math.nan,
                 "eta_seconds": left * per_epoch if left > 0 else 0.0,
             }
         )

@@ -32,7 +32,18 @@ def default_lock_dir() -> Path:
 
 
 def visible_gpu_ids(count: int) -> list[str]:
-    """Physical ids of the ``count`` visible GPUs, in torch's order (from CUDA_VISIBLE_DEVICES if set)."""
+    """Machine-wide ids of the ``count`` visible GPUs, in torch's order.
+
+    The GPU's UUID where the driver gives it: when SLURM confines each job to its GPUs (cgroups),
+    every job sees its own GPU as CUDA_VISIBLE_DEVICES=0, so the numbers alone would collide.
+    Else the numbers of CUDA_VISIBLE_DEVICES if set, else torch's indices.
+    """
+    try:
+        uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in range(count)]
+    except Exception:  # no driver to ask (or an old one): fall back to the numbers
+        uuids = []
+    if uuids and all(uuids):
+        return uuids
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None and env.strip():
         ids = [x.strip() for x in env.split(",") if x.strip()]

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from prunebench.io import atomic_write_text
+
 ID_FIELDS = ("experiment", "method", "dataset", "model", "seed", "state", "epoch")
 METRIC_FIELDS = (
     "train_loss",
@@ -54,6 +56,11 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
         fh.flush()
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Replace a metrics file with ``rows``, atomically."""
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

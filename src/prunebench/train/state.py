@@ -24,7 +24,7 @@ from prunebench.config import state_epochs
 from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
-from prunebench.io import atomic_copy, atomic_torch_save, atomic_write_json, atomic_write_text
+from prunebench.io import atomic_copy, atomic_torch_save, atomic_write_json
 from prunebench.models import build_model, model_spec
 from prunebench.provenance import versions
 from prunebench.pruning.groups import (
@@ -48,7 +48,7 @@ from prunebench.train.loop import (
     train_one_epoch,
     uses_channels_last,
 )
-from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows
+from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows, write_rows
 from prunebench.train.seeding import seed_everything, state_seed
 
 log = logging.getLogger("prunebench")
@@ -67,6 +67,17 @@ class StatePaths:
 
     def __post_init__(self):
         self.out_dir, self.recovery_dir = Path(self.out_dir), Path(self.recovery_dir)
+
+    @classmethod
+    def under(cls, results: str | Path, experiment: str, state: int) -> StatePaths:
+        """The layout of a results folder (the workflow's rules/common.smk spells out the same paths)."""
+        base = Path(results) / experiment
+        return cls(
+            base / f"state{state}",
+            base / "recovery" / f"state{state}",
+            base / f"state{state - 1}" / "last.pt" if state else None,
+            base / "state0" / "init.pt",
+        )
 
     @property
     def progress_metrics(self) -> Path:
@@ -116,21 +127,32 @@ def _load_into(model, state_dict, path) -> None:
         raise CheckpointError(f"checkpoint {path} does not fit the model ({exc}); delete it and rerun") from None
 
 
+def _previous_stamp(paths: StatePaths) -> list[int] | None:
+    """Size and mtime of the previous state's checkpoint: a rebuilt predecessor makes a resume stale."""
+    if paths.previous is None:
+        return None
+    st = os.stat(paths.previous)
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _try_resume(paths: StatePaths, experiment: dict, state: int):
-    """The resume checkpoint of this very state and config, or None (a stale one is set aside)."""
+    """The resume checkpoint of this very state, config and predecessor, or None (a stale one is set aside)."""
     if not paths.resume.exists():
         return None
     try:
         res = torch.load(paths.resume, map_location="cpu", weights_only=True)
-        ok = res.get("version") == RESUME_VERSION and res.get("config") == experiment and res.get("state") == state
     except Exception as exc:
-        log.warning("recovery checkpoint %s is unreadable (%s); starting the state afresh", paths.resume, exc)
-        ok = False
-    if not ok:
-        log.warning("recovery checkpoint %s is for another run or config; starting the state afresh", paths.resume)
-        shutil.rmtree(paths.recovery_dir, ignore_errors=True)
-        return None
-    return res
+        why = f"is unreadable ({exc})"
+    else:
+        if res.get("version") != RESUME_VERSION or res.get("config") != experiment or res.get("state") != state:
+            why = "is for another run or config"
+        elif res.get("previous") != _previous_stamp(paths):
+            why = f"continues an older {paths.previous}, which was rebuilt since"
+        else:
+            return res
+    log.warning("recovery checkpoint %s %s; starting the state afresh", paths.resume, why)
+    shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+    return None
 
 
 def run_state(
@@ -200,7 +222,8 @@ def _run_state(
         if pcfg["rewind"] == "init":
             init = load_checkpoint(paths.init, expect={"experiment": name, "state": 0})
             _load_into(model, init["state_dict"], paths.init)
-    init_state_dict = model.state_dict() if state == 0 else None
+    # a copy: state_dict() shares storage with the parameters, which training then changes in place
+    init_state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()} if state == 0 else None
     # REPrune prunes at epoch ends during the chain (see pruning/reprune.py for the mapping).
     reprune = REPruneRun(experiment, groupsets) if method == "reprune" else None
 
@@ -245,7 +268,7 @@ def _run_state(
         torch.set_rng_state(resume["torch_rng"])
         prog = _Progress(**resume["progress"])
         prog.rows = [r for r in read_rows(paths.progress_metrics) if r["epoch"] <= prog.epoch]
-        atomic_write_text(paths.progress_metrics, "".join(_json_line(r) for r in prog.rows))
+        write_rows(paths.progress_metrics, prog.rows)
         log.info("resuming state %d after epoch %d of %d from %s", state, prog.epoch, epochs, paths.resume)
     else:
         paths.progress_metrics.unlink(missing_ok=True)
@@ -301,10 +324,10 @@ def _run_state(
             if reprune.is_event(reprune.offset(state) + epoch):
                 masks, event = reprune.prune(model, plan.final_masks, reprune.offset(state) + epoch, data.img_size)
                 plan = StatePlan(alive_fraction(masks), masks, masks, plan.penalized)
-                hard = MaskedParams(model, param_masks(model, groupsets, masks))
-                final = MaskedParams(model, param_masks(model, groupsets, masks))
+                pmasks = param_masks(model, groupsets, masks)
+                hard = final = MaskedParams(model, pmasks)
                 hard.mask_weights()
-                params_alive = alive_params(model, param_masks(model, groupsets, masks))
+                params_alive = alive_params(model, pmasks)
                 # the state's best checkpoint is chosen among epochs with its latest architecture
                 prog.best_val, prog.best_epoch = -1.0, -1
                 log.info("state %d epoch %d: REPrune event, density %.4f, mean coverage %.3f",
@@ -347,7 +370,7 @@ def _run_state(
     save_checkpoint(paths.out_dir / "last.pt", _ckpt(epochs, last_row))
     # copied, not moved: a crash before the last output is written must leave the recovery files whole
     atomic_copy(paths.progress_best, paths.out_dir / "best.pt")
-    atomic_write_text(paths.out_dir / "metrics.jsonl", "".join(_json_line(r) for r in prog.rows))
+    write_rows(paths.out_dir / "metrics.jsonl", prog.rows)
     atomic_write_json(paths.out_dir / "summary.json", summary)
     shutil.rmtree(paths.recovery_dir, ignore_errors=True)
     log.info(
@@ -358,17 +381,12 @@ def _run_state(
     return summary
 
 
-def _json_line(row: dict) -> str:
-    import json
-
-    return json.dumps(row) + "\n"
-
-
 def _save_resume(paths, experiment, state, model, optimizer, generator, plan, prog) -> None:
     atomic_torch_save(paths.resume, {
         "version": RESUME_VERSION,
         "config": experiment,
         "state": state,
+        "previous": _previous_stamp(paths),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "generator": generator.get_state(),

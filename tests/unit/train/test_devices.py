@@ -56,7 +56,8 @@ def test_visible_devices_set_by_slurm_or_the_user_are_respected(monkeypatch):
     assert visible_gpu_ids(3) == ["0", "1", "2"]
 
 
-def test_without_a_gpu_auto_runs_on_the_cpu_and_says_so(caplog):
+def test_without_a_gpu_auto_runs_on_the_cpu_and_says_so(caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with GPUs
     caplog.set_level("INFO", logger="prunebench")
     assert acquire_device("auto").device.type == "cpu"
     assert "no GPU in use: training on the CPU" in caplog.text
@@ -66,7 +67,7 @@ def test_without_a_gpu_auto_runs_on_the_cpu_and_says_so(caplog):
 
 def test_acquire_device_on_a_simulated_machine_of_4_gpus_with_visible_devices(monkeypatch, tmp_path, caplog):
     caplog.set_level("INFO", logger="prunebench")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # as SLURM sets it: physical ids
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # set by the user (no UUIDs to ask for here)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
@@ -81,3 +82,16 @@ def test_acquire_device_on_a_simulated_machine_of_4_gpus_with_visible_devices(mo
         acquire_device("cuda:9", tmp_path)
     b.release()
     c.release()
+
+
+def test_gpus_are_named_by_uuid_so_jobs_confined_by_slurm_do_not_collide(monkeypatch, tmp_path):
+    """Under SLURM cgroups each job sees its own GPU as CUDA_VISIBLE_DEVICES=0; the UUID tells them apart."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"uuid": "GPU-aaaa"})())
+    assert visible_gpu_ids(1) == ["GPU-aaaa"]
+    first = lease_gpu(visible_gpu_ids(1), tmp_path, wait_seconds=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"uuid": "GPU-bbbb"})())
+    second = lease_gpu(visible_gpu_ids(1), tmp_path, wait_seconds=0)  # another job's GPU 0: not blocked
+    assert (first.gpu_id, second.gpu_id) == ("GPU-aaaa", "GPU-bbbb")
+    first.release()
+    second.release()

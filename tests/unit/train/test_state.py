@@ -1,6 +1,7 @@
 """Running prune states: masks, RSST's end-of-state mask, determinism, files."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -146,3 +147,58 @@ def test_diverging_loss_stops_the_state_without_a_checkpoint(tiny_config, tmp_pa
     with pytest.raises(TrainingError, match="training loss is .*Lower train.lr"):
         run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     assert not (tmp_path / "state0").exists()
+
+
+def test_init_checkpoint_holds_the_weights_state0_started_from(tiny_config, tmp_path):
+    exp = resolved_experiment(tiny_config)
+    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    init = load_checkpoint(tmp_path / "state0/init.pt")["state_dict"]
+    last = load_checkpoint(tmp_path / "state0/last.pt")["state_dict"]
+    assert any(not torch.equal(init[k], last[k]) for k in init)  # rewind: init must not rewind to trained weights
+
+
+def interrupt_after_epoch(monkeypatch, epoch: int):
+    """Make the state runner die (like a kill) right after it finished ``epoch`` of a state."""
+    import prunebench.train.state as state_module
+
+    real, calls = state_module._save_resume, []
+
+    def save_then_die(paths, *args):
+        real(paths, *args)
+        prog = args[-1]
+        if prog.epoch == epoch:
+            calls.append(prog.epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(state_module, "_save_resume", save_then_die)
+    return calls
+
+
+@pytest.mark.parametrize("damage", ["none", "truncated", "predecessor_rebuilt"])
+def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tmp_path, monkeypatch, caplog, damage):
+    caplog.set_level("INFO", logger="prunebench")
+    tiny_config["defaults"]["train"]["epochs"] = 3
+    exp = resolved_experiment(tiny_config)
+    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    resume = tmp_path / "recovery/state1/resume.pt"
+    assert resume.is_file() and not (tmp_path / "state1").exists()
+    if damage == "truncated":
+        resume.write_bytes(resume.read_bytes()[:100])
+    elif damage == "predecessor_rebuilt":
+        previous = tmp_path / "state0/last.pt"
+        previous.write_bytes(previous.read_bytes())  # same bytes, but a new file: as after rerunning state 0
+        os.utime(previous, ns=(1, 1))
+    caplog.clear()
+    run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    assert [r["epoch"] for r in read_rows(tmp_path / "state1/metrics.jsonl")] == [0, 1, 2, 3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if damage == "none":
+        assert "resuming state 1 after epoch 1 of 3" in caplog.text and not warnings
+    else:
+        expected = "is unreadable" if damage == "truncated" else "continues an older"
+        assert len(warnings) == 1 and expected in warnings[0] and "starting the state afresh" in warnings[0]
+        assert "resuming state 1" not in caplog.text
