@@ -4,8 +4,8 @@ Snakemake counts GPUs (``--resources gpu=4``) but does not say which one a job g
 job therefore leases a device: it takes an exclusive ``flock`` on a lock file named after the
 physical GPU. The kernel drops the lock when the process ends, however it ends (even SIGKILL), so
 a killed job cannot leave a GPU held. Under SLURM, or when the user sets ``CUDA_VISIBLE_DEVICES``,
-only the visible GPUs are candidates, and locks are named by their physical ids so that jobs with
-different visible sets on one machine still exclude each other.
+only the visible GPUs are candidates, and locks are named by the GPU's UUID (see
+``visible_gpu_ids``) so that jobs with different visible sets on one machine still exclude each other.
 """
 
 from __future__ import annotations
