@@ -77,7 +77,8 @@ def test_a_killed_workflow_resumes_mid_state_and_matches_an_uninterrupted_run(tm
     assert "train_state0" not in out and "train_state " in out.split("Job stats:")[1]  # only state 1 ran
     log = (crashed / "logs" / "train_state" / EXP / "state1.log").read_text()
     epochs = [int(e) for e in re.findall(r"resuming state 1 after epoch (\d+) of 6", log)]
-    assert epochs and epochs[-1] >= 2, log
+    # The kill can land between an epoch's metrics row and its resume.pt; then that epoch reruns.
+    assert epochs and epochs[-1] in (done - 1, done) and epochs[-1] >= 1, log
     for k in (0, 1):
         ref_rows = read_rows(reference / "results" / EXP / f"state{k}" / "metrics.jsonl")
         rows = read_rows(crashed / "results" / EXP / f"state{k}" / "metrics.jsonl")

@@ -53,7 +53,7 @@ from prunebench.train.seeding import seed_everything, state_seed
 
 log = logging.getLogger("prunebench")
 
-RESUME_VERSION = 1
+RESUME_VERSION = 2  # 2: best checkpoints named by epoch
 
 
 @dataclass
@@ -83,9 +83,15 @@ class StatePaths:
     def progress_metrics(self) -> Path:
         return self.recovery_dir / "metrics.jsonl"
 
-    @property
-    def progress_best(self) -> Path:
-        return self.recovery_dir / "best.pt"
+    def best_at(self, epoch: int) -> Path:
+        """The best checkpoint so far, named by its epoch: ``resume.pt`` says which one is current, so
+        a kill between writing a new best and the next ``resume.pt`` cannot leave the two disagreeing."""
+        return self.recovery_dir / f"best-epoch{epoch}.pt"
+
+    def drop_best_except(self, epoch: int) -> None:
+        for path in self.recovery_dir.glob("best-epoch*.pt"):
+            if path != self.best_at(epoch):
+                path.unlink(missing_ok=True)
 
     @property
     def resume(self) -> Path:
@@ -148,7 +154,11 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
             why = "is for another run or config"
         elif res.get("previous") != _previous_stamp(paths):
             why = f"continues an older {paths.previous}, which was rebuilt since"
+        elif res["progress"]["best_epoch"] > 0 and not paths.best_at(res["progress"]["best_epoch"]).is_file():
+            why = f"names a best checkpoint {paths.best_at(res['progress']['best_epoch'])} that is missing"
         else:
+            # a best of an epoch after the resume point was lost with that epoch: the epoch reruns
+            paths.drop_best_except(res["progress"]["best_epoch"])
             return res
     log.warning("recovery checkpoint %s %s; starting the state afresh", paths.resume, why)
     shutil.rmtree(paths.recovery_dir, ignore_errors=True)
@@ -283,7 +293,7 @@ def _run_state(
             })  # fmt: skip
             if epoch > 0 and val_acc > prog.best_val:
                 prog.best_val, prog.best_epoch = val_acc, epoch
-                save_checkpoint(paths.progress_best, _ckpt(epoch, row))
+                save_checkpoint(paths.best_at(epoch), _ckpt(epoch, row))
         append_row(paths.progress_metrics, row)
         prog.rows.append(row)
         return row
@@ -369,7 +379,7 @@ def _run_state(
         ))  # fmt: skip
     save_checkpoint(paths.out_dir / "last.pt", _ckpt(epochs, last_row))
     # copied, not moved: a crash before the last output is written must leave the recovery files whole
-    atomic_copy(paths.progress_best, paths.out_dir / "best.pt")
+    atomic_copy(paths.best_at(prog.best_epoch), paths.out_dir / "best.pt")
     write_rows(paths.out_dir / "metrics.jsonl", prog.rows)
     atomic_write_json(paths.out_dir / "summary.json", summary)
     shutil.rmtree(paths.recovery_dir, ignore_errors=True)
@@ -394,6 +404,7 @@ def _save_resume(paths, experiment, state, model, optimizer, generator, plan, pr
         "plan": {"density": plan.density, "train": plan.train_masks, "final": plan.final_masks, "penalized": plan.penalized},
         "progress": {k: v for k, v in vars(prog).items() if k != "rows"},
     })  # fmt: skip
+    paths.drop_best_except(prog.best_epoch)  # only now is an earlier best no longer needed
 
 
 def _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads) -> dict:

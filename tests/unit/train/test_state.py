@@ -13,7 +13,7 @@ from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, pa
 from prunebench.pruning.methods import plan_state
 from prunebench.train.checkpoint import load_checkpoint
 from prunebench.train.loop import evaluate, make_optimizer, train_one_epoch
-from prunebench.train.metrics import METRIC_FIELDS, read_rows
+from prunebench.train.metrics import METRIC_FIELDS, append_row, read_rows
 from prunebench.train.state import StatePaths, run_state
 from tests.conftest import resolved_experiment
 
@@ -174,7 +174,7 @@ def interrupt_after_epoch(monkeypatch, epoch: int):
     return calls
 
 
-@pytest.mark.parametrize("damage", ["none", "truncated", "predecessor_rebuilt"])
+@pytest.mark.parametrize("damage", ["none", "row_without_checkpoint", "truncated", "predecessor_rebuilt"])
 def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tmp_path, monkeypatch, caplog, damage):
     caplog.set_level("INFO", logger="prunebench")
     tiny_config["defaults"]["train"]["epochs"] = 3
@@ -188,6 +188,9 @@ def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tm
     assert resume.is_file() and not (tmp_path / "state1").exists()
     if damage == "truncated":
         resume.write_bytes(resume.read_bytes()[:100])
+    elif damage == "row_without_checkpoint":  # killed after epoch 2's metrics row, before its resume.pt
+        progress = tmp_path / "recovery/state1/metrics.jsonl"
+        append_row(progress, {**read_rows(progress)[-1], "epoch": 2})
     elif damage == "predecessor_rebuilt":
         previous = tmp_path / "state0/last.pt"
         previous.write_bytes(previous.read_bytes())  # same bytes, but a new file: as after rerunning state 0
@@ -196,9 +199,48 @@ def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tm
     run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert [r["epoch"] for r in read_rows(tmp_path / "state1/metrics.jsonl")] == [0, 1, 2, 3]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    if damage == "none":
+    if damage in ("none", "row_without_checkpoint"):
         assert "resuming state 1 after epoch 1 of 3" in caplog.text and not warnings
     else:
         expected = "is unreadable" if damage == "truncated" else "continues an older"
         assert len(warnings) == 1 and expected in warnings[0] and "starting the state afresh" in warnings[0]
         assert "resuming state 1" not in caplog.text
+
+
+def test_a_best_written_just_before_a_kill_does_not_outlive_its_rerun_epoch(tiny_config, tmp_path, monkeypatch):
+    """A kill between an epoch's new best checkpoint and its resume.pt reruns that epoch. On a GPU the
+    rerun is not bit-identical and may score lower: best.pt must then be the best of the epochs kept."""
+    import prunebench.train.state as state_module
+
+    tiny_config["defaults"]["train"]["epochs"] = 3
+    exp = resolved_experiment(tiny_config, "refill")
+    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    real_evaluate, real_save = state_module.evaluate, state_module._save_resume
+
+    def val_scores(*scores):  # the val accuracy of each evaluation in turn
+        it = iter(scores)
+
+        def evaluate(net, data, split, *args):
+            loss, acc = real_evaluate(net, data, split, *args)
+            return (loss, next(it)) if split == "val" else (loss, acc)
+
+        return evaluate
+
+    def die_before_saving_epoch_2(state_paths, *args):
+        if args[-1].epoch == 2:
+            raise KeyboardInterrupt
+        real_save(state_paths, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(state_module, "evaluate", val_scores(10.0, 20.0, 30.0))  # epochs 0, 1, 2: 2 is the best
+        m.setattr(state_module, "_save_resume", die_before_saving_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    recovery = tmp_path / "recovery/state1"
+    assert sorted(p.name for p in recovery.glob("best-*")) == ["best-epoch1.pt", "best-epoch2.pt"]
+    with monkeypatch.context() as m:
+        m.setattr(state_module, "evaluate", val_scores(15.0, 15.0))  # epochs 2 and 3 rerun worse
+        summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    best = load_checkpoint(tmp_path / "state1/best.pt")
+    assert (summary["best_epoch"], summary["best_val_acc"]) == (1, 20.0)
+    assert (best["epoch"], best["metrics"]["val_acc"]) == (1, 20.0)
