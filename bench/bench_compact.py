@@ -19,8 +19,8 @@ from prunebench.export.compact import compact_model
 from prunebench.export.cost import input_shape, model_cost
 from prunebench.export.throughput import measure_throughput
 from prunebench.models import build_model, model_spec
-from prunebench.pruning.groups import full_masks, group_importance, groupsets_of
-from prunebench.pruning.ranking import round_widths, select
+from prunebench.pruning.groups import full_masks, groupsets_of
+from prunebench.pruning.methods import choose_masks
 
 MODELS = {
     "vit_small_32_p4": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},
@@ -36,11 +36,10 @@ def pruned(key: str, sparsity: float, round_to: int):
     spec = model_spec(MODELS[key], 10)
     model = build_model(spec).eval()
     groupsets = groupsets_of(model, ["heads", "neurons"])
-    scores = {gs.name: group_importance(model, gs) for gs in groupsets}
-    prev = full_masks(groupsets)
-    keep = select("global", groupsets, scores, prev, 1.0 - sparsity)
-    if round_to > 1:
-        keep = round_widths(groupsets, scores, prev, keep, round_to)
+    # the workflow's own selection, as for the last state of a two-state chain (density 1 - sparsity)
+    prune_cfg = {"states": 2, "target_sparsity": sparsity, "schedule": "geometric",
+                 "importance": "l1", "ranking": "global", "round_to": round_to}  # fmt: skip
+    _, keep = choose_masks(model, groupsets, full_masks(groupsets), prune_cfg, state=1)
     compact, cspec = compact_model(model, spec, keep)
     return spec, model, compact, cspec
 

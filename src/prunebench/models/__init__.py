@@ -2,7 +2,7 @@
 
 A *model spec* is what a checkpoint stores to rebuild its model without the training code:
 ``{"family", "arch", "num_classes", "img_size", "patch_size", "kwargs"}``. A compact (physically
-pruned) model's spec adds ``"widths"``, the groups each layer keeps (see prunebench.export.compact).
+pruned) model's spec adds ``"widths"``, the groups each layer keeps (see prunebench.models.widths).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 from prunebench.errors import ModelError
 from prunebench.models.cnn import CNN_ARCHS, build_cnn
 from prunebench.models.vit import VIT_MODULES, build_vit, timm_vit_names
+from prunebench.models.widths import apply_widths
 
 __all__ = ["build_model", "check_arch", "model_spec", "family_of"]
 
@@ -67,7 +68,5 @@ def build_model(spec: dict, pretrained: bool | str = False) -> nn.Module:
     else:
         model = build_vit(spec, pretrained)
     if spec.get("widths"):
-        from prunebench.export.compact import apply_widths  # late: export builds on this module
-
         apply_widths(model, spec["widths"])
     return model
