@@ -229,8 +229,16 @@ def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: 
 
 
 def state_epochs(experiment: dict, state: int) -> int:
-    """Number of training epochs of ``state`` (state 0 may train longer than pruned states)."""
+    """Training epochs of ``state`` (state 0 may train longer than pruned states), before any
+    masked fine-tune (:func:`finetune_epochs`)."""
     train = experiment["train"]
     if state == 0 and train.get("state0_epochs"):
         return int(train["state0_epochs"])
     return int(train["epochs"])
+
+
+def finetune_epochs(experiment: dict, state: int) -> int:
+    """Epochs of RSST's masked fine-tune after its hard mask, at the end of every pruned state."""
+    if experiment["method"] == "rsst" and state >= 1:
+        return int(experiment.get("rsst", {}).get("finetune_epochs", 0))
+    return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunebench.config import finetune_epochs
 from prunebench.errors import PrunebenchError
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
 
@@ -138,7 +139,7 @@ def plan_from_experiments(experiments: dict[str, dict]) -> pd.DataFrame:
             "method": exp["method"],
             "seed": exp["seed"],
             "states": exp["prune"]["states"],
-            "epochs": exp["train"]["epochs"],
+            "epochs": exp["train"]["epochs"] + finetune_epochs(exp, 1),
             "state0_epochs": exp["train"].get("state0_epochs") or exp["train"]["epochs"],
         }
         for name, exp in experiments.items()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from prunebench.config import state_epochs
+from prunebench.config import finetune_epochs, state_epochs
 from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
@@ -253,7 +253,8 @@ def _run_state(
         splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
         channels_last=uses_channels_last(spec["family"], dev),
     )  # fmt: skip
-    epochs = state_epochs(experiment, state)
+    reg_epochs = state_epochs(experiment, state)  # RSST's lambda grows over these ...
+    epochs = reg_epochs + finetune_epochs(experiment, state)  # ... then it fine-tunes under the hard mask
     steps_per_epoch = data.steps_per_epoch(tcfg["batch_size"])
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(round(tcfg["warmup_epochs"] * steps_per_epoch))
@@ -264,7 +265,7 @@ def _run_state(
     if plan.has_penalty:
         not_pen = {k: ~v for k, v in plan.penalized.items()}
         pen_pmasks = {k: 1 - m for k, m in param_masks(model, groupsets, not_pen).items()}
-        penalty = RSSTPenalty(model, pen_pmasks, experiment["rsst"], total_steps)
+        penalty = RSSTPenalty(model, pen_pmasks, experiment["rsst"], reg_epochs * steps_per_epoch)
     optimizer = make_optimizer(model, tcfg)
     generator = torch.Generator(device=dev).manual_seed(seed)
 
@@ -312,6 +313,11 @@ def _run_state(
 
     first_epoch = prog.epoch + 1
     for epoch in range(first_epoch, epochs + 1):
+        if penalty is not None and epoch > reg_epochs:  # RSST's masked fine-tune: the hard mask from here on
+            final.mask_weights()
+            hard, penalty = final, None
+            log.info("state %d: applied the hard mask (density %.4f); masked fine-tuning for epochs %d-%d",
+                     state, plan.density, reg_epochs + 1, epochs)  # fmt: skip
         stats = train_one_epoch(
             net, data, optimizer, tcfg, step0=lr_offset + prog.step, total_steps=lr_total,
             warmup_steps=warmup_steps, generator=generator, hard=hard, penalty=penalty,
@@ -364,7 +370,7 @@ def _run_state(
     # --- end of state: the hard mask of the plan becomes permanent ---
     final.mask_weights()
     last_row = prog.rows[-1]
-    if plan.has_penalty:
+    if penalty is not None:
         log.info("state %d: applied the hard mask (density %.4f)", state, plan.density)
     summary = _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads)
     if reprune is not None:

@@ -28,6 +28,7 @@ def test_checkpoint_round_trips_with_weights_only(tiny_vit, tiny_config, tmp_pat
     assert not list(tmp_path.glob(".*.tmp"))  # no temp file left behind
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # evil.pt is a plain pickle, as intended
 def test_wrong_state_missing_and_foreign_files_are_named(tiny_vit, tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
     save_checkpoint(

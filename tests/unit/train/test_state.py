@@ -244,3 +244,32 @@ def test_a_best_written_just_before_a_kill_does_not_outlive_its_rerun_epoch(tiny
     best = load_checkpoint(tmp_path / "state1/best.pt")
     assert (summary["best_epoch"], summary["best_val_acc"]) == (1, 20.0)
     assert (best["epoch"], best["metrics"]["val_acc"]) == (1, 20.0)
+
+
+def test_rsst_masked_finetune_follows_the_regularised_epochs_and_resumes(tiny_config, tmp_path, monkeypatch):
+    exp, (_, s1) = run_chain(tiny_config, tmp_path / "a", "rsst", train={"epochs": 2}, rsst={"finetune_epochs": 2})
+    rows = read_rows(tmp_path / "a/state1/metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4] and s1["epochs"] == 4
+    assert rows[2]["reg_lambda"] == pytest.approx(1.0)  # lambda reaches g at the end of train.epochs ...
+    assert rows[3]["reg_lambda"] == rows[4]["reg_lambda"] == 0.0  # ... then the hard mask, no penalty
+    assert rows[2]["lr"] > rows[3]["lr"] > rows[4]["lr"]  # one lr schedule over both parts
+    last = load_checkpoint(tmp_path / "a/state1/last.pt")
+    assert last["epoch"] == 4 and pruned_weights_are_zero(last)
+    assert pruned_weights_are_zero(load_checkpoint(tmp_path / "a/state1/best.pt"))
+
+    # killed during the fine-tune, it resumes there and ends as the uninterrupted run did
+    run_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    timing = ("epoch_seconds", "images_per_second")
+    resumed = read_rows(tmp_path / "b/state1/metrics.jsonl")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows
+    ]
+    assert torch.equal(
+        load_checkpoint(tmp_path / "b/state1/last.pt")["state_dict"]["blocks.0.mlp.fc1.weight"],
+        last["state_dict"]["blocks.0.mlp.fc1.weight"],
+    )
