@@ -27,6 +27,7 @@ localrules:
     report_comparison,
     report_index,
     export_compact,
+    share_state0,
 
 
 rule all:

@@ -13,10 +13,21 @@ except ConfigError as exc:
 
 EXPERIMENTS = RESOLVED.experiments
 RESULTS = "results"
+# State 0 is trained by a "run": a shared/ folder for all methods of a group (share_state0), or the
+# experiment itself (REPrune, or share_state0: false). Experiments of a shared run copy its state 0.
+STATE0_OF = RESOLVED.state0_of
+STATE0_RUNS = RESOLVED.state0_runs
+SHARING = [name for name, run in STATE0_OF.items() if run != name]
+
+
+def one_of(names):
+    """A wildcard constraint that matches exactly these names."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 wildcard_constraints:
-    experiment="|".join(re.escape(name) for name in EXPERIMENTS) or "(?!)",
+    experiment=one_of(EXPERIMENTS),
+    run=one_of(STATE0_RUNS),
     state=r"\d+",
 
 
@@ -39,6 +50,22 @@ def get_experiment(wildcards):
 
 def get_recovery_dir(wildcards):
     return recovery_dir(wildcards.experiment, wildcards.get("state", 0))
+
+
+def get_state0_experiment(wildcards):
+    """The experiment a state-0 run trains (for a shared run: the group's settings, method dense)."""
+    return STATE0_RUNS[wildcards.run]
+
+
+def get_state0_recovery_dir(wildcards):
+    return recovery_dir(wildcards.run, 0)
+
+
+def get_shared_state0(wildcards):
+    """The files of the shared state 0 an experiment starts from."""
+    source = state_dir(STATE0_OF[wildcards.experiment], 0)
+    names = ("last.pt", "best.pt", "init.pt", "metrics.jsonl", "summary.json")
+    return {name.split(".")[0]: f"{source}/{name}" for name in names}
 
 
 def get_previous_state(wildcards):

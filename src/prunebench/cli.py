@@ -64,7 +64,10 @@ def _plan(config: str | None):
     from prunebench.config import load_config_file, resolve_config
     from prunebench.report.load import plan_from_experiments
 
-    return plan_from_experiments(resolve_config(load_config_file(config), source=config).experiments)
+    resolved = resolve_config(load_config_file(config), source=config)
+    plan = plan_from_experiments(resolved.experiments)
+    plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
+    return plan
 
 
 def _cmd_report(args) -> None:

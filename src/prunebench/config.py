@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -125,6 +125,10 @@ class ResolvedConfig:
 
     runtime: dict
     experiments: dict[str, dict]
+    # state 0 of every experiment: the run (a folder under results/) that trains it, and the
+    # experiment each run trains (an experiment's own name, or a shared/ run: see shared_state0_run)
+    state0_of: dict[str, str] = field(default_factory=dict)
+    state0_runs: dict[str, dict] = field(default_factory=dict)
 
     def by(self, key: str) -> dict[Any, list[str]]:
         """Experiment names grouped by one of their identifying fields (dataset, model, method...)."""
@@ -146,6 +150,22 @@ def runtime_settings(config: dict) -> dict:
 def experiment_name(group: str, dataset: str, model: str, method: str, seed: int) -> str:
     """The experiment's folder name under results/."""
     return f"{group}-{dataset}-{model}-{method}-s{seed}"
+
+
+SHARED_DIR = "shared"
+
+
+def shares_state0(experiment: dict) -> bool:
+    """Whether the experiment's state 0 is plain dense training, the same for every such method.
+    REPrune prunes from its first epoch on, so its state 0 is its own."""
+    return experiment["method"] != "reprune"
+
+
+def shared_state0_run(experiment: dict) -> tuple[str, dict]:
+    """The run that trains state 0 for all methods of the experiment's group, dataset, model and seed:
+    its folder under results/, and the experiment it trains (the group's settings, method dense)."""
+    name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
+    return f"{SHARED_DIR}/{name}", {**experiment, "name": name, "method": "dense"}
 
 
 def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
@@ -203,7 +223,13 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                 "seed": seed,
                 **copy.deepcopy(settings),
             }
-    return ResolvedConfig(runtime=runtime, experiments=experiments)
+    state0_of, state0_runs = {}, {}
+    for name, exp in experiments.items():
+        run, trained = (
+            shared_state0_run(exp) if config.get("share_state0", True) and shares_state0(exp) else (name, exp)
+        )
+        state0_of[name], state0_runs[run] = run, trained
+    return ResolvedConfig(runtime=runtime, experiments=experiments, state0_of=state0_of, state0_runs=state0_runs)
 
 
 def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: dict) -> None:

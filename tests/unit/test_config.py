@@ -142,3 +142,29 @@ def test_names_that_become_paths_or_shell_words_are_refused(section, name):
     assert f"{section}: the name {name!r} is not allowed; rename it. Letters, digits and underscores only" in str(
         info.value
     )
+
+
+def test_state0_is_shared_per_group_dataset_model_and_seed_except_by_reprune(tiny_config):
+    tiny_config["models"]["cnn"] = {"arch": "small_cnn"}
+    tiny_config["experiments"]["t"].update(methods=["dense", "refill", "rsst"], seeds=[0, 1])
+    tiny_config["experiments"]["c"] = {
+        "datasets": ["synthetic"], "models": ["cnn"], "methods": ["refill", "reprune"],
+        "overrides": {"prune": {"groups": ["channels"]}, "reprune": {"interval_epochs": 1}},
+    }  # fmt: skip
+    resolved = resolve_config(tiny_config)
+    of = resolved.state0_of
+    assert {of[f"t-synthetic-tiny_vit-{m}-s1"] for m in ("dense", "refill", "rsst")} == {
+        "shared/t-synthetic-tiny_vit-s1"
+    }
+    assert of["t-synthetic-tiny_vit-rsst-s0"] == "shared/t-synthetic-tiny_vit-s0"
+    assert of["c-synthetic-cnn-refill-s0"] == "shared/c-synthetic-cnn-s0"
+    assert of["c-synthetic-cnn-reprune-s0"] == "c-synthetic-cnn-reprune-s0"  # prunes from epoch 1: its own
+    trained = resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"]
+    rsst = resolved.experiments["t-synthetic-tiny_vit-rsst-s0"]
+    assert trained == {**rsst, "name": "t-synthetic-tiny_vit-s0", "method": "dense"}
+    # adding a method changes nothing for the others: no reruns
+    tiny_config["experiments"]["t"]["methods"] = ["refill"]
+    assert resolve_config(tiny_config).state0_runs["shared/t-synthetic-tiny_vit-s0"] == trained
+
+    tiny_config["share_state0"] = False
+    assert all(run == name for name, run in resolve_config(tiny_config).state0_of.items())

@@ -10,6 +10,7 @@ from prunebench.train.metrics import read_rows
 from tests.conftest import REPO, run_snakemake
 
 STATE_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
+SHARED = "shared/t-synthetic-tiny_vit-s0"  # the state 0 that Refill and RSST both start from
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +39,44 @@ def test_every_declared_file_is_written(finished_run):
             summary = json.loads((sdir / "summary.json").read_text())
             assert summary["state"] == k and summary["device"] == "cpu"
             assert [r["epoch"] for r in read_rows(sdir / "metrics.jsonl")] == [0, 1]
-            log = (workdir / "logs" / "train_state" / exp / f"state{k}.log").read_text()
+            run = SHARED if k == 0 else exp
+            log = (workdir / "logs" / "train_state" / run / f"state{k}.log").read_text()
             assert re.search(rf"state {k} epoch 1/1 loss [\d.]+ acc [\d.]+ .* img/s ETA 0:00:00", log)
             assert "no GPU in use: training on the CPU" in log
-            assert (workdir / "benchmarks" / "train_state" / exp / f"state{k}.tsv").is_file()
+            assert (workdir / "benchmarks" / "train_state" / run / f"state{k}.tsv").is_file()
         assert not (workdir / "results" / exp / "recovery").exists() or not any(
             (workdir / "results" / exp / "recovery").iterdir()
         )
     report = (workdir / "results" / "reports" / "summary.md").read_text()
     assert "## synthetic · tiny_vit" in report and "refill best" in report and "rsst final" in report
+
+
+@pytest.mark.slow
+def test_state0_is_trained_once_and_each_method_gets_its_own_copy(finished_run):
+    workdir, proc = finished_run
+    out = proc.stdout + proc.stderr
+    assert re.search(r"^train_state0\s+1$", out, re.M) and re.search(r"^share_state0\s+2$", out, re.M)
+    shared = workdir / "results" / SHARED / "state0"
+    source = torch.load(shared / "last.pt", weights_only=True)
+    source_rows = read_rows(shared / "metrics.jsonl")
+    for method in ("refill", "rsst"):
+        exp = f"t-synthetic-tiny_vit-{method}-s0"
+        sdir = workdir / "results" / exp / "state0"
+        for name in ("last.pt", "best.pt", "init.pt"):
+            ckpt = torch.load(sdir / name, weights_only=True)
+            assert (ckpt["experiment"], ckpt["method"], ckpt["config"]["name"]) == (exp, method, exp)
+        ckpt = torch.load(sdir / "last.pt", weights_only=True)
+        assert all(torch.equal(v, source["state_dict"][k]) for k, v in ckpt["state_dict"].items())
+        rows = read_rows(sdir / "metrics.jsonl")
+        assert all(r["experiment"] == exp and r["method"] == method for r in rows)
+        assert [{**r, "experiment": None, "method": None} for r in rows] == [
+            {**r, "experiment": None, "method": None} for r in source_rows
+        ]
+        summary = json.loads((sdir / "summary.json").read_text())
+        assert summary["shared_state0"] == f"results/{SHARED}/state0" and summary["method"] == method
+        assert "is the dense state 0 trained once" in (workdir / "logs" / "share_state0" / f"{exp}.log").read_text()
+    report = (workdir / "results" / "reports" / "synthetic_tiny_vit.md").read_text()
+    assert "cpu (shared)" in report
 
 
 @pytest.mark.slow
@@ -70,12 +100,14 @@ def test_a_finished_run_has_nothing_left_to_do(finished_run):
 def test_reference_config_plans_the_full_matrix(tmp_path):
     proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(REPO / "config.yaml"))
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    # 4 ViT-S experiments x 16 states, 7 ResNet-56 experiments x 10 states
-    assert counts["train_state0"] == "11" and counts["train_state"] == str(4 * 15 + 7 * 9)
+    # 4 ViT-S experiments x 16 states, 7 ResNet-56 experiments x 10 states. State 0 is trained once
+    # per dataset for the ViT-S methods, once for dense/Refill/RSST of ResNet-56 and once per REPrune.
+    assert counts["train_state0"] == str(2 + 1 + 4) and counts["share_state0"] == str(4 + 3)
+    assert counts["train_state"] == str(4 * 15 + 7 * 9)
     assert (
         counts["export_compact"] == "11" and counts["report_comparison"] == "3"
     )  # cifar10/100 ViT-S, cifar10 ResNet-56
-    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == "151"
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == "154"
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

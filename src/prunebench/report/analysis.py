@@ -201,7 +201,14 @@ def costs(states: pd.DataFrame) -> pd.DataFrame:
     out["seconds_per_epoch"] = states["wall_seconds"] / states["epochs"]
     out["images_per_second"] = states["images_per_second"]
     out["device_hours"] = states["wall_seconds"] / 3600.0
+    out["shared"] = states["shared_state0"].notna()
     return out.reset_index(drop=True)
+
+
+def counted_once(states: pd.DataFrame) -> pd.DataFrame:
+    """The states with each shared state 0 (share_state0) once: its copies repeat its timings."""
+    shared = states["shared_state0"].notna()
+    return pd.concat([states[~shared], states[shared].drop_duplicates("shared_state0")])
 
 
 def cost_totals(states: pd.DataFrame) -> pd.DataFrame:

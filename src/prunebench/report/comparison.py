@@ -109,8 +109,8 @@ def _separation(states: pd.DataFrame) -> dict | None:
 def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
     c = A.costs(states).sort_values(["method", "seed", "state"])
     rows = [
-        [r.method, str(r.seed), str(r.state), text(r.device), num(r.wall_seconds, 1), num(r.seconds_per_epoch, 2),
-         num(r.images_per_second, 1), num(r.device_hours, 4)]
+        [r.method, str(r.seed), str(r.state), text(r.device) + (" (shared)" if r.shared else ""),
+         num(r.wall_seconds, 1), num(r.seconds_per_epoch, 2), num(r.images_per_second, 1), num(r.device_hours, 4)]
         for r in c.itertuples()
     ]  # fmt: skip
     per_state = table(
@@ -120,8 +120,9 @@ def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
     total_rows = [[r.method, str(r.seed), str(r.states), text(r.device), num(r.hours, 4)] for r in tot.itertuples()]
     totals = table(["method", "seed", "states", "device", "hours"], total_rows, "lrrlr")
     sentences = []
+    once = A.cost_totals(A.counted_once(states))  # a shared state 0 ran once
     for is_gpu, label in ((True, "GPU-hours"), (False, "CPU-hours")):
-        part = tot[tot["device"].astype(str).str.startswith("cuda") == is_gpu]
+        part = once[once["device"].astype(str).str.startswith("cuda") == is_gpu]
         if part["hours"].notna().any():
             sentences.append(f"{num(part['hours'].sum(), 4)} {label}")
     return per_state, totals, sentences

@@ -26,7 +26,7 @@ SUMMARY_REQUIRED = (*EXPERIMENT_KEYS, "state", "best_test_acc", "final_test_acc"
 # Read when present; a summary written before a field existed shows "-" there instead of failing.
 SUMMARY_OPTIONAL = (
     "epochs", "density", "acc_after_pruning", "params_dense", "params_alive", "wall_seconds", "train_seconds",
-    "images_per_second", "device",
+    "images_per_second", "device", "shared_state0",
 )  # fmt: skip
 
 

@@ -43,7 +43,8 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
         for k in range(planned):
             if k in done:
                 continue
-            rec = read_epochs(results_dir / p.experiment / "recovery" / f"state{k}" / "metrics.jsonl")
+            run = getattr(p, "state0_run", p.experiment) if k == 0 else p.experiment  # a shared state 0 runs there
+            rec = read_epochs(results_dir / run / "recovery" / f"state{k}" / "metrics.jsonl")
             if rec:
                 current, epoch, running_rows = k, int(rec[-1]["epoch"]), rec
                 break

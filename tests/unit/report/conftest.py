@@ -151,6 +151,8 @@ def write_results(root: Path, running: bool = True) -> Path:
                 "threads": 4,
                 "versions": {},
             }
+            if state == 0 and method in ("dense", "refill"):  # trained once for both (share_state0)
+                summary["shared_state0"] = f"results/shared/{group}-{DATASET}-{MODEL}-s{seed}/state0"
             if method == "refill" and seed == 0:
                 summary["cost"] = _cost(density)
                 summary["throughput"] = {

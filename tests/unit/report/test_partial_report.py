@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from prunebench.cli import main
@@ -67,6 +69,20 @@ def test_status_shows_running_state_and_eta(results_dir, tmp_path, capsys):
     eta = round((6 - RUNNING_EPOCHS) * (150 + 76 + 77) / 24)
     assert line.split() == [MISSING[0], "3/4", "state", "3", f"{RUNNING_EPOCHS}/6", "0:01:41", f"0:00:{eta:02d}"]
     assert "15/16 states done" in out
+
+
+def test_status_shows_a_shared_state0_running_for_every_method_that_waits_on_it(tmp_path, capsys):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(FIXTURE_CONFIG))
+    rec = tmp_path / "results" / "shared" / f"main-{DATASET}-{MODEL}-s0" / "recovery" / "state0"
+    rec.mkdir(parents=True)
+    rows = [{"epoch": e, "epoch_seconds": 2.0 if e else 0.0} for e in range(3)]
+    (rec / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["status", "--config", str(cfg), "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    for method in ("dense", "refill", "rsst"):
+        line = next(row for row in out.splitlines() if row.startswith(f"main-{DATASET}-{MODEL}-{method}-s0"))
+        assert line.split()[1:5] == ["0/4", "state", "0", "2/12"], line
 
 
 def test_broken_summary_is_one_clear_error(results_dir, tmp_path, capsys):

@@ -273,3 +273,27 @@ def test_rsst_masked_finetune_follows_the_regularised_epochs_and_resumes(tiny_co
         load_checkpoint(tmp_path / "b/state1/last.pt")["state_dict"]["blocks.0.mlp.fc1.weight"],
         last["state_dict"]["blocks.0.mlp.fc1.weight"],
     )
+
+
+def test_adopted_state0_is_the_shared_one_relabelled_and_refuses_other_settings(tiny_config, tmp_path):
+    from prunebench.config import resolve_config
+    from prunebench.errors import CheckpointError
+    from prunebench.train.share import adopt_state0
+
+    tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
+    resolved = resolve_config(tiny_config)
+    shared = tmp_path / "shared/t-synthetic-tiny_vit-s0"
+    run_state(resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"], 0, StatePaths(shared / "state0", shared / "rec"),
+              device="cpu", threads=1)  # fmt: skip
+    rsst = resolved.experiments["t-synthetic-tiny_vit-rsst-s0"]
+    adopt_state0(shared / "state0", tmp_path / "rsst/state0", rsst)
+    # the next state loads it as the experiment's own state 0
+    summary = run_state(rsst, 1, paths(tmp_path / "rsst", 1), device="cpu", threads=1)
+    assert summary["method"] == "rsst" and summary["density"] < 1
+    own = json.loads((tmp_path / "rsst/state0/summary.json").read_text())
+    assert own["experiment"] == rsst["name"] and own["shared_state0"] == str(shared / "state0")
+
+    tiny_config["defaults"]["train"]["lr"] = 0.5  # the group's settings changed since state 0 was trained
+    changed = resolve_config(tiny_config).experiments["t-synthetic-tiny_vit-refill-s0"]
+    with pytest.raises(CheckpointError, match=r"trained with other settings .* delete .*shared"):
+        adopt_state0(shared / "state0", tmp_path / "refill/state0", changed)

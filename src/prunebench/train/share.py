@@ -1,0 +1,45 @@
+"""Start an experiment from a state 0 trained once for every method of its group (``share_state0``).
+
+State 0 trains the dense model, the same for dense, Refill and RSST of one group, dataset, model
+and seed. The workflow trains it once under ``results/shared/`` and gives each experiment its own
+copy: the same weights, metrics and timings, relabelled with the experiment's name, method and
+config, so every later state, report and export reads an ordinary state 0. Its summary names the
+shared run in ``shared_state0``, which lets reports count its time once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prunebench.config import shared_state0_run
+from prunebench.errors import CheckpointError
+from prunebench.io import atomic_write_json
+from prunebench.train.checkpoint import load_checkpoint, save_checkpoint
+from prunebench.train.metrics import experiment_ids, read_rows, write_rows
+
+CHECKPOINTS = ("last.pt", "best.pt", "init.pt")
+
+
+def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) -> dict:
+    """Write the shared state 0 in ``source_dir`` to ``out_dir`` as ``experiment``'s own; returns its summary."""
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    _, trained = shared_state0_run(experiment)
+    ids = experiment_ids(experiment, 0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in CHECKPOINTS:
+        path = source_dir / name
+        ckpt = load_checkpoint(path, expect={"experiment": trained["name"], "method": "dense", "state": 0})
+        if ckpt.get("config") != trained:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with other settings than {experiment['name']} has now; "
+                f"delete {source_dir} and rerun the workflow so that it is rebuilt"
+            )
+        ckpt.update(experiment=experiment["name"], method=experiment["method"], config=experiment)
+        ckpt["shared_state0"] = str(source_dir)
+        save_checkpoint(out_dir / name, ckpt)
+    write_rows(out_dir / "metrics.jsonl", [{**row, **ids} for row in read_rows(source_dir / "metrics.jsonl")])
+    summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
+    summary.update(ids, shared_state0=str(source_dir))
+    atomic_write_json(out_dir / "summary.json", summary)  # last: the copy is whole once this exists
+    return summary
