@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
         fh.flush()
+        os.fsync(fh.fileno())  # on disk before the epoch's resume.pt, which is synced too
 
 
 def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:

@@ -110,6 +110,7 @@ class _Progress:
     best_val: float = -1.0
     best_epoch: int = -1
     train_seconds: float = 0.0
+    wall_seconds: float = 0.0  # of the processes before a resume, up to their last resume.pt
     rows: list = field(default_factory=list)
 
 
@@ -156,6 +157,10 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
             why = f"continues an older {paths.previous}, which was rebuilt since"
         elif res["progress"]["best_epoch"] > 0 and not paths.best_at(res["progress"]["best_epoch"]).is_file():
             why = f"names a best checkpoint {paths.best_at(res['progress']['best_epoch'])} that is missing"
+        elif [r["epoch"] for r in read_rows(paths.progress_metrics) if r["epoch"] <= res["progress"]["epoch"]] != list(
+            range(res["progress"]["epoch"] + 1)
+        ):
+            why = f"has no complete metrics in {paths.progress_metrics}"
         else:
             # a best of an epoch after the resume point was lost with that epoch: the epoch reruns
             paths.drop_best_except(res["progress"]["best_epoch"])
@@ -280,6 +285,7 @@ def _run_state(
         prog = _Progress(**resume["progress"])
         prog.rows = [r for r in read_rows(paths.progress_metrics) if r["epoch"] <= prog.epoch]
         write_rows(paths.progress_metrics, prog.rows)
+        wall_start -= prog.wall_seconds  # the state's wall time counts the processes before this one
         log.info("resuming state %d after epoch %d of %d from %s", state, prog.epoch, epochs, paths.resume)
     else:
         paths.progress_metrics.unlink(missing_ok=True)
@@ -311,7 +317,7 @@ def _run_state(
             "state %d epoch 0/%d (before training) val %.2f test %.2f", state, epochs, row["val_acc"], row["test_acc"]
         )
 
-    first_epoch = prog.epoch + 1
+    first_epoch, resumed_at = prog.epoch + 1, time.time()
     for epoch in range(first_epoch, epochs + 1):
         if penalty is not None and epoch > reg_epochs:  # RSST's masked fine-tune: the hard mask from here on
             final.mask_weights()
@@ -359,7 +365,8 @@ def _run_state(
             **extra,
         })  # fmt: skip
         prog.epoch = epoch
-        eta = (time.time() - wall_start) / (epoch - first_epoch + 1) * (epochs - epoch)
+        prog.wall_seconds = time.time() - wall_start
+        eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (epochs - epoch)
         log.info(
             "state %d epoch %d/%d loss %.4f acc %.2f val %.2f test %.2f lr %.5f lambda %.3g %.0f img/s ETA %s",
             state, epoch, epochs, loss, row["train_acc"], row["val_acc"], row["test_acc"], row["lr"],
@@ -388,6 +395,7 @@ def _run_state(
     atomic_copy(paths.best_at(prog.best_epoch), paths.out_dir / "best.pt")
     write_rows(paths.out_dir / "metrics.jsonl", prog.rows)
     atomic_write_json(paths.out_dir / "summary.json", summary)
+    paths.resume.unlink(missing_ok=True)  # first: a kill while the folder goes must not leave a resume point
     shutil.rmtree(paths.recovery_dir, ignore_errors=True)
     log.info(
         "state %d done: best val %.2f (epoch %d), test at best %.2f, final test %.2f, %d/%d params alive",

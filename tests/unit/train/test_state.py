@@ -174,7 +174,7 @@ def interrupt_after_epoch(monkeypatch, epoch: int):
     return calls
 
 
-@pytest.mark.parametrize("damage", ["none", "row_without_checkpoint", "truncated", "predecessor_rebuilt"])
+@pytest.mark.parametrize("damage", ["none", "row_without_checkpoint", "truncated", "predecessor_rebuilt", "rows_lost"])
 def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tmp_path, monkeypatch, caplog, damage):
     caplog.set_level("INFO", logger="prunebench")
     tiny_config["defaults"]["train"]["epochs"] = 3
@@ -191,18 +191,25 @@ def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tm
     elif damage == "row_without_checkpoint":  # killed after epoch 2's metrics row, before its resume.pt
         progress = tmp_path / "recovery/state1/metrics.jsonl"
         append_row(progress, {**read_rows(progress)[-1], "epoch": 2})
+    elif damage == "rows_lost":  # e.g. a node crash lost the metrics file's last lines
+        progress = tmp_path / "recovery/state1/metrics.jsonl"
+        progress.write_text(progress.read_text().splitlines(keepends=True)[0])
     elif damage == "predecessor_rebuilt":
         previous = tmp_path / "state0/last.pt"
         previous.write_bytes(previous.read_bytes())  # same bytes, but a new file: as after rerunning state 0
         os.utime(previous, ns=(1, 1))
     caplog.clear()
-    run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    before = torch.load(resume, weights_only=True)["progress"]["wall_seconds"] if damage == "none" else 0.0
+    summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert [r["epoch"] for r in read_rows(tmp_path / "state1/metrics.jsonl")] == [0, 1, 2, 3]
+    assert summary["wall_seconds"] > before > 0 or damage != "none"  # the killed process's time counts too
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     if damage in ("none", "row_without_checkpoint"):
         assert "resuming state 1 after epoch 1 of 3" in caplog.text and not warnings
     else:
-        expected = "is unreadable" if damage == "truncated" else "continues an older"
+        expected = {"truncated": "is unreadable", "predecessor_rebuilt": "continues an older"}.get(
+            damage, "has no complete metrics"
+        )
         assert len(warnings) == 1 and expected in warnings[0] and "starting the state afresh" in warnings[0]
         assert "resuming state 1" not in caplog.text
 
