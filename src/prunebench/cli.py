@@ -33,8 +33,17 @@ def _cmd_train_state(args) -> None:
         raise PrunebenchError(
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
         )
+    experiment, run = resolved.experiments[args.experiment], resolved.state0_of[args.experiment]
     paths = StatePaths.under(args.results, args.experiment, args.state)
-    run_state(resolved.experiments[args.experiment], args.state, paths, threads=args.threads, **resolved.runtime)
+    if args.state == 0 and run != args.experiment:  # as the workflow does: the shared state 0, then a copy
+        from prunebench.train.share import adopt_state0
+
+        shared = StatePaths.under(args.results, run, 0)
+        if not (shared.out_dir / "summary.json").is_file():
+            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **resolved.runtime)
+        adopt_state0(shared.out_dir, paths.out_dir, experiment)
+        return
+    run_state(experiment, args.state, paths, threads=args.threads, **resolved.runtime)
 
 
 def _cmd_export(args) -> None:

@@ -304,3 +304,26 @@ def test_adopted_state0_is_the_shared_one_relabelled_and_refuses_other_settings(
     changed = resolve_config(tiny_config).experiments["t-synthetic-tiny_vit-refill-s0"]
     with pytest.raises(CheckpointError, match=r"trained with other settings .* delete .*shared"):
         adopt_state0(shared / "state0", tmp_path / "refill/state0", changed)
+
+
+def test_train_state_command_builds_a_shared_state0_once_then_copies_it(tiny_config, tmp_path):
+    import yaml
+
+    from prunebench.cli import main
+
+    tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    results = tmp_path / "results"
+    shared = results / "shared/t-synthetic-tiny_vit-s0/state0"
+    trained_at = []
+    for method in ("refill", "rsst"):
+        args = ["train-state", str(cfg), f"t-synthetic-tiny_vit-{method}-s0", "0", "--results", str(results)]
+        assert main(args) == 0
+        trained_at.append((shared / "last.pt").stat().st_mtime_ns)
+    for method in ("refill", "rsst"):
+        summary = json.loads((results / f"t-synthetic-tiny_vit-{method}-s0/state0/summary.json").read_text())
+        assert summary["method"] == method and summary["shared_state0"] == str(shared)
+    assert trained_at[0] == trained_at[1]  # trained once
+    args = ["train-state", str(cfg), "t-synthetic-tiny_vit-rsst-s0", "1", "--results", str(results)]
+    assert main(args) == 0 and (results / "t-synthetic-tiny_vit-rsst-s0/state1/summary.json").is_file()
