@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_snakemake
+
+from tests.conftest import run_snakemake
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
-"""Parameter split and MACs per image, against figures measured with timm 1.0.31."""
+"""Parameter split and MACs per image, against figures measured with timm 1.0.31 or worked out by hand
+(ResNet-56: tests/unit/models/test_cifar_resnets.py)."""
 
 import torch
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import count_macs, input_shape, model_cost
+from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
 
 
@@ -26,14 +27,6 @@ def test_vit_small_at_224px():
     assert cost["macs"] // 10**6 == 4598
 
 
-def test_cifar_resnet56():
-    spec = model_spec({"arch": "resnet56"}, 10)
-    cost = model_cost(build_model(spec), spec)
-    assert cost["params"] == 853_018
-    assert cost["macs"] == 125_485_696  # 125.49 M: the convolutions and the classifier
-    assert round(cost["macs"] / 1e6, 2) == 125.49
-
-
 def test_compact_model_costs_less_and_cnn_params_are_all_other():
     spec = model_spec({"arch": "small_cnn"}, 10)
     model = build_model(spec)
@@ -42,6 +35,7 @@ def test_compact_model_costs_less_and_cnn_params_are_all_other():
     dense_cost, compact_cost = model_cost(model, spec), model_cost(compact, spec)
     assert dense_cost["params_attention"] == dense_cost["params_mlp"] == 0
     assert dense_cost["params_other"] == dense_cost["params"] == 94_762
+    # per 32 px image, k = 3x3: conv1 at 32x32, conv2 at 16x16, conv3 at 8x8, then fc 128 -> 10
+    assert dense_cost["macs"] == 32 * 32 * 32 * 3 * 9 + 16 * 16 * 64 * 32 * 9 + 8 * 8 * 128 * 64 * 9 + 128 * 10
     # conv1 3->16 instead of 3->32, conv2 16->16 instead of 32->64, conv3 reads 16 instead of 64 channels
-    assert compact_cost["macs"] < dense_cost["macs"] / 3
-    assert count_macs(compact, input_shape(compact, spec)) == compact_cost["macs"]
+    assert compact_cost["macs"] == 32 * 32 * 16 * 3 * 9 + 16 * 16 * 16 * 16 * 9 + 8 * 8 * 128 * 16 * 9 + 128 * 10

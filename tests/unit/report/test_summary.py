@@ -6,18 +6,14 @@ import pytest
 
 from prunebench.report.summary import write_summary_report
 
+from .markdown import tables
+
 
 def summary(method, state, seed, best, final, density):
     return {
         "experiment": f"g-cifar10-vit-{method}-s{seed}", "dataset": "cifar10", "model": "vit", "method": method,
         "seed": seed, "state": state, "density": density, "best_test_acc": best, "final_test_acc": final,
     }  # fmt: skip
-
-
-def parse_table(markdown: str) -> list[dict]:
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
 
 
 @pytest.fixture
@@ -40,7 +36,7 @@ def test_every_number_in_the_table_is_computed_from_the_summaries(summaries, tmp
     rows, paths = summaries
     out = tmp_path / "reports" / "summary.md"
     write_summary_report(paths, out)
-    table = {int(r["state"]): r for r in parse_table(out.read_text())}
+    table = {int(r["state"]): r for r in tables(out.read_text())[0]}
     assert set(table) == {0, 1}
     for state, r in table.items():
         for method in ("dense", "refill"):
@@ -72,5 +68,5 @@ def test_each_pruned_method_has_its_own_density(tmp_path):
         paths.append(tmp_path / f"s{i}.json")
         paths[-1].write_text(json.dumps(row))
     write_summary_report(paths, tmp_path / "summary.md")
-    (r,) = parse_table((tmp_path / "summary.md").read_text())
+    (r,) = tables((tmp_path / "summary.md").read_text())[0]
     assert (r["refill density"], r["reprune density"]) == ("0.548", "0.310")

@@ -30,15 +30,13 @@ def test_two_concurrent_jobs_get_different_gpus_and_a_killed_job_frees_its_gpu(t
     first, second = start(ids, tmp_path, queue), start(ids, tmp_path, queue)
     got = {queue.get(timeout=20), queue.get(timeout=20)}
     assert got == {"0", "1"}
-    third = start(ids, tmp_path, queue)  # both GPUs are held: it must wait
-    time.sleep(0.5)
-    assert queue.empty()
+    with pytest.raises(TrainingError, match="stayed leased"):  # both GPUs are held: a third job waits
+        lease_gpu(ids, tmp_path, wait_seconds=0.2, poll=0.05)
     os.kill(first.pid, signal.SIGKILL)  # a killed job cannot keep its GPU
     first.join()
-    assert queue.get(timeout=20) in ids
-    for proc in (second, third):
-        proc.kill()
-        proc.join()
+    lease_gpu(ids, tmp_path, wait_seconds=20, poll=0.05).release()
+    second.kill()
+    second.join()
 
 
 def test_lease_gives_up_with_a_clear_error(tmp_path):

@@ -1,0 +1,1 @@
+"""prunebench tests: unit tests, and real Snakemake workflows under tests/workflow."""
