@@ -16,8 +16,7 @@ import time
 import torch
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import input_shape, model_cost
-from prunebench.export.throughput import measure_throughput
+from prunebench.export.measure import measures
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.methods import choose_masks
@@ -66,12 +65,10 @@ def main() -> None:
         for step in args.round_to:
             start = time.perf_counter()
             spec, dense, compact, cspec = pruned(key, args.sparsity, step)
-            dc, cc = model_cost(dense, spec), model_cost(compact, cspec)
+            timing = {"batch_sizes": args.batch_sizes, "warmup": args.warmup, "repeats": args.repeats, "amp": args.amp}
+            m = measures(dense, compact, spec, cspec, timing, args.device)  # what a state's summary records
+            (dc, cc), tp = (m["cost"]["dense"], m["cost"]["compact"]), m["throughput"]
             ratio = dc["macs"] / cc["macs"]
-            tp = measure_throughput(
-                {"dense": dense, "compact": compact}, input_shape(dense, spec), args.batch_sizes,
-                device=args.device, warmup=args.warmup, repeats=args.repeats, amp=args.amp,
-            )  # fmt: skip
             meta = tp
             neurons = sorted({w["neuron"] for w in cspec["widths"].values()})
             heads = [w["head"] for w in cspec["widths"].values()]

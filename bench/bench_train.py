@@ -171,9 +171,7 @@ class PrunebenchRun:
             # R_k: a further ~15 % of the live groups pushed towards zero during the state.
             more = random_masks(groupsets, 0.85, g)
             penalized = {k: prev[k] & ~more[k] for k in prev}
-            keep = {k: ~v for k, v in penalized.items()}
-            pen = {k: 1 - m for k, m in param_masks(self.model, groupsets, keep).items()}
-            self.penalty = RSSTPenalty(self.model, pen, experiment["rsst"], total_steps=10**6)
+            self.penalty = RSSTPenalty.for_groups(self.model, groupsets, penalized, experiment["rsst"], 10**6)
 
     def epoch(self) -> tuple[int, float]:
         stats = train_one_epoch(

@@ -49,7 +49,7 @@ def get_experiment(wildcards):
 
 
 def get_recovery_dir(wildcards):
-    return recovery_dir(wildcards.experiment, wildcards.get("state", 0))
+    return recovery_dir(wildcards.experiment, wildcards.state)
 
 
 def get_state0_experiment(wildcards):

@@ -50,8 +50,8 @@ rule report_comparison:
     log:
         "logs/report_comparison/{dataset}_{model}.log",
     wildcard_constraints:
-        dataset="|".join(re.escape(d) for d, _ in COMPARISONS) or "(?!)",
-        model="|".join(re.escape(m) for _, m in COMPARISONS) or "(?!)",
+        dataset=one_of({d for d, _ in COMPARISONS}),
+        model=one_of({m for _, m in COMPARISONS}),
     conda:
         "../envs/prunebench.yaml"
     params:

@@ -224,10 +224,9 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                 **copy.deepcopy(settings),
             }
     state0_of, state0_runs = {}, {}
+    share = config.get("share_state0", schema["properties"]["share_state0"]["default"])
     for name, exp in experiments.items():
-        run, trained = (
-            shared_state0_run(exp) if config.get("share_state0", True) and shares_state0(exp) else (name, exp)
-        )
+        run, trained = shared_state0_run(exp) if share and shares_state0(exp) else (name, exp)
         state0_of[name], state0_runs[run] = run, trained
     return ResolvedConfig(runtime=runtime, experiments=experiments, state0_of=state0_of, state0_runs=state0_runs)
 
@@ -245,8 +244,7 @@ def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: 
             )
     if "channels" not in settings["prune"]["groups"]:
         raise ConfigError(f"{where}: method reprune needs `channels` in prune.groups (set it in the group's overrides)")
-    rcfg, train, states = settings["reprune"], settings["train"], settings["prune"]["states"]
-    total = (train["state0_epochs"] or train["epochs"]) + train["epochs"] * (states - 1)
+    rcfg, total = settings["reprune"], chain_epochs(settings)
     if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"]:
         raise ConfigError(
             f"{where}: reprune would never prune: prune_until x {total} epochs is before the first event at "
@@ -261,6 +259,11 @@ def state_epochs(experiment: dict, state: int) -> int:
     if state == 0 and train.get("state0_epochs"):
         return int(train["state0_epochs"])
     return int(train["epochs"])
+
+
+def chain_epochs(experiment: dict) -> int:
+    """Training epochs of the whole state chain (what REPrune's schedule spans)."""
+    return sum(state_epochs(experiment, k) for k in range(experiment["prune"]["states"]))
 
 
 def finetune_epochs(experiment: dict, state: int) -> int:

@@ -58,8 +58,7 @@ class DeviceData:
         return len(self.y["train"])
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        n = len(self)
-        return max(1, n // batch_size) if n >= batch_size else 1
+        return max(1, len(self) // batch_size)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().sub_(self.mean).div_(self.std)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import platform
 import time
-from contextlib import nullcontext
 
 import torch
 from torch import nn
 
 from prunebench.provenance import versions
+from prunebench.train.loop import autocast
 
 
 def device_name(dev: torch.device) -> str:
@@ -49,7 +49,7 @@ def measure_throughput(
     other processes can only ever add time, so the minimum is the least disturbed estimate.
     """
     dev = torch.device(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda" else nullcontext()
+    cast = autocast(dev, amp)
     out = {
         "device": device_name(dev),
         "device_type": dev.type,
@@ -61,7 +61,7 @@ def measure_throughput(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for model in models.values():
         model.to(dev, memory_format=fmt).eval()
-    with autocast:
+    with cast:
         for b in batch_sizes:
             x = torch.randn(b, *shape, device=dev).contiguous(memory_format=fmt)
             times: dict[str, list[float]] = {name: [] for name in models}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunebench.pruning.groups import GroupSet, Masks, group_costs, group_importance
+from prunebench.pruning.groups import GroupSet, Masks, group_costs, group_importance, param_masks
 from prunebench.pruning.ranking import round_widths, select
 from prunebench.pruning.schedule import density_at
 
@@ -96,6 +96,15 @@ class RSSTPenalty:
         self.masks = [pen_pmasks[n].to(device=params[n].device, dtype=params[n].dtype) for n in self.names]
         self.cfg = rsst_cfg
         self.total_steps = total_steps
+
+    @classmethod
+    def for_groups(
+        cls, model: nn.Module, groupsets: list[GroupSet], penalized: Masks, rsst_cfg: dict, total_steps: int
+    ) -> RSSTPenalty:
+        """The penalty on the weights of the ``penalized`` groups (True = to be pruned at the state's end)."""
+        spared = {k: ~v for k, v in penalized.items()}
+        weights = {k: 1 - m for k, m in param_masks(model, groupsets, spared).items()}
+        return cls(model, weights, rsst_cfg, total_steps)
 
     def lam(self, step: int) -> float:
         c = self.cfg

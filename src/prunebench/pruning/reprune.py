@@ -40,7 +40,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from torch import nn
 
-from prunebench.config import state_epochs
+from prunebench.config import chain_epochs, state_epochs
 from prunebench.pruning.groups import GroupSet, Masks
 
 LINKAGES = ("ward", "single", "complete", "average")
@@ -247,7 +247,7 @@ class REPruneRun:
         self.sparsity = experiment["prune"]["target_sparsity"]
         self.groupsets = groupsets
         self.state_epochs = [state_epochs(experiment, k) for k in range(experiment["prune"]["states"])]
-        self.total_epochs = sum(self.state_epochs)
+        self.total_epochs = chain_epochs(experiment)
         self.prune_until = int(round(self.cfg["prune_until"] * self.total_epochs))
 
     def offset(self, state: int) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunebench.config import finetune_epochs
+from prunebench.config import finetune_epochs, state_epochs
 from prunebench.errors import PrunebenchError
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
 
@@ -139,8 +139,8 @@ def plan_from_experiments(experiments: dict[str, dict]) -> pd.DataFrame:
             "method": exp["method"],
             "seed": exp["seed"],
             "states": exp["prune"]["states"],
-            "epochs": exp["train"]["epochs"] + finetune_epochs(exp, 1),
-            "state0_epochs": exp["train"].get("state0_epochs") or exp["train"]["epochs"],
+            "epochs": state_epochs(exp, 1) + finetune_epochs(exp, 1),
+            "state0_epochs": state_epochs(exp, 0),
         }
         for name, exp in experiments.items()
     ]

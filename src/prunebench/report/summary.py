@@ -16,7 +16,7 @@ COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density
 def load_summaries(paths) -> pd.DataFrame:
     """One row per state from its summary.json (a broken or incomplete file is named)."""
     rows = [read_summary(p) for p in paths]
-    return pd.DataFrame(rows)[COLUMNS] if rows else pd.DataFrame(columns=COLUMNS)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)  # density is optional in older summaries
 
 
 def summary_tables(df: pd.DataFrame) -> list[dict]:

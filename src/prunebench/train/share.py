@@ -10,6 +10,7 @@ shared run in ``shared_state0``, which lets reports count its time once.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from prunebench.config import shared_state0_run
@@ -19,6 +20,7 @@ from prunebench.train.checkpoint import load_checkpoint, save_checkpoint
 from prunebench.train.metrics import experiment_ids, read_rows, write_rows
 
 CHECKPOINTS = ("last.pt", "best.pt", "init.pt")
+log = logging.getLogger("prunebench")
 
 
 def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) -> dict:
@@ -42,4 +44,8 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) 
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
     summary.update(ids, shared_state0=str(source_dir))
     atomic_write_json(out_dir / "summary.json", summary)  # last: the copy is whole once this exists
+    log.info(
+        "state 0 of %s is the dense state 0 trained once in %s (final test %.2f)",
+        experiment["name"], source_dir, summary["final_test_acc"],
+    )  # fmt: skip
     return summary

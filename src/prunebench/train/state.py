@@ -157,14 +157,14 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
             why = f"continues an older {paths.previous}, which was rebuilt since"
         elif res["progress"]["best_epoch"] > 0 and not paths.best_at(res["progress"]["best_epoch"]).is_file():
             why = f"names a best checkpoint {paths.best_at(res['progress']['best_epoch'])} that is missing"
-        elif [r["epoch"] for r in read_rows(paths.progress_metrics) if r["epoch"] <= res["progress"]["epoch"]] != list(
-            range(res["progress"]["epoch"] + 1)
-        ):
-            why = f"has no complete metrics in {paths.progress_metrics}"
         else:
-            # a best of an epoch after the resume point was lost with that epoch: the epoch reruns
-            paths.drop_best_except(res["progress"]["best_epoch"])
-            return res
+            # rows after the resume point belong to an epoch that reruns (killed before its resume.pt)
+            epoch = res["progress"]["epoch"]
+            rows = [r for r in read_rows(paths.progress_metrics) if r["epoch"] <= epoch]
+            if [r["epoch"] for r in rows] == list(range(epoch + 1)):
+                paths.drop_best_except(res["progress"]["best_epoch"])  # a best of a rerun epoch goes too
+                return {**res, "rows": rows}
+            why = f"has no complete metrics in {paths.progress_metrics}"
     log.warning("recovery checkpoint %s %s; starting the state afresh", paths.resume, why)
     shutil.rmtree(paths.recovery_dir, ignore_errors=True)
     return None
@@ -268,9 +268,9 @@ def _run_state(
     lr_total = reprune.total_epochs * steps_per_epoch if reprune else total_steps
     penalty = None
     if plan.has_penalty:
-        not_pen = {k: ~v for k, v in plan.penalized.items()}
-        pen_pmasks = {k: 1 - m for k, m in param_masks(model, groupsets, not_pen).items()}
-        penalty = RSSTPenalty(model, pen_pmasks, experiment["rsst"], reg_epochs * steps_per_epoch)
+        penalty = RSSTPenalty.for_groups(
+            model, groupsets, plan.penalized, experiment["rsst"], reg_epochs * steps_per_epoch
+        )
     optimizer = make_optimizer(model, tcfg)
     generator = torch.Generator(device=dev).manual_seed(seed)
 
@@ -283,7 +283,7 @@ def _run_state(
         generator.set_state(resume["generator"].to(generator.get_state().device))
         torch.set_rng_state(resume["torch_rng"])
         prog = _Progress(**resume["progress"])
-        prog.rows = [r for r in read_rows(paths.progress_metrics) if r["epoch"] <= prog.epoch]
+        prog.rows = resume["rows"]
         write_rows(paths.progress_metrics, prog.rows)
         wall_start -= prog.wall_seconds  # the state's wall time counts the processes before this one
         log.info("resuming state %d after epoch %d of %d from %s", state, prog.epoch, epochs, paths.resume)
