@@ -342,9 +342,9 @@ def _run_state(
         ips = stats["images"] / max(stats["seconds"], 1e-9)
         extra = {}
         if reprune is not None:
-            event = None
-            if reprune.is_event(reprune.offset(state) + epoch):
-                masks, event = reprune.prune(model, plan.final_masks, reprune.offset(state) + epoch, data.img_size)
+            event, global_epoch = None, reprune.offset(state) + epoch
+            if reprune.is_event(global_epoch):
+                masks, event = reprune.prune(model, plan.final_masks, global_epoch, data.img_size)
                 plan = StatePlan(alive_fraction(masks), masks, masks, plan.penalized)
                 pmasks = param_masks(model, groupsets, masks)
                 hard = final = MaskedParams(model, pmasks)
@@ -355,7 +355,7 @@ def _run_state(
                 log.info("state %d epoch %d: REPrune event, density %.4f, mean coverage %.3f",
                          state, epoch, plan.density, event["coverage"])  # fmt: skip
             extra = {
-                "global_epoch": reprune.offset(state) + epoch,
+                "global_epoch": global_epoch,
                 "coverage": event["coverage"] if event else None,
                 "reprune_event": event,
             }
