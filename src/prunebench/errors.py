@@ -23,3 +23,7 @@ class CheckpointError(PrunebenchError):
 
 class TrainingError(PrunebenchError):
     """Training stopped because the run went wrong (NaN or diverging loss)."""
+
+
+class WriteError(PrunebenchError, OSError):
+    """A file could not be written (a full disk, a missing permission...); names the file and the cause."""
