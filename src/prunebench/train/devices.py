@@ -6,13 +6,20 @@ physical GPU. The kernel drops the lock when the process ends, however it ends (
 a killed job cannot leave a GPU held. Under SLURM, or when the user sets ``CUDA_VISIBLE_DEVICES``,
 only the visible GPUs are candidates, and locks are named by the GPU's UUID (see
 ``visible_gpu_ids``) so that jobs with different visible sets on one machine still exclude each other.
+
+The lock directory is shared by every user of the machine, like /tmp: created with mode 1777, lock
+files 0666, no symlink followed and no file truncated, so that users exclude each other and nobody
+can make a job write through a planted link (see :func:`prepare_lock_dir`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import logging
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,8 +34,13 @@ log = logging.getLogger("prunebench")
 LOCK_DIR_ENV = "PRUNEBENCH_GPU_LOCK_DIR"
 
 
+def _default_lock_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "prunebench-gpu-locks"
+
+
 def default_lock_dir() -> Path:
-    return Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "prunebench-gpu-locks")
+    """Where the GPU lock files live: $PRUNEBENCH_GPU_LOCK_DIR, else one directory in /tmp for all users."""
+    return Path(os.environ.get(LOCK_DIR_ENV) or _default_lock_dir())
 
 
 def visible_gpu_ids(count: int) -> list[str]:
@@ -69,15 +81,103 @@ class Lease:
             self._fd = None
 
 
+def _lock_dir_error(lock_dir: Path, problem: str) -> TrainingError:
+    return TrainingError(
+        f"GPU lock directory {lock_dir} {problem}; another user could break the GPU leases or make a job "
+        f"write to a file of theirs. Set {LOCK_DIR_ENV} to a directory of your own (mkdir -m 700 DIR), "
+        "or to one shared by all users of this machine with mode 1777 (world-writable and sticky, like /tmp)"
+    )
+
+
+def prepare_lock_dir(lock_dir: Path) -> Path:
+    """Create the lock directory shareable by every user (mode 1777, like /tmp) or check the existing one.
+
+    An existing directory must not be a symlink, and must be owned by this user or be world-writable
+    with the sticky bit (so that no other user can delete or replace this user's lock files).
+    """
+    try:
+        lock_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(lock_dir, 0o700)
+        os.chmod(lock_dir, 0o1777)  # after mkdir, so that the umask does not strip it
+    except FileExistsError:
+        pass  # made by another job or user: checked below like any existing directory
+    except OSError as exc:
+        raise TrainingError(
+            f"cannot create the GPU lock directory {lock_dir}: {exc.strerror}; set {LOCK_DIR_ENV} "
+            "to a directory this user can write"
+        ) from None
+    st = os.lstat(lock_dir)
+    if stat.S_ISLNK(st.st_mode):
+        raise _lock_dir_error(lock_dir, f"is a symbolic link (to {os.readlink(lock_dir)})")
+    if not stat.S_ISDIR(st.st_mode):
+        raise _lock_dir_error(lock_dir, "is not a directory")
+    shared = st.st_mode & stat.S_ISVTX and st.st_mode & stat.S_IWOTH
+    if st.st_uid != os.geteuid() and not shared:
+        owner = _user_name(st.st_uid)
+        raise _lock_dir_error(
+            lock_dir,
+            f"belongs to {owner} and is not world-writable with the sticky bit "
+            f"(mode {stat.S_IMODE(st.st_mode):o}: ask {owner} to run chmod 1777 {lock_dir})",
+        )
+    if st.st_uid == os.geteuid() and not shared and lock_dir == _default_lock_dir():
+        os.chmod(lock_dir, 0o1777)  # made 0755 by an older prunebench: let other users share it
+    return lock_dir
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+_OPEN_FLAGS = os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # never O_TRUNC
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (creating if needed, mode 0666) the lock file; refuse a symlink or anything but a plain file."""
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | _OPEN_FLAGS, 0o666)
+        except PermissionError:  # another user's lock file without write permission: flock needs none
+            fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise TrainingError(
+                f"GPU lock file {path} is a symbolic link (to {os.readlink(path)}); prunebench does not follow "
+                f"links in its lock directory, so that no file can be overwritten through one. Remove the link, "
+                f"or set {LOCK_DIR_ENV} to a directory of your own"
+            ) from None
+        raise TrainingError(
+            f"cannot open GPU lock file {path}: {exc.strerror}; set {LOCK_DIR_ENV} to a directory "
+            "that every user of this machine can write (mode 1777)"
+        ) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise TrainingError(
+            f"GPU lock file {path} is not a plain file; remove it, or set {LOCK_DIR_ENV} to a directory of your own"
+        )
+    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o666:
+        os.fchmod(fd, 0o666)  # the umask stripped it: let other users' jobs open it too
+    return fd
+
+
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_nlink == 1:
+        # Who holds it, for a curious user: written over in place, never truncated, and only into
+        # this user's own file with no other name (not a hard link planted to another file).
+        with contextlib.suppress(OSError):  # opened read-only, or a full disk: the flock alone is the lease
+            os.pwrite(fd, f"{os.getpid():>10d}\n".encode(), 0)
     return fd
 
 
@@ -85,8 +185,7 @@ def lease_gpu(
     gpu_ids: list[str], lock_dir: Path | None = None, wait_seconds: float = 3600.0, poll: float = 2.0
 ) -> Lease:
     """Lease the first free GPU of ``gpu_ids`` (waiting while all are held by other jobs)."""
-    lock_dir = Path(lock_dir or default_lock_dir())
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = prepare_lock_dir(Path(lock_dir or default_lock_dir()))
     deadline = time.monotonic() + wait_seconds
     warned = False
     while True:
