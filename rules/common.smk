@@ -3,10 +3,14 @@
 import re
 import sys
 
-from prunebench.config import resolve_config
+from prunebench.config import load_config_file, resolve_config
 from prunebench.errors import ConfigError
 
 try:
+    # Snakemake reads the config files itself and keeps the last of duplicate keys silently:
+    # read them once more, strictly, so that a duplicate is an error.
+    for path in workflow.configfiles:
+        load_config_file(path)
     RESOLVED = resolve_config(config, source="config")
 except ConfigError as exc:
     sys.exit(f"prunebench: {exc}")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import math
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -32,18 +35,76 @@ def load_schema() -> dict:
     return yaml.safe_load(schema_path().read_text(encoding="utf-8"))
 
 
+# A number with an exponent: YAML 1.1 (PyYAML, Snakemake) reads 1e-3 or 1.0e5 as a string.
+_NUMBER = re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last
+    silently) and reads ``1e-3`` as a number, as YAML 1.2 and JSON do (YAML 1.1 reads it as a string)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges defaults that the mapping's own keys may override
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(
+                    f"duplicate key {key!r} at line {line} (first at line {seen[key]}): YAML would keep only "
+                    "the last value silently; remove one of them"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _NUMBER, list("-+0123456789."))
+
+
 def load_config_file(path: str | Path) -> dict:
-    """Read a YAML config with ``yaml.safe_load``; a missing or unparsable file is a ConfigError."""
+    """Read a YAML config safely (no Python objects), refusing duplicate keys; errors are ConfigErrors."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
+
+
+def _numbers_read(value: Any, node: dict, root: dict) -> Any:
+    """``value`` with the strings YAML 1.1 makes of numbers with an exponent (``"1e-3"``, as Snakemake
+    reads them) turned into numbers wherever the schema expects a number or an integer."""
+    while "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    types = node.get("type")
+    types = [types] if isinstance(types, str) else (types or [])
+    if isinstance(value, str) and _NUMBER.match(value):
+        number = float(value)
+        if "integer" in types and number.is_integer():
+            return int(number)
+        if "number" in types:
+            return number
+        return value
+    if isinstance(value, dict):
+        props, extra = node.get("properties", {}), node.get("additionalProperties")
+        return {
+            k: _numbers_read(v, props[k], root)
+            if k in props
+            else _numbers_read(v, extra, root)
+            if isinstance(extra, dict)
+            else v
+            for k, v in value.items()
+        }
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_numbers_read(v, node["items"], root) for v in value]
+    return value
 
 
 def _where(path) -> str:
@@ -176,6 +237,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
     """
     from prunebench.models import check_arch  # imported late: pulls in timm
 
+    config = _numbers_read(config, load_schema(), load_schema())
     validate_raw(config, source)
     schema = load_schema()
     settings_defaults = _defaults_of(schema["$defs"]["settings"])
@@ -194,6 +256,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                 f"invalid {source}:\n  models.{key}.pretrained = {model['pretrained']!r}: no such file; "
                 "give the path of a local weights file, true for the timm hub, or false"
             )
+        _check_model(source, key, model)
         models[key] = model
 
     experiments: dict[str, dict] = {}
@@ -209,6 +272,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
         settings = deep_merge(base, spec.get("overrides") or {})
         if "reprune" in spec["methods"]:
             _check_reprune(source, group, spec, models, settings)
+        _check_settings(source, group, spec, models, settings)
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], spec["methods"], spec["seeds"]
         ):
@@ -229,6 +293,142 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
         run, trained = shared_state0_run(exp) if share and shares_state0(exp) else (name, exp)
         state0_of[name], state0_runs[run] = run, trained
     return ResolvedConfig(runtime=runtime, experiments=experiments, state0_of=state0_of, state0_runs=state0_runs)
+
+
+# Every dataset prunebench loads comes as 32 x 32 RGB images (see prunebench.data.datasets).
+DATASET_IMAGE_SIZE = 32
+
+
+def _check_model(source: str, key: str, model: dict) -> None:
+    """Build the model on the `meta` device (no memory, no weights) and run one batch through it, so
+    that kwargs, patch and image sizes that cannot work fail here, not in a running job."""
+    from prunebench.models import family_of
+
+    where = f"invalid {source}:\n  models.{key}"
+    img = model.get("img_size") or DATASET_IMAGE_SIZE
+    patch = model.get("patch_size")
+    if patch and patch > img:
+        seen = "its img_size" if model.get("img_size") else "the datasets' size; no img_size is set"
+        fits = ", ".join(str(d) for d in (4, 8, 16) if d < img and img % d == 0) or "1"
+        raise ConfigError(
+            f"{where}.patch_size = {patch}: larger than the {img} px images the model sees ({seen}); "
+            f"use a patch_size that divides {img} (e.g. {fits}), or a larger img_size"
+        )
+    problem = _model_problem(_meta_spec(model))
+    if problem is None:
+        return
+    kind, detail = problem
+    kwargs = model.get("kwargs") or {}
+    if kind == "unknown_kwarg":
+        raise ConfigError(
+            f"{where}.kwargs.{detail}: {model['arch']} takes no argument {detail!r}; remove it (kwargs go to "
+            f"the model's constructor: {'widths' if family_of(model['arch']) == 'cnn' else 'depth, embed_dim, num_heads, mlp_ratio...'})"
+        )
+    if kind == "heads":
+        raise ConfigError(
+            f"{where}.kwargs = {kwargs}: {model['arch']}'s embedding width (embed_dim) is not a multiple of "
+            f"num_heads; choose num_heads that divides embed_dim (e.g. embed_dim 96 with num_heads 3, 4, 6 or 8)"
+        )
+    if kind == "patch":
+        raise ConfigError(
+            f"{where}: {model['arch']} cuts {detail} px patches from {img} px images; set models.{key}.patch_size "
+            f"to one that divides {img} (e.g. 4 or 8), or a larger img_size"
+        )
+    if kind == "img_size":
+        raise ConfigError(
+            f"{where}: {model['arch']} is built for {detail} px images but is given {img} px ones; set "
+            f"models.{key}.img_size (images are resized to it on the device), e.g. img_size: {img}"
+        )
+    raise ConfigError(
+        f"{where} (arch {model['arch']}, img_size {model.get('img_size')}, patch_size {patch}, kwargs "
+        f"{kwargs}) cannot be built: {detail}; fix the model's settings"
+    )
+
+
+def _meta_spec(model: dict) -> str:
+    from prunebench.models import model_spec
+
+    return json.dumps(model_spec(model, num_classes=10), sort_keys=True)
+
+
+@cache
+def _model_problem(spec_json: str) -> tuple[str, str] | None:
+    """Why the model of ``spec_json`` cannot be built or take its images, or None (cached per spec)."""
+    layers = _meta_layers(spec_json)
+    return layers if isinstance(layers, tuple) else None
+
+
+@cache
+def _meta_layers(spec_json: str) -> list[tuple[str, str, int, int]] | tuple[str, str]:
+    """The prunable layers (option, layer, groups, entries per group) of a model spec built on the
+    `meta` device, or (problem kind, detail) when it cannot be built or run."""
+    import torch
+
+    from prunebench.models import build_model
+    from prunebench.pruning.groups import KIND_OF_OPTION, groupsets_of
+
+    spec = json.loads(spec_json)
+    size = spec.get("img_size") or DATASET_IMAGE_SIZE
+    try:
+        with torch.device("meta"):
+            model = build_model(spec)
+    except Exception as exc:
+        text = str(exc)
+        if m := re.search(r"unexpected keyword argument '(\w+)'", text):
+            return "unknown_kwarg", m.group(1)
+        if "divisible by num_heads" in text:
+            return "heads", text
+        if m := re.search(r"doesn't match model \((\d+)\)", text):
+            return "img_size", m.group(1)
+        return "other", f"{type(exc).__name__}: {text}"
+    # What a forward pass would find, without its cost (a forward of ResNet-56 on meta takes a second):
+    # a ViT takes images of exactly its img_size, cut in patches no larger than the image.
+    embed = getattr(model, "patch_embed", None)
+    if embed is not None:
+        if max(embed.patch_size) > size:
+            return "patch", str(max(embed.patch_size))
+        if embed.img_size and getattr(embed, "strict_img_size", True) and tuple(embed.img_size) != (size, size):
+            return "img_size", str(embed.img_size[0])
+    option_of = {kind: option for option, kind in KIND_OF_OPTION.items()}
+    return [(option_of[gs.kind], gs.layer, gs.size, gs.slices[0].width) for gs in groupsets_of(model)]
+
+
+def _check_settings(source: str, group: str, spec: dict, models: dict, settings: dict) -> None:
+    """Settings that the schema cannot judge alone: bounds between keys, and the groups each model has."""
+    where = f"invalid {source}:\n  experiments.{group}"
+    train, prune = settings["train"], settings["prune"]
+    if train["min_lr"] > train["lr"]:
+        raise ConfigError(
+            f"{where}: train.min_lr = {train['min_lr']} is above train.lr = {train['lr']} (from defaults or the "
+            "group's overrides); the learning rate decays from lr to min_lr, so set min_lr <= lr"
+        )
+    if set(spec["methods"]) <= {"dense"}:
+        return  # nothing is pruned: the groups do not matter
+    for model_key in spec["models"]:
+        layers = _meta_layers(_meta_spec(models[model_key]))
+        arch = models[model_key]["arch"]
+        has = sorted({option for option, *_ in layers}, key=list(KIND_OPTIONS).index)
+        pruned = [layer for layer in layers if layer[0] in prune["groups"]]
+        if not pruned:
+            raise ConfigError(
+                f"{where}: prune.groups = {prune['groups']} matches no group of model {model_key!r} ({arch}), "
+                f"which has {', '.join(has) or 'no prunable groups'}; set prune.groups to "
+                f"{has} (in defaults or the group's overrides), or nothing would be pruned"
+            )
+        round_to = prune["round_to"]
+        if round_to > 1 and set(spec["methods"]) - {"dense", "reprune"}:
+            # a layer keeps a multiple of round_to entries, at least one: a layer of fewer entries keeps all
+            shrinkable = [n for _, _, n, w in pruned if round_to // math.gcd(round_to, w) < n]
+            if not shrinkable:
+                widest = max(n * w for _, _, n, w in pruned)
+                raise ConfigError(
+                    f"{where}: prune.round_to = {round_to}: no layer of model {model_key!r} ({arch}) could be "
+                    f"pruned, since each keeps at least {round_to} entries and the widest pruned layer has "
+                    f"{widest}; set round_to well below {widest} (e.g. 8), or 1 to round nothing"
+                )
+
+
+KIND_OPTIONS = ("heads", "neurons", "channels")
 
 
 def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: dict) -> None:

@@ -6,6 +6,7 @@ train/val split is drawn with its own seed, so every experiment sees the same im
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,16 +77,19 @@ def _cifar(name: str, data_dir: str, download: bool):
         "cifar100": (datasets.CIFAR100, "cifar-100-python", "CIFAR-100"),
     }[name]
     root = Path(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
     where = root / folder
-    # Concurrent jobs share data_dir: one downloads, the others wait and then read.
-    with FileLock(str(root / f".{name}.lock")):
-        if not where.is_dir() and not download:
-            raise DataError(
-                f"{label} not found: looked for {where}/ (data_dir={data_dir!r}, download: false). "
-                f"Set download: true on a machine with internet, or extract the CIFAR 'python version' "
-                f"archive from {CIFAR_URL} into {root}/"
-            )
+    if not where.is_dir() and not download:  # checked before anything is created in data_dir
+        raise DataError(
+            f"{label} not found: looked for {where}/ (data_dir={data_dir!r}, download: false). "
+            f"Set download: true on a machine with internet, or extract the CIFAR 'python version' "
+            f"archive from {CIFAR_URL} into {root}/"
+        )
+    # Concurrent jobs share data_dir: one downloads, the others wait and then read. Without a
+    # download there is nothing to wait for, and data_dir may be read-only.
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / f".{name}.lock")) if download else contextlib.nullcontext()
+    with lock:
         try:
             train = cls(root=str(root), train=True, download=download)
             test = cls(root=str(root), train=False, download=False)

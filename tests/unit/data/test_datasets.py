@@ -73,6 +73,7 @@ def test_missing_cifar_says_where_it_looked_and_how_to_get_it(tmp_path):
     msg = str(info.value)
     assert "CIFAR-100 not found" in msg and "nowhere/cifar-100-python" in msg
     assert "download: true" in msg and "https://www.cs.toronto.edu/~kriz/cifar.html" in msg
+    assert not (tmp_path / "nowhere").exists()  # data_dir is only created to download into
 
 
 def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):

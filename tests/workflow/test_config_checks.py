@@ -1,0 +1,25 @@
+"""The workflow reads its config files as strictly as the CLI: duplicate keys stop it, 1e-3 is a number."""
+
+import yaml
+
+from tests.conftest import TINY_CONFIG, run_snakemake
+
+
+def write_config(path, lr_line):
+    text = yaml.safe_dump(TINY_CONFIG, sort_keys=False).replace("    lr: 0.002\n", lr_line)
+    path.write_text(text)
+    return path
+
+
+def test_a_duplicate_key_in_the_configfile_stops_the_workflow(tmp_path):
+    config = write_config(tmp_path / "config.yaml", "    lr: 0.002\n    lr: 0.5\n")
+    proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(config), check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"config file {config}: duplicate key 'lr' at line" in output and "Traceback" not in output
+
+
+def test_a_learning_rate_written_1e_3_is_a_number_in_the_workflow(tmp_path):
+    config = write_config(tmp_path / "config.yaml", "    lr: 1e-3\n")
+    proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(config))
+    assert "train_state0" in proc.stdout
