@@ -2,7 +2,10 @@
 
 import sys
 
-sys.stderr = open(snakemake.log[0], "a", buffering=1)
+from prunebench.logs import log_every_attempt  # no torch: loads in an instant
+
+# Snakemake deletes the log before a rerun: the lines of every attempt also go to logs/attempts/.
+sys.stderr = log_every_attempt(snakemake.log[0])
 
 from prunebench.cli import configure_logging
 from prunebench.config import runtime_settings

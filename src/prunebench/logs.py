@@ -1,0 +1,74 @@
+"""Every attempt's log is kept.
+
+Snakemake deletes a job's ``log:`` file before it runs the job again (``Job.remove_existing_output``
+removes outputs and logs alike), so after a crash the rerun would replace the lines that explain
+the crash. A training job therefore writes each line twice: to its Snakemake log (this attempt
+only) and, appended, to the state's attempts log under ``logs/attempts/``, which Snakemake does not
+know about and never deletes. Each attempt starts there with a header line.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TextIO
+
+ATTEMPT_HEADER = "=== attempt "
+
+
+def attempts_log_path(log_path: str | os.PathLike) -> Path:
+    """The attempts log of a job log: ``logs/X/Y.log`` -> ``logs/attempts/X/Y.log``."""
+    log_path = Path(log_path)
+    parts = log_path.parts
+    if "logs" in parts:
+        i = parts.index("logs")
+        return Path(*parts[: i + 1], "attempts", *parts[i + 1 :])
+    return log_path.with_name(f"{log_path.name}.attempts")
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes to several line-buffered files (a kill loses no finished line)."""
+
+    def __init__(self, *streams: TextIO):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    def fileno(self) -> int:
+        return self.streams[0].fileno()
+
+    def writable(self) -> bool:
+        return True
+
+
+def previous_attempts(attempts_log: str | os.PathLike) -> int:
+    """How many attempts the attempts log records."""
+    try:
+        with open(attempts_log, encoding="utf-8", errors="replace") as fh:
+            return sum(line.startswith(ATTEMPT_HEADER) for line in fh)
+    except FileNotFoundError:
+        return 0
+
+
+def log_every_attempt(log_path: str | os.PathLike) -> TextIO:
+    """A stream for a job's stderr: its Snakemake log plus the attempts log that outlives reruns."""
+    attempts = attempts_log_path(log_path)
+    attempts.parent.mkdir(parents=True, exist_ok=True)
+    number = previous_attempts(attempts) + 1
+    log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (open for the job's life)
+    keep = open(attempts, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    keep.write(f"{ATTEMPT_HEADER}{number} started {started} on {socket.gethostname()}, pid {os.getpid()} ===\n")
+    if number > 1:
+        log.write(f"attempt {number} of this job; the log of every attempt, the earlier ones included, is {attempts}\n")
+    return _Tee(log, keep)
