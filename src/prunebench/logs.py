@@ -50,6 +50,10 @@ class _Tee(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
 
 def previous_attempts(attempts_log: str | os.PathLike) -> int:
     """How many attempts the attempts log records."""
