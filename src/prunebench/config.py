@@ -300,8 +300,8 @@ DATASET_IMAGE_SIZE = 32
 
 
 def _check_model(source: str, key: str, model: dict) -> None:
-    """Build the model on the `meta` device (no memory, no weights) and run one batch through it, so
-    that kwargs, patch and image sizes that cannot work fail here, not in a running job."""
+    """Build the model on the `meta` device (no memory, no weights) and check the image and patch sizes
+    it takes, so that kwargs and sizes that cannot work fail here, not in a running job."""
     from prunebench.models import family_of
 
     where = f"invalid {source}:\n  models.{key}"
