@@ -8,14 +8,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from prunebench.io import atomic_write_text
 from prunebench.report.analysis import method_order
 from prunebench.report.load import read_summary
-from prunebench.report.tables import accuracy_by_state
+from prunebench.report.tables import accuracy_by_state, md_escape
 
-COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density", "best_test_acc", "final_test_acc"]
+COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density", "macs_kept", "test_size",
+           "best_test_acc", "final_test_acc"]  # fmt: skip
 
 
 def load_summaries(paths) -> pd.DataFrame:
     """One row per state from its summary.json (a broken or incomplete file is named)."""
-    rows = [read_summary(p) for p in paths]
+    rows = [r for r in (read_summary(p) for p in paths) if not r["shared_run"]]
     return pd.DataFrame(rows).reindex(columns=COLUMNS)  # density is optional in older summaries
 
 
@@ -36,6 +37,7 @@ def render_summary(df: pd.DataFrame) -> str:
     env = Environment(
         loader=PackageLoader("prunebench", "report/templates"), undefined=StrictUndefined, keep_trailing_newline=True
     )
+    env.filters["md"] = md_escape
     return env.get_template("summary.md.j2").render(
         tables=summary_tables(df),
         n_states=len(df),
