@@ -262,7 +262,11 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
         if run not in state0_runs:  # a group of REPrune only: its dense reference is trained all the same
             state0_runs[run] = shared_state0_run(experiments[name])[1]
     return ResolvedConfig(
-        runtime=runtime, experiments=experiments, state0_of=state0_of, state0_runs=state0_runs, reference_of=reference_of
+        runtime=runtime,
+        experiments=experiments,
+        state0_of=state0_of,
+        state0_runs=state0_runs,
+        reference_of=reference_of,
     )
 
 

@@ -380,7 +380,9 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
     if plan is not None:
         # The config decides what is reported: folders of experiments it no longer has are left out.
         planned = set(plan["experiment"])
-        summaries = [p for p in summaries if p.parent.parent.name in planned or p.parent.parent.parent.name == SHARED_DIR]
+        summaries = [
+            p for p in summaries if p.parent.parent.name in planned or p.parent.parent.parent.name == SHARED_DIR
+        ]
     results = load_results(summaries, plan)
     reports_dir = Path(results_dir) / "reports"
     written, reports = [], {}

@@ -95,7 +95,11 @@ def test_matched_cost_interpolates_only_inside_the_measured_range():
 
 def test_method_order_puts_baselines_between_dense_and_methods():
     assert A.method_order(["rsst", "random", "dense", "refill", "oneshot"]) == [
-        "dense", "random", "oneshot", "refill", "rsst"
+        "dense",
+        "random",
+        "oneshot",
+        "refill",
+        "rsst",
     ]
 
 
