@@ -252,7 +252,7 @@ def dense_references(states: pd.DataFrame, shared: pd.DataFrame) -> pd.DataFrame
         if df.empty:
             continue
         part = df[df["state"] == 0]
-        part = part[[shares_state0({"method": m}) for m in part["method"]]].copy()
+        part = part[part["method"].map(lambda m: shares_state0({"method": m})).astype(bool)].copy()
         part["rank"] = rank + (part["method"] != "dense").astype(int)
         part["source"] = part["experiment"]
         candidates.append(part)
