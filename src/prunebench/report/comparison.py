@@ -338,8 +338,10 @@ def index_context(results: Results, reports: dict[tuple[str, str], str]) -> dict
             for m in A.method_order(res.states["method"]):
                 part = res.states[res.states["method"] == m]
                 last = int(part["state"].max())
-                acc = part[part["state"] == last]["final_test_acc"]
-                line.append(f"{m} {pm(acc.mean(), acc.std())} (state {last})")
+                at_last = part[part["state"] == last]
+                acc, macs = at_last["final_test_acc"], at_last["macs_kept"].mean()
+                cost = "" if _missing(macs) else f", {num(macs, 1)} % MACs"
+                line.append(f"{m} {pm(acc.mean(), acc.std())} (state {last}{cost})")
         entries.append(
             {
                 "dataset": dataset,
