@@ -106,9 +106,10 @@ def accuracy_table(states: pd.DataFrame) -> pd.DataFrame:
     MACs and params kept (% of dense), means over seeds."""
     best = seed_stats(states, "best_test_acc").rename(columns={"mean": "best", "std": "best_std"})
     final = seed_stats(states, "final_test_acc").rename(columns={"mean": "final", "std": "final_std"})
-    cols = [c for c in ("density", "macs_kept", "params_kept") if c in states]
     g = states.groupby(["method", "state"])
-    extra = g[cols].mean().join(g["test_size"].min() if "test_size" in states else pd.Series(dtype=float))
+    extra = g[[c for c in ("density", "macs_kept", "params_kept") if c in states]].mean()
+    if "test_size" in states:
+        extra["test_size"] = g["test_size"].min()
     out = best.merge(final.drop(columns="n"), on=["method", "state"]).merge(extra.reset_index(), on=["method", "state"])
     for col in ("density", "macs_kept", "params_kept", "test_size"):
         if col not in out:
@@ -252,12 +253,10 @@ def method_differences(states: pd.DataFrame, column: str = "final_test_acc") -> 
         for i, a in enumerate(methods):
             for b in methods[i + 1 :]:
                 pa, pb = by[a], by[b]
-                d = difference(
-                    dict(zip(pa["seed"], pa[column])), dict(zip(pb["seed"], pb[column])),
-                    pa["test_size"].min(), pb["test_size"].min(),
-                )  # fmt: skip
-                rows.append({"state": int(state), "a": a, "b": b, "macs_a": pa["macs_kept"].mean(),
-                             "macs_b": pb["macs_kept"].mean(), **d})  # fmt: skip
+                n_a, n_b = (p["test_size"].min() if "test_size" in p else math.nan for p in (pa, pb))
+                d = difference(dict(zip(pa["seed"], pa[column])), dict(zip(pb["seed"], pb[column])), n_a, n_b)
+                macs_a, macs_b = (p["macs_kept"].mean() if "macs_kept" in p else math.nan for p in (pa, pb))
+                rows.append({"state": int(state), "a": a, "b": b, "macs_a": macs_a, "macs_b": macs_b, **d})
     cols = ["state", "a", "b", "macs_a", "macs_b", "diff", "lo", "hi", "how", "verdict"]
     return pd.DataFrame(rows, columns=cols)
 
