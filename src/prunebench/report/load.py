@@ -116,9 +116,20 @@ def _nested(summary: dict) -> dict:
     return out
 
 
+def _is_shared_run(row: dict, path: Path) -> bool:
+    """A shared dense state 0 (results/shared/{run}/state0), not an experiment's state: its folder
+    is its name, and that name has no method in it (experiment names end in -{method}-s{seed})."""
+    exp = str(row["experiment"])
+    return (
+        path.parent.parent.parent.name == SHARED_DIR
+        and path.parent.parent.name == exp
+        and not exp.endswith(f"-{row['method']}-s{row['seed']}")
+    )
+
+
 def _reference_key(row: dict, path: Path) -> str:
     """The key of a state's dense reference: its group's shared state-0 run (see the module doc)."""
-    if path.parent.parent.parent.name == SHARED_DIR:  # the shared run itself
+    if _is_shared_run(row, path):
         return f"{SHARED_DIR}/{path.parent.parent.name}"
     exp, suffix = str(row["experiment"]), f"-{row['method']}-s{row['seed']}"
     stem = exp[: -len(suffix)] if exp.endswith(suffix) else exp
@@ -168,7 +179,7 @@ def read_summary(path: str | Path) -> dict:
     row["macs_kept"] = _ratio(row.get("cost_compact_macs"), row.get("cost_dense_macs"))
     row["params_kept"] = _ratio(row.get("cost_compact_params"), row.get("cost_dense_params"))
     row["reference"] = _reference_key(row, path)
-    row["shared_run"] = path.parent.parent.parent.name == SHARED_DIR
+    row["shared_run"] = _is_shared_run(row, path)
     row["path"] = str(path.parent)
     return row
 

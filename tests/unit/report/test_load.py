@@ -74,3 +74,10 @@ def test_reprune_is_compared_with_the_dense_model_not_its_pruned_state0(tmp_path
     assert ref.source == "cnn-cifar10-resnet_t-refill-s0"
     only_reprune = [p for p in paths if p.parent.parent.name.endswith("-reprune-s0")]
     assert load_results(only_reprune).references.empty
+
+
+def test_a_results_folder_named_shared_holds_experiments(tmp_path):
+    results = write_cnn_results(tmp_path).rename(tmp_path / "shared")
+    res = load_results(find_summaries(results))
+    assert set(res.states["method"]) == {"refill", "reprune"} and len(res.states) == 6
+    assert list(res.references["source"]) == ["cnn-cifar10-resnet_t-s0"]
