@@ -251,7 +251,35 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
         epochs = epochs.sort_values(["experiment", "state", "epoch"]).reset_index(drop=True)
     if plan is None:
         plan = _plan_from_states(states)
-    return Results(states, epochs, plan.reset_index(drop=True), dense_references(states, pd.DataFrame(shared)))
+    references = dense_references(states, pd.DataFrame(shared))  # before relabelling: by the real method
+    if not states.empty:
+        labels = method_labels(states)
+        states["method"] = states["experiment"].map(labels)
+        if not epochs.empty:
+            epochs["method"] = epochs["experiment"].map(labels).fillna(epochs["method"])
+    return Results(states, epochs, plan.reset_index(drop=True), references)
+
+
+def _group(row) -> str:
+    exp, suffix = str(row["experiment"]), f"-{row['dataset']}-{row['model']}-{row['method']}-s{row['seed']}"
+    return exp[: -len(suffix)] if exp.endswith(suffix) else exp
+
+
+def method_labels(states: pd.DataFrame) -> dict[str, str]:
+    """Per experiment: the name its rows carry in reports. A method that runs the same seed in
+    several groups of one dataset x model (an ablation, e.g. REPrune's linkages) is named with its
+    group, ``reprune (linkage_single)``, so that its groups are not averaged as if they were seeds;
+    groups that add other seeds of a method (seed 1 in a group of its own) stay that method's seeds."""
+    first = states.drop_duplicates("experiment")
+    groups = {r["experiment"]: _group(r) for _, r in first.iterrows()}
+    per_seed = first.assign(group=first["experiment"].map(groups)).groupby(["dataset", "model", "method", "seed"])
+    several = {k[:3] for k, v in per_seed["group"].nunique().items() if v > 1}
+    return {
+        r["experiment"]: f"{r['method']} ({groups[r['experiment']]})"
+        if (r["dataset"], r["model"], r["method"]) in several
+        else r["method"]
+        for _, r in first.iterrows()
+    }
 
 
 def dense_references(states: pd.DataFrame, shared: pd.DataFrame) -> pd.DataFrame:

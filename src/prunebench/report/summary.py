@@ -7,7 +7,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from prunebench.io import atomic_write_text
 from prunebench.report.analysis import method_order
-from prunebench.report.load import read_summary
+from prunebench.report.load import method_labels, read_summary
 from prunebench.report.tables import accuracy_by_state, md_escape
 
 COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density", "macs_kept", "test_size",
@@ -17,7 +17,10 @@ COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density
 def load_summaries(paths) -> pd.DataFrame:
     """One row per state from its summary.json (a broken or incomplete file is named)."""
     rows = [r for r in (read_summary(p) for p in paths) if not r["shared_run"]]
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)  # density is optional in older summaries
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    if len(df):
+        df["method"] = df["experiment"].map(method_labels(df))  # an ablation's groups are not seeds
+    return df  # density is optional in older summaries
 
 
 def summary_tables(df: pd.DataFrame) -> list[dict]:

@@ -3,6 +3,8 @@ REPrune's state 0 (already pruned) nor a method's own copy; REPrune's events are
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from prunebench.report.comparison import build_reports
@@ -58,3 +60,30 @@ def test_reprune_events_and_the_pareto_plot(cnn_report):
     plot_dir = results / "reports" / f"{CNN[0]}_{CNN[1]}"
     assert (plot_dir / PLOTS["pareto"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"]({CNN[0]}_{CNN[1]}/pareto.png)" in secs["Accuracy at matched cost"]
+
+
+def test_a_method_in_two_groups_is_two_rows_not_two_seeds(tmp_path):
+    import shutil
+
+    from prunebench.report.load import find_summaries, load_results
+
+    results = write_cnn_results(tmp_path)
+    for state_dir in (results / "cnn-cifar10-resnet_t-reprune-s0").iterdir():
+        out = results / "abl-cifar10-resnet_t-reprune-s0" / state_dir.name
+        shutil.copytree(state_dir, out)
+        s = json.loads((out / "summary.json").read_text())
+        s.update(experiment="abl-cifar10-resnet_t-reprune-s0", final_test_acc=s["final_test_acc"] - 5)
+        (out / "summary.json").write_text(json.dumps(s))
+        text = (out / "metrics.jsonl").read_text().replace("cnn-cifar10-resnet_t-reprune-s0", s["experiment"])
+        (out / "metrics.jsonl").write_text(text)
+    res = load_results(find_summaries(results))
+    assert set(res.states["method"]) == {"refill", "reprune (cnn)", "reprune (abl)"}
+    assert set(res.epochs["method"]) == {"refill", "reprune (cnn)", "reprune (abl)"}
+    assert len(res.references) == 1  # abl's reference (its own shared run) has not run: never REPrune's state 0
+    build_reports(results)
+    (rows,) = tables(sections((results / "reports" / "cifar10_resnet_t.md").read_text())["Summary per method"])
+    assert [(r["method"], r["seeds"]) for r in rows] == [
+        ("refill", "1"),
+        ("reprune (abl)", "1"),
+        ("reprune (cnn)", "1"),
+    ]
