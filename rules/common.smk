@@ -123,10 +123,17 @@ def comparison_experiments(dataset, model):
     }
 
 
+def get_reference_summaries(experiments):
+    """summary.json of the dense state 0 each experiment is compared against (not among its own)."""
+    runs = {RESOLVED.reference_of[exp] for exp in experiments}
+    return [
+        f"{state_dir(run, 0)}/summary.json" for run in sorted(runs - set(experiments))
+    ]
+
+
 def get_comparison_summaries(wildcards):
-    return get_state_summaries(
-        comparison_experiments(wildcards.dataset, wildcards.model)
-    )
+    experiments = comparison_experiments(wildcards.dataset, wildcards.model)
+    return get_state_summaries(experiments) + get_reference_summaries(experiments)
 
 
 def get_comparison_experiments(wildcards):

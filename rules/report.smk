@@ -29,6 +29,12 @@ rule report_comparison:
             category="Reports",
             subcategory="{dataset} · {model}",
         ),
+        pareto=report(
+            f"{RESULTS}/reports/{{dataset}}_{{model}}/pareto.png",
+            caption="../workflow/report/pareto.rst",
+            category="Plots",
+            subcategory="{dataset} · {model}",
+        ),
         accuracy_vs_state=report(
             f"{RESULTS}/reports/{{dataset}}_{{model}}/accuracy_vs_state.png",
             caption="../workflow/report/accuracy_vs_state.rst",

@@ -190,6 +190,8 @@ class ResolvedConfig:
     # experiment each run trains (an experiment's own name, or a shared/ run: see shared_state0_run)
     state0_of: dict[str, str] = field(default_factory=dict)
     state0_runs: dict[str, dict] = field(default_factory=dict)
+    # the run whose (dense) state 0 is every experiment's reference in reports (see dense_reference_runs)
+    reference_of: dict[str, str] = field(default_factory=dict)
 
     def by(self, key: str) -> dict[Any, list[str]]:
         """Experiment names grouped by one of their identifying fields (dataset, model, method...)."""
@@ -227,6 +229,33 @@ def shared_state0_run(experiment: dict) -> tuple[str, dict]:
     its folder under results/, and the experiment it trains (the group's settings, method dense)."""
     name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
     return f"{SHARED_DIR}/{name}", {**experiment, "name": name, "method": "dense"}
+
+
+def reference_key(experiment: dict) -> tuple:
+    """What one dense reference is shared by: group, dataset, model and seed."""
+    return experiment["group"], experiment["dataset"], experiment["model_key"], experiment["seed"]
+
+
+def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str], share: bool) -> dict[str, str]:
+    """Per experiment: the run whose state 0 is its dense reference (dense point, retention, "vs dense").
+
+    With ``share_state0`` it is the group's shared dense state 0, trained even for a group whose only
+    method is REPrune (REPrune's own state 0 is already pruned). Without it: the ``dense``
+    experiment of the same key, else the first (by name) that trains a dense state 0 of its own,
+    else the shared run. Reports pick the same one from the loaded files (report.load).
+    """
+    by_key: dict[tuple, list[str]] = {}
+    for name, exp in experiments.items():
+        by_key.setdefault(reference_key(exp), []).append(name)
+    out = {}
+    for names in by_key.values():
+        own = sorted(n for n in names if shares_state0(experiments[n]) and state0_of[n] == n)
+        dense = [n for n in own if experiments[n]["method"] == "dense"]
+        ref = None if share or not own else (dense or own)[0]
+        if ref is None:
+            ref, _ = shared_state0_run(experiments[names[0]])
+        out.update(dict.fromkeys(names, ref))
+    return out
 
 
 def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
@@ -292,7 +321,17 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
     for name, exp in experiments.items():
         run, trained = shared_state0_run(exp) if share and shares_state0(exp) else (name, exp)
         state0_of[name], state0_runs[run] = run, trained
-    return ResolvedConfig(runtime=runtime, experiments=experiments, state0_of=state0_of, state0_runs=state0_runs)
+    reference_of = dense_reference_runs(experiments, state0_of, share)
+    for name, run in reference_of.items():
+        if run not in state0_runs:  # a group of REPrune only: its dense reference is trained all the same
+            state0_runs[run] = shared_state0_run(experiments[name])[1]
+    return ResolvedConfig(
+        runtime=runtime,
+        experiments=experiments,
+        state0_of=state0_of,
+        state0_runs=state0_runs,
+        reference_of=reference_of,
+    )
 
 
 # Every dataset prunebench loads comes as 32 x 32 RGB images (see prunebench.data.datasets).

@@ -34,6 +34,11 @@ def test_tiny_reprune_run(tmp_path, reprune_config):
     assert summaries[0]["params_alive"] == summaries[1]["params_alive"] < summaries[0]["params_dense"]
     assert summaries[0]["density"] < 1.0
     assert (tmp_path / "results/reports/summary.md").is_file()
+    # REPrune's state 0 is pruned: the group's dense state 0 is trained too and is the report's reference
+    reference = json.loads((tmp_path / "results/shared/t-synthetic-r20-s0/state0/summary.json").read_text())
+    assert reference["method"] == "dense" and reference["density"] == 1.0
+    report = (tmp_path / "results/reports/synthetic_r20.md").read_text()
+    assert f"| t-synthetic-r20-s0 | 0 | {reference['best_test_acc']:.2f} (" in report
 
     # a lost state is rebuilt from the one before, with the same masks
     target = f"results/{EXP}/state1/summary.json"

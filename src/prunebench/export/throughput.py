@@ -46,7 +46,9 @@ def measure_throughput(
 
     The models take turns pass by pass (``warmup`` untimed, then ``repeats`` timed passes each), so a
     burst of load from other processes hits all of them alike, and each reports its fastest pass:
-    other processes can only ever add time, so the minimum is the least disturbed estimate.
+    other processes can only ever add time, so the minimum is the least disturbed estimate. Every
+    timed pass is kept too, ``"passes": {name: {str(batch): [images/s of pass 1, 2, ...]}}``, so a
+    speedup can be shown with its spread (pass i of one model paired with pass i of another).
     """
     dev = torch.device(device)
     cast = autocast(dev, amp)
@@ -57,6 +59,7 @@ def measure_throughput(
         "threads": torch.get_num_threads(),
         "versions": versions(),
         **{name: {} for name in models},
+        "passes": {name: {} for name in models},
     }
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for model in models.values():
@@ -72,4 +75,5 @@ def measure_throughput(
                         times[name].append(seconds)
             for name in models:
                 out[name][str(b)] = b / min(times[name])
+                out["passes"][name][str(b)] = [b / t for t in times[name]]
     return out

@@ -2,6 +2,14 @@
 
 Accuracies are test accuracy in percent. A state's **best** accuracy is the test accuracy at its
 epoch of best validation accuracy, its **final** accuracy the test accuracy after its last epoch.
+
+Noise: every accuracy has its test-set 95 % Wilson score interval (the test set is a sample of
+``test_size`` images). A difference between two methods is judged by a 95 % interval: with two or
+more seeds both methods ran, a t interval over the per-seed paired differences; with one seed,
+Newcombe's hybrid score interval for a difference of two proportions, built from the two Wilson
+intervals. The latter treats the two evaluations as independent; both models are scored on the
+same images and mostly err on the same ones, so the true interval is narrower: it is conservative
+(a paired test such as McNemar's would need per-image predictions, which the logs do not keep).
 """
 
 from __future__ import annotations
@@ -10,15 +18,78 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 WINDOW = 5  # epochs compared for convergence and stability (SPEC §5: last 5 vs the 5 before)
 ANOMALY_DROP = 5.0  # points of final accuracy below the neighbouring states' mean
 DIVERGENCE_FACTOR = 2.0  # final training loss this many times the state's lowest
+CONFIDENCE = 0.95
+Z95 = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+BASELINES = ("random", "oneshot")  # the floors every pruning method must beat
+MACS_GRID = 10.0  # matched-cost levels: multiples of this many % of the dense MACs (and the common floor)
 
 
 def method_order(methods) -> list[str]:
-    """Dense first (the control), then the pruning methods by name."""
-    return sorted(set(methods), key=lambda m: (m != "dense", m))
+    """Dense first (the control), then the baselines (random, oneshot), then the pruning methods by name."""
+
+    def rank(m):
+        return (0 if m == "dense" else 1 if m in BASELINES else 2, BASELINES.index(m) if m in BASELINES else 0, m)
+
+    return sorted(set(methods), key=rank)
+
+
+def _bad(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def wilson(acc: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (in %) of an accuracy ``acc`` (in %) measured on ``n`` test images."""
+    if _bad(acc) or _bad(n) or n <= 0:
+        return math.nan, math.nan
+    p = acc / 100.0
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return 100.0 * (centre - half), 100.0 * (centre + half)
+
+
+def newcombe(acc_a: float, acc_b: float, n_a: float, n_b: float) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (in points) of acc_a - acc_b from the two Wilson intervals."""
+    la, ua = wilson(acc_a, n_a)
+    lb, ub = wilson(acc_b, n_b)
+    diff = acc_a - acc_b
+    return diff - math.hypot(acc_a - la, ub - acc_b), diff + math.hypot(ua - acc_a, acc_b - lb)
+
+
+def t_interval(values) -> tuple[float, float]:
+    """95 % t interval of the mean of ``values`` (at least two)."""
+    v = np.asarray(values, dtype=float)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(v) - 1)) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
+    return float(v.mean()) - half, float(v.mean()) + half
+
+
+def difference(a: dict, b: dict, n_a: float = math.nan, n_b: float = math.nan) -> dict:
+    """Accuracy of method a minus method b with its 95 % interval and a verdict.
+
+    ``a`` and ``b`` map seed -> accuracy. With two or more seeds in common: the mean paired
+    difference and a t interval over those seeds. Otherwise (one seed): the difference of the
+    means and Newcombe's interval on test sets of ``n_a`` and ``n_b`` images (NaN when unknown).
+    """
+    common = sorted(set(a) & set(b))
+    if len(common) >= 2:
+        d = [a[s] - b[s] for s in common]
+        lo, hi = t_interval(d)
+        diff, how = float(np.mean(d)), f"t over {len(common)} seeds"
+    else:
+        ma, mb = float(np.mean(list(a.values()))), float(np.mean(list(b.values())))
+        diff, (lo, hi), how = ma - mb, newcombe(ma, mb, n_a, n_b), "test set (Newcombe)"
+    if _bad(lo):
+        verdict = "unknown (no test-set size)"
+    elif lo <= 0.0 <= hi:
+        verdict = "within noise"
+    else:
+        verdict = "a better" if diff > 0 else "b better"
+    return {"diff": diff, "lo": lo, "hi": hi, "how": how, "verdict": verdict}
 
 
 def seed_stats(states: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -30,11 +101,24 @@ def seed_stats(states: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def accuracy_table(states: pd.DataFrame) -> pd.DataFrame:
-    """Per method and state: best and final accuracy over seeds, and the state's density."""
+    """Per method and state: best and final accuracy over seeds with the Wilson interval of each
+    (at the seed mean, on the smallest test set of those seeds), the measured density and the
+    MACs and params kept (% of dense), means over seeds."""
     best = seed_stats(states, "best_test_acc").rename(columns={"mean": "best", "std": "best_std"})
     final = seed_stats(states, "final_test_acc").rename(columns={"mean": "final", "std": "final_std"})
-    density = states.groupby(["method", "state"])["density"].mean().reset_index()
-    return best.merge(final.drop(columns="n"), on=["method", "state"]).merge(density, on=["method", "state"])
+    g = states.groupby(["method", "state"])
+    extra = g[[c for c in ("density", "macs_kept", "params_kept") if c in states]].mean()
+    if "test_size" in states:
+        extra["test_size"] = g["test_size"].min()
+    out = best.merge(final.drop(columns="n"), on=["method", "state"]).merge(extra.reset_index(), on=["method", "state"])
+    for col in ("density", "macs_kept", "params_kept", "test_size"):
+        if col not in out:
+            out[col] = math.nan
+    for kind in ("best", "final"):
+        bounds = [wilson(acc, n) for acc, n in zip(out[kind], out["test_size"])]
+        out[f"{kind}_lo"] = [b[0] for b in bounds]
+        out[f"{kind}_hi"] = [b[1] for b in bounds]
+    return out
 
 
 def best_states(states: pd.DataFrame) -> pd.DataFrame:
@@ -58,14 +142,163 @@ def pruned_means(states: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def retention(states: pd.DataFrame) -> pd.DataFrame:
-    """Per state: final and best accuracy as a percentage of the same experiment's dense state 0."""
-    base = states[states["state"] == 0].set_index("experiment")
+def retention(states: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """Per state: final and best accuracy as a percentage of its dense reference's (the dense
+    state 0 of its group, dataset, model and seed: report.load.dense_references), and the
+    difference in points ("vs dense"). NaN where the reference has not finished."""
+    base = references.set_index("reference")
     out = states[["experiment", "method", "seed", "state"]].copy()
     for col in ("final_test_acc", "best_test_acc"):
-        ref = states["experiment"].map(base[col]) if len(base) else np.nan
-        out[col.replace("_test_acc", "_retention")] = 100.0 * states[col] / ref
+        ref = states["reference"].map(base[col]) if len(base) else np.nan
+        kind = col.replace("_test_acc", "")
+        out[f"{kind}_retention"] = 100.0 * states[col] / ref
+        out[f"{kind}_vs_dense"] = states[col] - ref
     return out
+
+
+def reference_accuracy(references: pd.DataFrame) -> dict:
+    """The dense reference over seeds: mean final/best accuracy, std, Wilson interval, MACs and params."""
+    if references.empty:
+        return {}
+    n = references["test_size"].min()
+    final = references["final_test_acc"].astype(float)
+    return {
+        "final": float(final.mean()),
+        "final_std": float(final.std()) if len(final) > 1 else math.nan,
+        "final_ci": wilson(float(final.mean()), n),
+        "best": float(references["best_test_acc"].mean()),
+        "macs": float(references["cost_dense_macs"].mean()),
+        "params": float(references["cost_dense_params"].mean()),
+        "seeds": len(references),
+    }
+
+
+def _curve(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(MACs kept, final accuracy) of one method and seed, sorted by MACs; of several states at one
+    cost (the dense chain: all at 100 %) the latest, the one trained longest."""
+    g = points.sort_values("state").groupby("macs_kept")["final_test_acc"].last().sort_index()
+    return g.index.to_numpy(dtype=float), g.to_numpy(dtype=float)
+
+
+def at_cost(x: np.ndarray, y: np.ndarray, level: float, tol: float = 1e-9) -> tuple[float, bool]:
+    """Accuracy at ``level`` % MACs kept: measured (False) or linearly interpolated between two
+    measured states (True); NaN outside the measured range (never extrapolated)."""
+    if len(x) == 0 or level < x[0] - tol or level > x[-1] + tol:
+        return math.nan, False
+    exact = np.abs(x - level) <= tol
+    if exact.any():
+        return float(y[exact][0]), False
+    return float(np.interp(level, x, y)), True
+
+
+def matched_levels(states: pd.DataFrame, grid: float = MACS_GRID) -> list[float]:
+    """MACs-kept levels (%) for the matched-cost table, highest first: the multiples of ``grid``
+    inside the measured range, and the common floor: the lowest level every pruning method reached."""
+    measured = states[states["macs_kept"].notna()] if "macs_kept" in states else states.iloc[:0]
+    if measured.empty:
+        return []
+    lo, hi = float(measured["macs_kept"].min()), float(measured["macs_kept"].max())
+    levels = {float(v) for v in np.arange(grid, 100.0 + grid / 2, grid) if lo - 1e-9 <= v <= hi + 1e-9}
+    pruning = measured[measured["method"] != "dense"]
+    if pruning["method"].nunique() >= 1:
+        levels.add(float(pruning.groupby("method")["macs_kept"].min().max()))
+    return sorted(levels, reverse=True)
+
+
+def matched_cost(states: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFrame:
+    """Per MACs-kept level and method: final accuracy at that cost (mean, std and n over seeds,
+    each seed interpolated on its own curve), whether any seed's value is interpolated, and the
+    per-seed values (for the differences)."""
+    levels = matched_levels(states) if levels is None else levels
+    rows = []
+    measured = states[states["macs_kept"].notna()] if "macs_kept" in states else states.iloc[:0]
+    for method in method_order(measured["method"]):
+        curves = {seed: _curve(p) for seed, p in measured[measured["method"] == method].groupby("seed")}
+        n_test = states[states["method"] == method]["test_size"].min() if "test_size" in states else math.nan
+        for level in levels:
+            per_seed, interp = {}, False
+            for seed, (x, y) in curves.items():
+                value, was = at_cost(x, y, level)
+                if not math.isnan(value):
+                    per_seed[seed], interp = value, interp or was
+            vals = list(per_seed.values())
+            rows.append({
+                "level": level, "method": method, "n": len(vals), "interpolated": interp, "per_seed": per_seed,
+                "mean": float(np.mean(vals)) if vals else math.nan,
+                "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
+                "test_size": n_test,
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=["level", "method", "n", "interpolated", "per_seed", "mean", "std", "test_size"])
+
+
+def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
+    """The points no other point beats: none has fewer (or equal) MACs kept and higher accuracy."""
+    pts = points.sort_values(["macs_kept", "final"], ascending=[True, False])
+    best, keep = -math.inf, []
+    for i, r in pts.iterrows():
+        if r["final"] > best:
+            keep.append(i)
+            best = r["final"]
+    return pts.loc[keep]
+
+
+def method_differences(states: pd.DataFrame, column: str = "final_test_acc") -> pd.DataFrame:
+    """Per pruned state (k >= 1) and pair of methods that both finished it: a - b with its 95 %
+    interval and verdict (see :func:`difference`), and each method's MACs kept there."""
+    rows = []
+    pruned = states[states["state"] >= 1]
+    for state, part in pruned.groupby("state", sort=True):
+        methods = method_order(part["method"])
+        by = {m: part[part["method"] == m] for m in methods}
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                pa, pb = by[a], by[b]
+                n_a, n_b = (p["test_size"].min() if "test_size" in p else math.nan for p in (pa, pb))
+                d = difference(dict(zip(pa["seed"], pa[column])), dict(zip(pb["seed"], pb[column])), n_a, n_b)
+                macs_a, macs_b = (p["macs_kept"].mean() if "macs_kept" in p else math.nan for p in (pa, pb))
+                rows.append({"state": int(state), "a": a, "b": b, "macs_a": macs_a, "macs_b": macs_b, **d})
+    cols = ["state", "a", "b", "macs_a", "macs_b", "diff", "lo", "hi", "how", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def matched_differences(matched: pd.DataFrame) -> pd.DataFrame:
+    """At each matched-cost level: every pair of methods with a value there, a - b with its interval."""
+    rows = []
+    for level, part in matched.groupby("level", sort=False):
+        part = part[part["n"] > 0].set_index("method")
+        methods = method_order(part.index)
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                d = difference(part.at[a, "per_seed"], part.at[b, "per_seed"], part.at[a, "test_size"],
+                               part.at[b, "test_size"])  # fmt: skip
+                interp = bool(part.at[a, "interpolated"] or part.at[b, "interpolated"])
+                rows.append({"level": level, "a": a, "b": b, "interpolated": interp, **d})
+    cols = ["level", "a", "b", "interpolated", "diff", "lo", "hi", "how", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def rsst_damage(states: pd.DataFrame) -> pd.DataFrame:
+    """Per RSST state with the ``rsst`` summary field: accuracy just before and just after the hard
+    mask, the damage (test points lost to the mask) and the penalised groups' remaining norm."""
+    if "rsst_masked_test_acc" not in states:
+        return pd.DataFrame()
+    part = states[states["rsst_masked_test_acc"].notna()].copy()
+    part["damage"] = part["rsst_unmasked_test_acc"] - part["rsst_masked_test_acc"]
+    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)
+
+
+def budgets(states: pd.DataFrame) -> pd.DataFrame:
+    """Per state with a ``budget``: the kept fraction the schedule asked for and the one reached, in %
+    of the dense model's groups, params or MACs (the budget's kind)."""
+    if "budget_kind" not in states:
+        return pd.DataFrame()
+    part = states[states["budget_kind"].notna()].copy()
+    reached = {"groups": part["density"] * 100.0, "params": part["params_kept"], "macs": part["macs_kept"]}
+    part["target_kept"] = 100.0 * part["budget_target"]
+    part["reached_kept"] = [reached.get(k, pd.Series(math.nan, index=part.index))[i]
+                            for i, k in zip(part.index, part["budget_kind"])]  # fmt: skip
+    part["gap"] = part["reached_kept"] - part["target_kept"]
+    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)
 
 
 def recovery(states: pd.DataFrame) -> pd.DataFrame:
@@ -230,7 +463,8 @@ def parameters(states: pd.DataFrame) -> pd.DataFrame:
     ``alive`` counts the weights the masks keep (always known); the ``cost_*`` columns come from
     the physically slimmed model and stay NaN where the slimming step did not measure them.
     """
-    cols = ["experiment", "method", "seed", "state", "density", "params_dense", "params_alive"]
+    cols = ["experiment", "method", "seed", "state", "density", "macs_kept", "params_kept", "params_dense",
+            "params_alive"]  # fmt: skip
     out = states[cols].copy()
     out["compression_alive"] = states["params_dense"] / states["params_alive"]
     for side in ("dense", "compact"):
@@ -245,7 +479,9 @@ def parameters(states: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput(states: pd.DataFrame) -> pd.DataFrame:
-    """Per state with a throughput measurement: dense and compact images/s per batch size, speedup."""
+    """Per state with a throughput measurement: dense and compact images/s per batch size, speedup
+    (fastest pass over fastest pass), and the spread of the speedup over the timed passes: the models
+    took turns pass by pass, so pass i of each forms a pair; min and max of compact/dense over pairs."""
     rows = []
     dense_cols = sorted((c for c in states.columns if c.startswith("tput_dense_")), key=lambda c: int(c.split("_")[-1]))
     for _, s in states.iterrows():
@@ -254,6 +490,8 @@ def throughput(states: pd.DataFrame) -> pd.DataFrame:
             dense, compact = s.get(col), s.get(f"tput_compact_{batch}")
             if pd.isna(dense) or pd.isna(compact):
                 continue
+            pd_, pc = s.get(f"tpass_dense_{batch}"), s.get(f"tpass_compact_{batch}")
+            pairs = [c / d for d, c in zip(pd_, pc)] if isinstance(pd_, list) and isinstance(pc, list) else []
             rows.append(
                 {
                     "experiment": s["experiment"],
@@ -265,39 +503,23 @@ def throughput(states: pd.DataFrame) -> pd.DataFrame:
                     "dense_ips": float(dense),
                     "compact_ips": float(compact),
                     "speedup": float(compact) / float(dense),
+                    "speedup_min": min(pairs) if pairs else math.nan,
+                    "speedup_max": max(pairs) if pairs else math.nan,
+                    "passes": len(pairs),
                 }
             )
-    cols = ["experiment", "method", "seed", "state", "device", "batch", "dense_ips", "compact_ips", "speedup"]
+    cols = ["experiment", "method", "seed", "state", "device", "batch", "dense_ips", "compact_ips", "speedup",
+            "speedup_min", "speedup_max", "passes"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
-def seed_separation(states: pd.DataFrame, column: str = "final_test_acc") -> pd.DataFrame:
-    """Per state and pair of methods where one has several seeds: does the gap exceed the seed spread?
-
-    The spread is the sum of the two methods' sample std over seeds (a method with one seed
-    contributes 0); a difference "exceeds" when its absolute value is larger than that sum.
-    """
-    stats = seed_stats(states, column)
-    rows = []
-    for state, part in stats.groupby("state", sort=True):
-        part = part.set_index("method")
-        methods = method_order(part.index)
-        for i, a in enumerate(methods):
-            for b in methods[i + 1 :]:
-                na, nb = part.at[a, "n"], part.at[b, "n"]
-                if max(na, nb) < 2:
-                    continue
-                sa = part.at[a, "std"] if na > 1 else 0.0
-                sb = part.at[b, "std"] if nb > 1 else 0.0
-                diff = part.at[a, "mean"] - part.at[b, "mean"]
-                rows.append(
-                    {
-                        "state": int(state),
-                        "a": a,
-                        "b": b,
-                        "diff": float(diff),
-                        "spread": float(sa + sb),
-                        "exceeds": bool(abs(diff) > sa + sb),
-                    }
-                )
-    return pd.DataFrame(rows, columns=["state", "a", "b", "diff", "spread", "exceeds"])
+def reprune_events(states: pd.DataFrame) -> pd.DataFrame:
+    """Per state with ``event_epochs`` (REPrune): the epochs whose start carried a pruning event, and
+    whether the best epoch came after the state's last event (trained, not just pruned)."""
+    if "event_epochs" not in states:
+        return pd.DataFrame()
+    part = states[[isinstance(e, list) and len(e) > 0 for e in states["event_epochs"]]].copy()
+    part["last_event"] = [max(e) for e in part["event_epochs"]]
+    # an event is at the START of its epoch, so that epoch trains the pruned model
+    part["best_after_event"] = part["best_epoch"] >= part["last_event"]
+    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)

@@ -12,22 +12,25 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from prunebench.config import SHARED_DIR
 from prunebench.io import atomic_write_text
 from prunebench.report import analysis as A
 from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments
 from prunebench.report.plots import write_plots
 from prunebench.report.summary import render_summary
-from prunebench.report.tables import _missing, accuracy_by_state, integer, num, pm, table, text
+from prunebench.report.tables import _missing, acc_cell, accuracy_by_state, ci, integer, md_escape, num, pm, table, text
 
 
 def _env() -> Environment:
-    return Environment(
+    env = Environment(
         loader=PackageLoader("prunebench", "report/templates"),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["md"] = md_escape
+    return env
 
 
 def comparison_name(dataset: str, model: str) -> str:
@@ -35,15 +38,15 @@ def comparison_name(dataset: str, model: str) -> str:
     return f"{dataset}_{model}"
 
 
-def _summary(states: pd.DataFrame, methods: list[str]) -> dict:
+def _summary(states: pd.DataFrame, refs: pd.DataFrame, methods: list[str]) -> dict:
     best = A.best_states(states).set_index("method")
     means = A.pruned_means(states).set_index("method")
-    ret = A.retention(states)
+    ret = A.retention(states, refs)
     rows = []
     for m in methods:
         part = states[states["method"] == m]
         last = int(part["state"].max())
-        last_ret = ret[(ret["method"] == m) & (ret["state"] == last)]["final_retention"].mean()
+        at_last = ret[(ret["method"] == m) & (ret["state"] == last)]
         rows.append(
             [
                 m,
@@ -53,16 +56,19 @@ def _summary(states: pd.DataFrame, methods: list[str]) -> dict:
                 num(means.at[m, "mean_best"]) if m in means.index else "-",
                 num(means.at[m, "mean_final"]) if m in means.index else "-",
                 str(last),
-                num(last_ret),
+                num(part[part["state"] == last]["macs_kept"].mean(), 1),
+                num(at_last["final_retention"].mean()),
+                num(at_last["final_vs_dense"].mean()),
             ]
         )
     header = ["method", "seeds", "best pruned state", "best acc", "mean best (pruned)", "mean final (pruned)",
-              "last state", "retention at last state %"]  # fmt: skip
-    return table(header, rows, "lrrrrrrr")
+              "last state", "MACs kept % at last state", "retention at last state %",
+              "vs dense at last state"]  # fmt: skip
+    return table(header, rows, "lrrrrrrrrr")
 
 
-def _retention(states: pd.DataFrame, methods: list[str]) -> dict:
-    ret = A.retention(states)
+def _retention(states: pd.DataFrame, refs: pd.DataFrame, methods: list[str]) -> dict:
+    ret = A.retention(states, refs)
     stats = ret.groupby(["method", "state"])["final_retention"].agg(["mean", "std"])
     header = ["state"] + [f"{m} retention %" for m in methods]
     rows = []
@@ -72,6 +78,106 @@ def _retention(states: pd.DataFrame, methods: list[str]) -> dict:
             cells.append(pm(*stats.loc[(m, state)]) if (m, state) in stats.index else "missing")
         rows.append(cells)
     return table(header, rows, "r" * len(header))
+
+
+def _reference(refs: pd.DataFrame) -> tuple[dict | None, dict]:
+    """The dense reference per seed, and its seed mean for the text."""
+    if refs.empty:
+        return None, {}
+    rows = [
+        [r.source, str(r.seed), acc_cell(r.best_test_acc, None, *A.wilson(r.best_test_acc, r.test_size)),
+         acc_cell(r.final_test_acc, None, *A.wilson(r.final_test_acc, r.test_size)), integer(r.test_size),
+         integer(r.cost_dense_macs), integer(r.cost_dense_params)]
+        for r in refs.sort_values(["seed", "reference"]).itertuples()
+    ]  # fmt: skip
+    header = ["dense state 0", "seed", "best", "final", "test images", "MACs", "params"]
+    ref = A.reference_accuracy(refs)
+    ref["cell"] = acc_cell(ref["final"], ref["final_std"], *ref["final_ci"])
+    return table(header, rows, "lrrrrrr"), ref
+
+
+def _matched(states: pd.DataFrame) -> tuple[dict | None, dict | None]:
+    """Accuracy at common MACs levels, and the differences between methods there."""
+    matched = A.matched_cost(states)
+    if matched.empty:
+        return None, None
+    methods = A.method_order(matched["method"])
+    rows = []
+    for level, part in matched.groupby("level", sort=False):
+        part = part.set_index("method")
+        cells = [num(level, 1)]
+        for m in methods:
+            r = part.loc[m]
+            cell = pm(r["mean"], r["std"]) if r["n"] else "-"
+            cells.append(cell + (" (interp.)" if r["n"] and r["interpolated"] else ""))
+        rows.append(cells)
+    tab = table(["MACs kept %"] + [f"{m} final" for m in methods], rows, "r" * (len(methods) + 1))
+    diffs = A.matched_differences(matched)
+    drows = [
+        [num(r.level, 1), f"{r.a} - {r.b}", num(r.diff) + ci(r.lo, r.hi, 2), r.how,
+         _verdict(r) + (" (interpolated)" if r.interpolated else "")]
+        for r in diffs.itertuples()
+    ]  # fmt: skip
+    dtab = table(["MACs kept %", "methods", "difference (95 % interval)", "interval", "verdict"], drows, "rlrll")
+    return tab, dtab if drows else None
+
+
+def _verdict(r) -> str:
+    return {"a better": f"{r.a} better", "b better": f"{r.b} better"}.get(r.verdict, r.verdict)
+
+
+def _differences(states: pd.DataFrame) -> dict | None:
+    d = A.method_differences(states)
+    if d.empty:
+        return None
+    rows = [
+        [str(r.state), f"{r.a} - {r.b}", f"{num(r.macs_a, 1)} / {num(r.macs_b, 1)}", num(r.diff) + ci(r.lo, r.hi, 2),
+         r.how, _verdict(r)]
+        for r in d.itertuples()
+    ]  # fmt: skip
+    header = ["state", "methods", "MACs kept % a / b", "difference (95 % interval)", "interval", "verdict"]
+    return table(header, rows, "rlrrll")
+
+
+def _rsst(states: pd.DataFrame) -> dict | None:
+    d = A.rsst_damage(states)
+    if d.empty:
+        return None
+    rows = [
+        [r.method, str(r.seed), str(r.state), integer(r.rsst_mask_epoch), num(r.rsst_unmasked_val_acc),
+         num(r.rsst_unmasked_test_acc), num(r.rsst_masked_val_acc), num(r.rsst_masked_test_acc), num(r.damage),
+         num(r.rsst_penalized_norm_ratio, 4)]
+        for r in d.itertuples()
+    ]  # fmt: skip
+    header = ["method", "seed", "state", "mask epoch", "unmasked val", "unmasked test", "masked val", "masked test",
+              "damage (test points)", "penalised norm ratio"]  # fmt: skip
+    return table(header, rows, "lrrrrrrrrr")
+
+
+def _events(states: pd.DataFrame) -> dict | None:
+    d = A.reprune_events(states)
+    if d.empty:
+        return None
+    rows = [
+        [r.method, str(r.seed), str(r.state), ", ".join(str(int(e)) for e in r.event_epochs), str(int(r.best_epoch)),
+         "yes" if r.best_after_event else "no"]
+        for r in d.itertuples()
+    ]  # fmt: skip
+    header = ["method", "seed", "state", "event epochs", "best epoch", "best trained after the last event"]
+    return table(header, rows, "lrrlrl")
+
+
+def _budgets(states: pd.DataFrame) -> dict | None:
+    d = A.budgets(states)
+    if d.empty:
+        return None
+    rows = [
+        [r.method, str(r.seed), str(r.state), text(r.budget_kind), num(r.target_kept), num(r.reached_kept),
+         num(r.gap)]
+        for r in d.itertuples()
+    ]  # fmt: skip
+    header = ["method", "seed", "state", "budget", "target kept %", "reached kept %", "reached - target"]
+    return table(header, rows, "lrrlrrr")
 
 
 def _recovery(states: pd.DataFrame) -> dict:
@@ -93,17 +199,6 @@ def _dynamics(epochs: pd.DataFrame) -> dict:
     header = ["method", "seed", "state", "window", "last mean", "previous mean", "convergence", "stability (std)",
               "train - val gap"]  # fmt: skip
     return table(header, rows, "lrrrrrrrr")
-
-
-def _separation(states: pd.DataFrame) -> dict | None:
-    sep = A.seed_separation(states)
-    if sep.empty:
-        return None
-    rows = [
-        [str(r.state), f"{r.a} - {r.b}", num(r.diff), num(r.spread), "yes" if r.exceeds else "no"]
-        for r in sep.itertuples()
-    ]
-    return table(["state", "methods", "difference", "seed spread", "exceeds spread"], rows, "rlrrl")
 
 
 def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:
@@ -138,12 +233,14 @@ def _parameters(states: pd.DataFrame) -> tuple[dict, dict | None]:
             if not _missing(g):
                 kept.append(f"{integer(k)}/{integer(g)} {kind}s")
         rows.append([r.method, str(r.seed), str(r.state), num(r.density, 3), ", ".join(kept) or "-",
-                     integer(r.params_dense), integer(r.params_alive), num(r.compression_alive)])  # fmt: skip
+                     num(r.macs_kept, 1), num(r.params_kept, 1), integer(r.params_dense), integer(r.params_alive),
+                     num(r.compression_alive)])  # fmt: skip
     kept = table(
-        ["method", "seed", "state", "density", "kept", "params (dense)", "params alive", "compression"],
+        ["method", "seed", "state", "density", "kept", "MACs kept %", "params kept %", "params (dense)",
+         "params alive", "compression"],
         rows,
-        "lrrrlrrr",
-    )
+        "lrrrlrrrrr",
+    )  # fmt: skip
     measured = p[p["cost_compact_params"].notna()]
     if measured.empty:
         return kept, None
@@ -164,12 +261,13 @@ def _throughput(states: pd.DataFrame) -> dict | None:
     if t.empty:
         return None
     rows = [
-        [r.method, str(r.seed), str(r.state), str(r.device), str(r.batch), num(r.dense_ips, 1), num(r.compact_ips, 1),
-         num(r.speedup)]
+        [r.method, str(r.seed), str(r.state), text(r.device), str(r.batch), num(r.dense_ips, 1), num(r.compact_ips, 1),
+         num(r.speedup), f"{num(r.speedup_min)}–{num(r.speedup_max)} ({r.passes})" if r.passes else "-"]
         for r in t.sort_values(["method", "seed", "state", "batch"]).itertuples()
     ]  # fmt: skip
-    header = ["method", "seed", "state", "device", "batch", "dense img/s", "compact img/s", "speedup"]
-    return table(header, rows, "lrrlrrrr")
+    header = ["method", "seed", "state", "device", "batch", "dense img/s", "compact img/s", "speedup",
+              "speedup range over passes"]  # fmt: skip
+    return table(header, rows, "lrrlrrrrr")
 
 
 def _completeness(results: Results) -> tuple[dict, list[str], int, int]:
@@ -198,15 +296,19 @@ def comparison_context(results: Results, dataset: str, model: str, plots: dict[s
     ctx["seeds"] = {m: sorted(states[states["method"] == m]["seed"].unique().tolist()) for m in methods}
     ctx["multi_seed"] = any(len(s) > 1 for s in ctx["seeds"].values())
     ctx["accuracy"] = accuracy_by_state(states, methods)
-    ctx["summary"] = _summary(states, methods)
-    ctx["retention"] = _retention(states, methods)
+    refs = res.references
+    ctx["reference"], ctx["ref"] = _reference(refs)
+    ctx["matched"], ctx["matched_diffs"] = _matched(states)
+    ctx["differences"] = _differences(states)
+    ctx["rsst"], ctx["events"], ctx["budgets"] = _rsst(states), _events(states), _budgets(states)
+    ctx["summary"] = _summary(states, refs, methods)
+    ctx["retention"] = _retention(states, refs, methods)
     ctx["recovery"] = _recovery(states)
     ctx["dynamics"] = _dynamics(epochs)
     ctx["window"] = A.WINDOW
     ctx["anomalies"] = [a["message"] for a in A.anomalies(states, epochs)]
     ctx["anomaly_drop"] = A.ANOMALY_DROP
     ctx["divergence"] = A.DIVERGENCE_FACTOR
-    ctx["separation"] = _separation(states)
     ctx["costs"], ctx["cost_totals"], ctx["cost_sentences"] = _costs(states)
     ctx["kept"], ctx["slimmed"] = _parameters(states)
     ctx["throughput"] = _throughput(states)
@@ -221,7 +323,7 @@ def write_comparison_report(results: Results, dataset: str, model: str, output: 
     """Plots into ``plot_dir`` and the Markdown report (linking them by relative path) to ``output``."""
     output = Path(output)
     res = results.select(dataset, model)
-    paths = write_plots(res.states, res.epochs, plot_dir, f"{dataset} · {model}")
+    paths = write_plots(res.states, res.epochs, plot_dir, f"{dataset} · {model}", res.references)
     rel = {k: Path(os.path.relpath(p, output.parent)).as_posix() for k, p in paths.items()}
     atomic_write_text(output, render_comparison(results, dataset, model, rel))
 
@@ -236,8 +338,10 @@ def index_context(results: Results, reports: dict[tuple[str, str], str]) -> dict
             for m in A.method_order(res.states["method"]):
                 part = res.states[res.states["method"] == m]
                 last = int(part["state"].max())
-                acc = part[part["state"] == last]["final_test_acc"]
-                line.append(f"{m} {pm(acc.mean(), acc.std())} (state {last})")
+                at_last = part[part["state"] == last]
+                acc, macs = at_last["final_test_acc"], at_last["macs_kept"].mean()
+                cost = "" if _missing(macs) else f", {num(macs, 1)} % MACs"
+                line.append(f"{m} {pm(acc.mean(), acc.std())} (state {last}{cost})")
         entries.append(
             {
                 "dataset": dataset,
@@ -278,7 +382,9 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
     if plan is not None:
         # The config decides what is reported: folders of experiments it no longer has are left out.
         planned = set(plan["experiment"])
-        summaries = [p for p in summaries if p.parent.parent.name in planned]
+        summaries = [
+            p for p in summaries if p.parent.parent.name in planned or p.parent.parent.parent.name == SHARED_DIR
+        ]
     results = load_results(summaries, plan)
     reports_dir = Path(results_dir) / "reports"
     written, reports = [], {}

@@ -3,7 +3,14 @@
 ``Results.states`` has one row per finished state (the summary, with the nested ``cost`` and
 ``throughput`` of the slimming step flattened to ``cost_{dense,compact}_{key}`` and
 ``tput_{dense,compact}_{batch}`` columns); ``Results.epochs`` one row per evaluated epoch of those
-states; ``Results.plan`` one row per experiment that should exist, with its number of states.
+states; ``Results.plan`` one row per experiment that should exist, with its number of states;
+``Results.references`` one row per dense reference (group, dataset, model and seed).
+
+Every state row carries ``reference``, the key of its dense reference (the name of its group's
+shared state-0 run, ``shared/{group}-{dataset}-{model}-s{seed}``), and the one meaning of cost the
+reports use: ``density`` is the measured fraction of prunable groups kept (recomputed from
+``kept`` / ``group_sizes`` where the summary has them), ``macs_kept`` and ``params_kept`` the
+percentages of the dense model's MACs and parameters the slimmed model keeps (from ``cost``).
 """
 
 from __future__ import annotations
@@ -11,12 +18,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from prunebench.config import finetune_epochs, state_epochs
+from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs
 from prunebench.errors import PrunebenchError
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
 
@@ -26,8 +33,22 @@ SUMMARY_REQUIRED = (*EXPERIMENT_KEYS, "state", "best_test_acc", "final_test_acc"
 # Read when present; a summary written before a field existed shows "-" there instead of failing.
 SUMMARY_OPTIONAL = (
     "epochs", "density", "acc_after_pruning", "params_dense", "params_alive", "wall_seconds", "train_seconds",
-    "images_per_second", "device", "shared_state0",
+    "images_per_second", "device", "shared_state0", "test_size", "density_summary", "macs_kept", "params_kept",
+    "event_epochs", "budget_kind", "budget_target", "reference", "best_epoch",
 )  # fmt: skip
+REFERENCE_COLUMNS = [
+    "reference", "source", "dataset", "model", "seed", "best_test_acc", "final_test_acc", "test_size",
+    "cost_dense_macs", "cost_dense_params", "params_dense",
+]  # fmt: skip
+# The RSST summary field (CONTRACTS): accuracy of the unmasked and masked model at the hard mask.
+RSST_FIELDS = {
+    "rsst_mask_epoch": ("mask_epoch",),
+    "rsst_unmasked_val_acc": ("unmasked", "val_acc"),
+    "rsst_unmasked_test_acc": ("unmasked", "test_acc"),
+    "rsst_masked_val_acc": ("masked", "val_acc"),
+    "rsst_masked_test_acc": ("masked", "test_acc"),
+    "rsst_penalized_norm_ratio": ("penalized_norm_ratio",),
+}
 
 
 class ReportError(PrunebenchError):
@@ -41,6 +62,7 @@ class Results:
     states: pd.DataFrame
     epochs: pd.DataFrame
     plan: pd.DataFrame
+    references: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REFERENCE_COLUMNS))
 
     def select(self, dataset: str, model: str) -> Results:
         """The part of the results that belongs to one dataset x model comparison."""
@@ -50,7 +72,7 @@ class Results:
                 return df
             return df[(df["dataset"] == dataset) & (df["model"] == model)].reset_index(drop=True)
 
-        return Results(part(self.states), part(self.epochs), part(self.plan))
+        return Results(part(self.states), part(self.epochs), part(self.plan), part(self.references))
 
     def comparisons(self) -> list[tuple[str, str]]:
         """Every (dataset, model) pair that is planned or has results."""
@@ -73,7 +95,52 @@ def _flatten_costs(summary: dict) -> dict:
         for side in ("dense", "compact"):
             for batch, ips in (tput.get(side) or {}).items():
                 out[f"tput_{side}_{batch}"] = ips
+            for batch, passes in ((tput.get("passes") or {}).get(side) or {}).items():
+                out[f"tpass_{side}_{batch}"] = list(passes)  # images/s of each timed pass
     return out
+
+
+def _nested(summary: dict) -> dict:
+    """The other nested summary fields the reports read: RSST's mask damage and the budget."""
+    out = {}
+    rsst = summary.get("rsst") or {}
+    for col, keys in RSST_FIELDS.items():
+        value = rsst
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        out[col] = _nan(value)
+    budget = summary.get("budget") or {}
+    out["budget_kind"], out["budget_target"] = budget.get("kind"), _nan(budget.get("target"))
+    sizes = summary.get("data_sizes") or {}
+    out["test_size"] = _nan(summary.get("test_size", sizes.get("test")))
+    return out
+
+
+def _is_shared_run(row: dict, path: Path) -> bool:
+    """A shared dense state 0 (results/shared/{run}/state0), not an experiment's state: its folder
+    is its name, and that name has no method in it (experiment names end in -{method}-s{seed})."""
+    exp = str(row["experiment"])
+    return (
+        path.parent.parent.parent.name == SHARED_DIR
+        and path.parent.parent.name == exp
+        and not exp.endswith(f"-{row['method']}-s{row['seed']}")
+    )
+
+
+def _reference_key(row: dict, path: Path) -> str:
+    """The key of a state's dense reference: its group's shared state-0 run (see the module doc)."""
+    if _is_shared_run(row, path):
+        return f"{SHARED_DIR}/{path.parent.parent.name}"
+    exp, suffix = str(row["experiment"]), f"-{row['method']}-s{row['seed']}"
+    stem = exp[: -len(suffix)] if exp.endswith(suffix) else exp
+    return f"{SHARED_DIR}/{stem}-s{row['seed']}"
+
+
+def _ratio(num, den) -> float:
+    try:
+        return 100.0 * float(num) / float(den)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return math.nan
 
 
 def _kept_totals(summary: dict) -> dict:
@@ -100,8 +167,19 @@ def read_summary(path: str | Path) -> dict:
             "train-state; delete the state's folder and rerun it"
         )
     row = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    row.update(_nested(summary))
     row.update(_flatten_costs(summary))
-    row.update(_kept_totals(summary))
+    kept = _kept_totals(summary)
+    row.update(kept)
+    row["density_summary"] = _nan(summary.get("density"))
+    kept_n = sum(v for k, v in kept.items() if k.startswith("kept_"))
+    groups_n = sum(v for k, v in kept.items() if k.startswith("groups_"))
+    if groups_n:  # the measured fraction of groups kept, whatever the summary's density meant
+        row["density"] = kept_n / groups_n
+    row["macs_kept"] = _ratio(row.get("cost_compact_macs"), row.get("cost_dense_macs"))
+    row["params_kept"] = _ratio(row.get("cost_compact_params"), row.get("cost_dense_params"))
+    row["reference"] = _reference_key(row, path)
+    row["shared_run"] = _is_shared_run(row, path)
     row["path"] = str(path.parent)
     return row
 
@@ -120,8 +198,10 @@ def read_epochs(path: str | Path) -> list[dict]:
 
 
 def find_summaries(results_dir: str | Path) -> list[Path]:
-    """summary.json of every finished state under ``results_dir``."""
-    return sorted(Path(results_dir).glob("*/state*/summary.json"), key=lambda p: (p.parent.parent.name, _k(p)))
+    """summary.json of every finished state under ``results_dir``, and of the shared dense states 0."""
+    root = Path(results_dir)
+    found = [*root.glob("*/state*/summary.json"), *root.glob(f"{SHARED_DIR}/*/state0/summary.json")]
+    return sorted(found, key=lambda p: (p.parent.parent.parent.name == SHARED_DIR, p.parent.parent.name, _k(p)))
 
 
 def _k(path: Path) -> int:
@@ -154,6 +234,8 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
     so a report then cannot tell that trailing states are missing.
     """
     rows = [read_summary(p) for p in summary_paths]
+    shared = [r for r in rows if r["shared_run"]]
+    rows = [r for r in rows if not r["shared_run"]]
     states = pd.DataFrame(rows)
     if not states.empty:
         for col in SUMMARY_OPTIONAL:
@@ -169,7 +251,54 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
         epochs = epochs.sort_values(["experiment", "state", "epoch"]).reset_index(drop=True)
     if plan is None:
         plan = _plan_from_states(states)
-    return Results(states, epochs, plan.reset_index(drop=True))
+    references = dense_references(states, pd.DataFrame(shared))  # before relabelling: by the real method
+    if not states.empty:
+        labels = method_labels(states)
+        states["method"] = states["experiment"].map(labels)
+        if not epochs.empty:
+            epochs["method"] = epochs["experiment"].map(labels).fillna(epochs["method"])
+    return Results(states, epochs, plan.reset_index(drop=True), references)
+
+
+def _group(row) -> str:
+    exp, suffix = str(row["experiment"]), f"-{row['dataset']}-{row['model']}-{row['method']}-s{row['seed']}"
+    return exp[: -len(suffix)] if exp.endswith(suffix) else exp
+
+
+def method_labels(states: pd.DataFrame) -> dict[str, str]:
+    """Per experiment: the name its rows carry in reports. A method that runs the same seed in
+    several groups of one dataset x model (an ablation, e.g. REPrune's linkages) is named with its
+    group, ``reprune (linkage_single)``, so that its groups are not averaged as if they were seeds;
+    groups that add other seeds of a method (seed 1 in a group of its own) stay that method's seeds."""
+    first = states.drop_duplicates("experiment")
+    groups = {r["experiment"]: _group(r) for _, r in first.iterrows()}
+    per_seed = first.assign(group=first["experiment"].map(groups)).groupby(["dataset", "model", "method", "seed"])
+    several = {k[:3] for k, v in per_seed["group"].nunique().items() if v > 1}
+    return {
+        r["experiment"]: f"{r['method']} ({groups[r['experiment']]})"
+        if (r["dataset"], r["model"], r["method"]) in several
+        else r["method"]
+        for _, r in first.iterrows()
+    }
+
+
+def dense_references(states: pd.DataFrame, shared: pd.DataFrame) -> pd.DataFrame:
+    """One dense state 0 per reference key: the shared run's own summary when loaded, else the
+    ``dense`` experiment's state 0, else the first (by name) state 0 that trained the dense model;
+    never a pruned state (REPrune's state 0 prunes). The same choice as config.dense_reference_runs."""
+    candidates = []
+    for rank, df in ((0, shared), (1, states)):
+        if df.empty:
+            continue
+        part = df[df["state"] == 0]
+        part = part[part["method"].map(lambda m: shares_state0({"method": m})).astype(bool)].copy()
+        part["rank"] = rank + (part["method"] != "dense").astype(int)
+        part["source"] = part["experiment"]
+        candidates.append(part)
+    if not candidates:
+        return pd.DataFrame(columns=REFERENCE_COLUMNS)
+    refs = pd.concat(candidates).sort_values(["reference", "rank", "source"]).drop_duplicates("reference")
+    return refs.reindex(columns=REFERENCE_COLUMNS).reset_index(drop=True)
 
 
 def _plan_from_states(states: pd.DataFrame) -> pd.DataFrame:

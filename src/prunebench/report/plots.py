@@ -14,10 +14,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from prunebench.io import atomic_write_bytes  # noqa: E402
-from prunebench.report.analysis import accuracy_table, method_order  # noqa: E402
+from prunebench.report.analysis import accuracy_table, method_order, pareto_front, reference_accuracy  # noqa: E402
 
 # File names inside a comparison's plot folder (the workflow declares them as outputs).
 PLOTS = {
+    "pareto": "pareto.png",
     "accuracy_vs_state": "accuracy_vs_state.png",
     "accuracy_vs_cost": "accuracy_vs_cost.png",
     "training_curves": "training_curves.png",
@@ -74,8 +75,41 @@ def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -
     _save(fig, path)
 
 
-def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) -> None:
-    """Final accuracy against MACs and against parameters per method, with the dense model as a star.
+def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Final accuracy against MACs kept (% of dense): every state of every method (seed means, bars:
+    test-set 95 % Wilson interval), the dense reference as a star at 100 %, and the Pareto front."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    acc = accuracy_table(states) if not states.empty else pd.DataFrame()
+    acc = acc[acc["macs_kept"].notna()] if len(acc) else acc
+    ref = reference_accuracy(references) if references is not None else {}
+    if acc.empty and not ref:
+        return _save_empty(fig, [ax], title, path)
+    colors = _colors(acc["method"]) if len(acc) else {}
+    for method in method_order(acc["method"]) if len(acc) else []:
+        part = acc[acc["method"] == method].sort_values("state")
+        yerr = np.array([part["final"] - part["final_lo"], part["final_hi"] - part["final"]])
+        ax.errorbar(part["macs_kept"], part["final"], yerr=np.nan_to_num(yerr), marker="o", capsize=2, lw=0.8,
+                    color=colors[method], label=method)  # fmt: skip
+    if len(acc):
+        front = pareto_front(acc)
+        ax.step(front["macs_kept"], front["final"], where="post", ls="--", color="grey", lw=1, label="Pareto front")
+    if ref:
+        lo, hi = ref["final_ci"]
+        err = [[ref["final"] - lo], [hi - ref["final"]]] if not np.isnan(lo) else None
+        ax.errorbar([100.0], [ref["final"]], yerr=err, marker="*", ms=16, color="black", capsize=3, ls="none",
+                    zorder=5, label="dense reference")  # fmt: skip
+    ax.set_xlabel("MACs kept (% of the dense model)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_accuracy_vs_cost(
+    states: pd.DataFrame, path: str | Path, title: str, references: pd.DataFrame | None = None
+) -> None:
+    """Final accuracy against MACs and against parameters per method, with the dense reference as a star.
 
     Parameters are those of the slimmed model where every state measured them, else the weights
     the masks keep; MACs come from the states that measured them.
@@ -89,7 +123,12 @@ def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) ->
     df["x_params"] = df["cost_compact_params"] if measured else df["params_alive"]
     df["x_macs"] = df.get("cost_compact_macs", np.nan)
     colors = _colors(df["method"])
-    dense = df[df["state"] == 0]
+    # the dense point is the dense reference (never a pruned state 0), at the dense model's cost
+    dense = pd.DataFrame(columns=["x_macs", "x_params", "final_test_acc"])
+    if references is not None and len(references):
+        dense = pd.DataFrame({"x_macs": references["cost_dense_macs"], "final_test_acc": references["final_test_acc"],
+                              "x_params": references["cost_dense_params"] if measured
+                              else references["params_dense"]})  # fmt: skip
     params_label = "parameters" if measured else "parameters alive (masked weights)"
     for ax, col, label in ((axes[0], "x_macs", "MACs per image"), (axes[1], "x_params", params_label)):
         if df[col].isna().all():
@@ -101,10 +140,10 @@ def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str) ->
             part = part.groupby("state")[[col, "final_test_acc"]].mean()
             if len(part):
                 ax.plot(part[col], part["final_test_acc"], marker="o", color=colors[method], label=method)
-        d = dense[[col, "final_test_acc"]].dropna()
+        d = dense[[col, "final_test_acc"]].astype(float).dropna()
         if len(d):
             ax.scatter([d[col].mean()], [d["final_test_acc"].mean()], marker="*", s=200, color="black",
-                       zorder=5, label="dense (state 0)")  # fmt: skip
+                       zorder=5, label="dense reference")  # fmt: skip
         ax.set_xlabel(label)
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
@@ -145,11 +184,14 @@ def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> 
     _save(fig, path)
 
 
-def write_plots(states: pd.DataFrame, epochs: pd.DataFrame, plot_dir: str | Path, title: str) -> dict[str, Path]:
+def write_plots(
+    states: pd.DataFrame, epochs: pd.DataFrame, plot_dir: str | Path, title: str, references: pd.DataFrame | None = None
+) -> dict[str, Path]:
     """All plots of one comparison into ``plot_dir``; returns their paths by key."""
     plot_dir = Path(plot_dir)
     paths = {key: plot_dir / name for key, name in PLOTS.items()}
+    plot_pareto(states, references, paths["pareto"], title)
     plot_accuracy_vs_state(states, paths["accuracy_vs_state"], title)
-    plot_accuracy_vs_cost(states, paths["accuracy_vs_cost"], title)
+    plot_accuracy_vs_cost(states, paths["accuracy_vs_cost"], title, references)
     plot_training_curves(epochs, paths["training_curves"], title)
     return paths

@@ -7,16 +7,20 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from prunebench.io import atomic_write_text
 from prunebench.report.analysis import method_order
-from prunebench.report.load import read_summary
-from prunebench.report.tables import accuracy_by_state
+from prunebench.report.load import method_labels, read_summary
+from prunebench.report.tables import accuracy_by_state, md_escape
 
-COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density", "best_test_acc", "final_test_acc"]
+COLUMNS = ["experiment", "dataset", "model", "method", "seed", "state", "density", "macs_kept", "test_size",
+           "best_test_acc", "final_test_acc"]  # fmt: skip
 
 
 def load_summaries(paths) -> pd.DataFrame:
     """One row per state from its summary.json (a broken or incomplete file is named)."""
-    rows = [read_summary(p) for p in paths]
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)  # density is optional in older summaries
+    rows = [r for r in (read_summary(p) for p in paths) if not r["shared_run"]]
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    if len(df):
+        df["method"] = df["experiment"].map(method_labels(df))  # an ablation's groups are not seeds
+    return df  # density is optional in older summaries
 
 
 def summary_tables(df: pd.DataFrame) -> list[dict]:
@@ -36,6 +40,7 @@ def render_summary(df: pd.DataFrame) -> str:
     env = Environment(
         loader=PackageLoader("prunebench", "report/templates"), undefined=StrictUndefined, keep_trailing_newline=True
     )
+    env.filters["md"] = md_escape
     return env.get_template("summary.md.j2").render(
         tables=summary_tables(df),
         n_states=len(df),

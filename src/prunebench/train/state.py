@@ -380,6 +380,7 @@ def _run_state(
     if penalty is not None:
         log.info("state %d: applied the hard mask (density %.4f)", state, plan.density)
     summary = _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads)
+    summary.setdefault("test_size", splits.sizes()["test"])  # reports' Wilson intervals need it
     if reprune is not None:
         summary["reprune"] = reprune.state_summary(state, prog.rows)
     paths.out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,16 @@ cifar10 x vit_s, 4 planned states (state 0: 12 epochs, pruned states: 6):
   anomaly (its final accuracy is ~30 points below its neighbours).
 - seeds-...-refill-s1: complete, a second seed of refill.
 - main-...-rsst-s0: state 3 is missing (still running: 2 epochs in its recovery folder); epoch 3
-  of state 1 has a NaN validation loss (null in the file, as prunebench writes NaN).
+  of state 1 has a NaN validation loss (null in the file, as prunebench writes NaN); its pruned
+  states carry the `rsst` mask-damage field.
+- shared/main-...-s0 and shared/seeds-...-s1: the dense references (the shared state 0 runs), with
+  accuracies of their own (DENSE_REFERENCE), unlike the fixture's state 0 copies, so a report that
+  took a state 0 of a method as reference would show.
+Every summary has `test_size` (TEST_SIZE, seed 1 through `data_sizes`) and `cost`; refill's have a
+`budget` (in MACs) and its seed 0 `throughput` with the per-pass figures.
+
+write_cnn_results: a CNN comparison whose group has Refill and REPrune; REPrune's state 0 is pruned
+(density 0.5) and carries `event_epochs`; the dense reference is the shared run.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ STATES, EPOCHS, STATE0_EPOCHS = 4, 6, 12
 DENSITY = [1.0, 0.7, 0.5, 0.35]
 HEADS, NEURONS = 6, 192  # 2 blocks of 3 heads and 96 neurons
 PARAMS_DENSE = 100_000
+TEST_SIZE = 359
+DENSE_REFERENCE = {0: (91.5, 91.2), 1: (90.4, 90.9)}  # seed: (best, final) of the shared dense state 0
+RSST_UNMASKED = 86.0  # test accuracy before RSST's hard mask; after it: the state's epoch-0-free final
 
 FIXTURE_CONFIG = {
     "download": False,
@@ -153,17 +165,88 @@ def write_results(root: Path, running: bool = True) -> Path:
             }
             if state == 0 and method in ("dense", "refill"):  # trained once for both (share_state0)
                 summary["shared_state0"] = f"results/shared/{group}-{DATASET}-{MODEL}-s{seed}/state0"
+            summary["cost"] = _cost(density)
+            if seed == 0:
+                summary["test_size"] = TEST_SIZE
+            else:
+                summary["data_sizes"] = {"train": 1000, "val": 100, "test": TEST_SIZE}
+            if method == "refill":
+                summary["budget"] = {"kind": "macs", "target": DENSITY[state] - 0.01 * state}
+            if method == "rsst" and state >= 1:
+                summary["rsst"] = {"mask_epoch": n, "unmasked": {"val_acc": RSST_UNMASKED + 1, "test_acc": RSST_UNMASKED},
+                                   "masked": {"val_acc": trained[-1]["val_acc"], "test_acc": trained[-1]["test_acc"]},
+                                   "penalized_norm_ratio": 0.1 / state}  # fmt: skip
             if method == "refill" and seed == 0:
-                summary["cost"] = _cost(density)
                 summary["throughput"] = {
                     "device": "cuda:0",
                     "dense": {"1": 100.0, "32": 3000.0},
                     "compact": {"1": 100.0 / density**0.5, "32": 3000.0 / density},
+                    "passes": {
+                        "dense": {"1": [100.0, 90.0, 95.0], "32": [3000.0, 2900.0, 2950.0]},
+                        "compact": {"1": [100.0 / density**0.5, 80.0, 99.0], "32": [3000.0 / density, 2000.0, 2500.0]},
+                    },
                 }
             out = results / exp / f"state{state}"
             out.mkdir(parents=True)
             (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    for group, seed in (("main", 0), ("seeds", 1)):
+        run = f"{group}-{DATASET}-{MODEL}-s{seed}"
+        best, final = DENSE_REFERENCE[seed]
+        _write_reference(results, run, DATASET, MODEL, seed, best, final, _cost(1.0))
+    return results
+
+
+def _write_reference(results: Path, run: str, dataset: str, model: str, seed: int, best: float, final: float,
+                     cost: dict) -> None:  # fmt: skip
+    """The summary of a shared dense state 0 (results/shared/{run}/state0), as train-state writes it."""
+    out = results / "shared" / run / "state0"
+    out.mkdir(parents=True)
+    summary = {"experiment": run, "method": "dense", "dataset": dataset, "model": model, "seed": seed, "state": 0,
+               "epochs": STATE0_EPOCHS, "density": 1.0, "best_test_acc": best, "final_test_acc": final,
+               "test_size": TEST_SIZE, "cost": cost, "params_dense": cost["dense"]["params"],
+               "device": "cpu", "wall_seconds": 1.0}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "metrics.jsonl").write_text("")
+
+
+CNN = ("cifar10", "resnet_t")
+CNN_REFERENCE = (93.0, 92.5)  # best, final of the shared dense state 0 of group cnn
+CNN_MACS = 1_000_000
+# method: per state (final acc, MACs kept fraction, event epochs)
+CNN_RUNS = {
+    "refill": [(92.0, 1.0, []), (91.0, 0.6, []), (89.0, 0.4, [])],
+    "reprune": [(63.0, 0.5, [1, 3]), (90.0, 0.45, [2]), (88.0, 0.35, [])],
+}
+
+
+def write_cnn_results(root: Path) -> Path:
+    """A CNN comparison: Refill (its state 0 a copy of the dense reference... with its own numbers,
+    to tell them apart) and REPrune (pruned already in state 0), and the shared dense reference."""
+    results = root / "results"
+    dataset, model = CNN
+    for method, states in CNN_RUNS.items():
+        exp = f"cnn-{dataset}-{model}-{method}-s0"
+        for state, (final, kept, events) in enumerate(states):
+            ids = {"experiment": exp, "method": method, "dataset": dataset, "model": model, "seed": 0, "state": state}
+            out = results / exp / f"state{state}"
+            out.mkdir(parents=True)
+            rows = [{**ids, "epoch": e, "test_acc": final - 2 + e, "val_acc": final - 2 + e, "val_loss": 0.5,
+                     "train_loss": None if e == 0 else 0.5, "train_acc": None if e == 0 else final,
+                     "density": kept} for e in range(3)]  # fmt: skip
+            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            cost = {"dense": {"macs": CNN_MACS, "params": 10_000},
+                    "compact": {"macs": int(CNN_MACS * kept), "params": int(10_000 * kept)}}  # fmt: skip
+            summary = {**ids, "epochs": 2, "best_epoch": 2, "best_test_acc": final, "final_test_acc": final,
+                       "density": kept, "test_size": TEST_SIZE, "cost": cost, "event_epochs": events,
+                       "kept": {"layer1": {"channel": round(16 * kept)}}, "group_sizes": {"layer1": {"channel": 16}},
+                       "params_dense": 10_000, "params_alive": int(10_000 * kept), "device": "cpu",
+                       "wall_seconds": 1.0}  # fmt: skip
+            if state == 0 and method != "reprune":
+                summary["shared_state0"] = f"results/shared/cnn-{dataset}-{model}-s0/state0"
+            (out / "summary.json").write_text(json.dumps(summary))
+    cost = {"dense": {"macs": CNN_MACS, "params": 10_000}, "compact": {"macs": CNN_MACS, "params": 10_000}}
+    _write_reference(results, f"cnn-{dataset}-{model}-s0", dataset, model, 0, *CNN_REFERENCE, cost)
     return results
 
 

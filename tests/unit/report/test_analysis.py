@@ -34,11 +34,73 @@ def _epochs(accs, train_loss=None, experiment="e", state=1):
     )
 
 
-def test_retention_is_relative_to_the_same_runs_state0():
-    s = _states([("a", "refill", 0, 0, 80.0, 80, 0, 1), ("a", "refill", 0, 1, 60.0, 60, 0, 0.5),
-                 ("b", "refill", 1, 0, 50.0, 50, 0, 1), ("b", "refill", 1, 1, 50.0, 50, 0, 0.5)])  # fmt: skip
-    r = A.retention(s).set_index(["experiment", "state"])["final_retention"]
-    assert r[("a", 1)] == pytest.approx(75.0) and r[("b", 1)] == pytest.approx(100.0)
+def test_retention_is_relative_to_the_dense_reference_not_a_state_0():
+    s = _states([("a", "reprune", 0, 0, 60.0, 60, 0, 0.5), ("a", "reprune", 0, 1, 72.0, 72, 0, 0.4),
+                 ("b", "refill", 1, 1, 50.0, 50, 0, 0.5)])  # fmt: skip
+    s["reference"] = ["shared/g-s0", "shared/g-s0", "shared/g-s1"]
+    refs = pd.DataFrame({"reference": ["shared/g-s0", "shared/g-s1"], "final_test_acc": [80.0, 100.0],
+                         "best_test_acc": [90.0, 100.0]})  # fmt: skip
+    r = A.retention(s, refs).set_index(["experiment", "state"])
+    # REPrune's pruned state 0 (60 %) is not its reference: the dense model (80 %) is
+    assert r.at[("a", 1), "final_retention"] == pytest.approx(90.0)
+    assert r.at[("a", 0), "final_vs_dense"] == pytest.approx(-20.0)
+    assert r.at[("a", 1), "best_retention"] == pytest.approx(80.0)
+    assert r.at[("b", 1), "final_retention"] == pytest.approx(50.0)
+
+
+def test_wilson_and_newcombe_by_hand():
+    # 90 % of 359 images: p = 0.9, z = 1.96 -> centre and half-width worked out from the formula
+    z, n, p = A.Z95, 359, 0.9
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = A.wilson(90.0, n)
+    assert (lo, hi) == pytest.approx((100 * (centre - half), 100 * (centre + half)))
+    assert lo == pytest.approx(86.46, abs=0.01) and hi == pytest.approx(92.69, abs=0.01)  # by hand, 4 digits
+    assert A.wilson(100.0, 50)[1] == pytest.approx(100.0)
+    # 3 images of 359 (the ViT gap): well within noise
+    d = A.difference({0: 95.82}, {0: 94.99}, 359, 359)
+    (la, ua), (lb, ub) = A.wilson(95.82, 359), A.wilson(94.99, 359)
+    assert d["lo"] == pytest.approx(0.83 - math.hypot(95.82 - la, ub - 94.99))
+    assert d["hi"] == pytest.approx(0.83 + math.hypot(ua - 95.82, 94.99 - lb))
+    assert d["verdict"] == "within noise" and d["how"] == "test set (Newcombe)"
+    assert A.difference({0: 95.0}, {0: 70.0}, 359, 359)["verdict"] == "a better"
+
+
+def test_paired_t_interval_over_seeds():
+    a, b = {0: 80.0, 1: 82.0, 2: 81.0}, {0: 78.0, 1: 81.5, 2: 79.0}
+    d = [2.0, 0.5, 2.0]
+    half = 4.302652729911275 * np.std(d, ddof=1) / math.sqrt(3)  # t(0.975, 2 df)
+    out = A.difference(a, b)
+    assert out["diff"] == pytest.approx(np.mean(d))
+    assert (out["lo"], out["hi"]) == pytest.approx((np.mean(d) - half, np.mean(d) + half))
+    assert out["how"] == "t over 3 seeds" and out["verdict"] == "within noise"
+    assert A.difference({0: 80, 1: 82}, {0: 70, 1: 72.5})["verdict"] == "a better"
+
+
+def test_matched_cost_interpolates_only_inside_the_measured_range():
+    s = pd.DataFrame({"method": ["refill"] * 3 + ["rsst"] * 2, "seed": 0, "state": [0, 1, 2, 1, 2],
+                      "macs_kept": [100.0, 60.0, 40.0, 70.0, 45.0], "final_test_acc": [90.0, 88.0, 80.0, 87.0, 85.0],
+                      "test_size": 359})  # fmt: skip
+    # the multiples of 10 inside the measured range (40..100), and 45: the lowest level both reached
+    assert A.matched_levels(s) == [100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 45.0, 40.0]
+    m = A.matched_cost(s).set_index(["level", "method"])
+    assert m.at[(60.0, "refill"), "mean"] == 88.0 and not m.at[(60.0, "refill"), "interpolated"]
+    assert m.at[(50.0, "refill"), "mean"] == pytest.approx(84.0) and m.at[(50.0, "refill"), "interpolated"]
+    assert m.at[(45.0, "refill"), "mean"] == pytest.approx(82.0)
+    assert m.at[(45.0, "rsst"), "mean"] == 85.0 and not m.at[(45.0, "rsst"), "interpolated"]
+    assert m.at[(60.0, "rsst"), "mean"] == pytest.approx(85.0 + 2.0 * 15 / 25)
+    assert math.isnan(m.at[(80.0, "rsst"), "mean"]) and m.at[(80.0, "rsst"), "n"] == 0  # above its range
+    assert math.isnan(m.at[(40.0, "rsst"), "mean"])  # below it: never extrapolated
+
+
+def test_method_order_puts_baselines_between_dense_and_methods():
+    assert A.method_order(["rsst", "random", "dense", "refill", "oneshot"]) == [
+        "dense",
+        "random",
+        "oneshot",
+        "refill",
+        "rsst",
+    ]
 
 
 def test_dynamics_windows():
@@ -64,15 +126,6 @@ def test_nan_and_divergence_are_named():
     kinds = {a["kind"]: a["message"] for a in A.anomalies(_states([]), ep)}
     assert kinds["nan"] == "e state 1: epoch 2 has NaN val_acc, test_acc, train_acc"
     assert kinds["divergence"].startswith("e state 1: training loss rose to 1.2")
-
-
-def test_seed_separation_uses_the_sum_of_stds():
-    rows = [("a0", "refill", 0, 1, 80.0, 0, 0, 1), ("a1", "refill", 1, 1, 82.0, 0, 0, 1),
-            ("b0", "rsst", 0, 1, 85.0, 0, 0, 1)]  # fmt: skip
-    sep = A.seed_separation(_states(rows)).iloc[0]
-    assert sep["diff"] == pytest.approx(-4.0)
-    assert sep["spread"] == pytest.approx(np.std([80, 82], ddof=1))
-    assert bool(sep["exceeds"])
 
 
 def test_completeness_lists_missing_states():

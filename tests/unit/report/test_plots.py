@@ -22,7 +22,8 @@ def _check_pngs(paths, min_bytes=10_000):
 
 def test_plots_are_pngs(results_dir, tmp_path):
     res = load_results(find_summaries(results_dir))
-    _check_pngs(write_plots(res.states, res.epochs, tmp_path / "plots", "fixture"))
+    assert len(res.references) == 2  # the dense reference star of the Pareto and cost plots
+    _check_pngs(write_plots(res.states, res.epochs, tmp_path / "plots", "fixture", res.references))
 
 
 def test_plots_without_results(tmp_path):

@@ -6,19 +6,71 @@ prunebench.report's pandas code, and compared with the numbers parsed back from 
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
+import math
 import statistics
 from pathlib import Path
 
 import pytest
 
-from .conftest import DATASET, FIXTURE_CONFIG, MODEL, write_results
+from .conftest import DATASET, FIXTURE_CONFIG, MODEL, TEST_SIZE, write_results
 from .markdown import assert_cell, sections, tables
+
+Z = 1.959963984540054  # the normal quantile of 0.975
+T975 = {1: 12.706204736174707, 2: 4.302652729911275}  # Student t quantiles of 0.975 by degrees of freedom
 
 
 def _mean_std(values):
     return (statistics.mean(values), statistics.stdev(values)) if len(values) > 1 else (values[0],)
+
+
+def _wilson(acc, n=TEST_SIZE):
+    p = acc / 100
+    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n)) / (1 + Z * Z / n)
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+def _acc(values):
+    """What an accuracy cell shows: value (± std), then the Wilson interval at the mean."""
+    return (*_mean_std(values), *_wilson(statistics.mean(values)))
+
+
+def _diff(a: dict, b: dict):
+    """a - b and its 95 % interval: t over common seeds (>= 2), else Newcombe from the Wilson intervals."""
+    common = sorted(set(a) & set(b))
+    if len(common) >= 2:
+        d = [a[s] - b[s] for s in common]
+        half = T975[len(d) - 1] * statistics.stdev(d) / math.sqrt(len(d))
+        return statistics.mean(d), statistics.mean(d) - half, statistics.mean(d) + half
+    ma, mb = statistics.mean(a.values()), statistics.mean(b.values())
+    (la, ua), (lb, ub) = _wilson(ma), _wilson(mb)
+    return (
+        ma - mb,
+        ma - mb - math.sqrt((ma - la) ** 2 + (ub - mb) ** 2),
+        ma - mb + math.sqrt((ua - ma) ** 2 + (mb - lb) ** 2),
+    )
+
+
+def _verdict(row, lo, hi, diff):
+    a, b = row["methods"].split(" - ")
+    return "within noise" if lo <= 0 <= hi else (f"{a} better" if diff > 0 else f"{b} better")
+
+
+def _density(s):
+    kept = sum(n for layer in s["kept"].values() for n in layer.values())
+    return kept / sum(n for layer in s["group_sizes"].values() for n in layer.values())
+
+
+def _macs_kept(s):
+    return 100 * s["cost"]["compact"]["macs"] / s["cost"]["dense"]["macs"]
+
+
+def _reference(refs, s):
+    """The shared dense state 0 of the summary's group and seed (group: the name's first part)."""
+    return refs[f"{s['experiment'].split('-')[0]}-{DATASET}-{MODEL}-s{s['seed']}"]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +88,11 @@ def rendered(tmp_path_factory):
     for p in Path(results_dir).glob("*/state*/metrics.jsonl"):
         rows = [json.loads(line) for line in p.read_text().splitlines()]
         metrics[(rows[0]["experiment"], rows[0]["state"])] = rows
+    refs = {
+        p.parent.parent.name: json.loads(p.read_text()) for p in Path(results_dir).glob("shared/*/state0/summary.json")
+    }
+    assert len(refs) == 2
+    metrics["refs"] = refs
     return sections(md), summaries, metrics
 
 
@@ -55,7 +112,8 @@ def test_accuracy_table(rendered):
         for method in ("refill", "rsst"):
             found = _by(summaries, method, k)
             if found:
-                assert_cell(row[f"{method} density"], found[0]["density"], where=f"{method} density {k}")
+                assert_cell(row[f"{method} density"], statistics.mean(map(_density, found)), where=f"{method} {k}")
+                assert_cell(row[f"{method} MACs %"], statistics.mean(map(_macs_kept, found)), where=f"{method} {k}")
         assert "dense density" not in row
         for method in ("dense", "refill", "rsst"):
             found = _by(summaries, method, k)
@@ -64,13 +122,14 @@ def test_accuracy_table(rendered):
                 if not found:
                     assert cell == "missing"
                     continue
-                assert_cell(cell, *_mean_std([s[f"{kind}_test_acc"] for s in found]), where=f"{method} {kind} {k}")
+                assert_cell(cell, *_acc([s[f"{kind}_test_acc"] for s in found]), where=f"{method} {kind} {k}")
                 checked += 1
     assert checked == 2 * (4 * 3 - 1)  # 4 states x 3 methods, less the missing rsst state 3
 
 
 def test_summary_and_retention(rendered):
-    secs, summaries, _ = rendered
+    secs, summaries, metrics = rendered
+    refs = metrics["refs"]
     (rows,) = tables(secs["Summary per method"])
     for row in rows:
         m = row["method"]
@@ -88,11 +147,14 @@ def test_summary_and_retention(rendered):
         assert_cell(row["mean final (pruned)"], statistics.mean(finals[k] for k in pruned), where=m)
         last = max(per_state)
         assert int(row["last state"]) == last
-        base = {s["seed"]: s["final_test_acc"] for s in _by(summaries, m, 0)}
-        ret = [100 * s["final_test_acc"] / base[s["seed"]] for s in per_state[last]]
+        # the dense reference is the shared dense state 0, never the method's own state 0
+        ret = [100 * s["final_test_acc"] / _reference(refs, s)["final_test_acc"] for s in per_state[last]]
+        vs = [s["final_test_acc"] - _reference(refs, s)["final_test_acc"] for s in per_state[last]]
         assert_cell(row["retention at last state %"], statistics.mean(ret), where=m)
+        assert_cell(row["vs dense at last state"], statistics.mean(vs), where=m)
+        assert_cell(row["MACs kept % at last state"], statistics.mean(map(_macs_kept, per_state[last])), where=m)
 
-    (rows,) = tables(secs["Retention vs the dense state 0"])
+    (rows,) = tables(secs["Retention vs the dense reference"])
     for row in rows:
         k = int(row["state"])
         for m in ("dense", "refill", "rsst"):
@@ -100,9 +162,133 @@ def test_summary_and_retention(rendered):
             if not found:
                 assert row[f"{m} retention %"] == "missing"
                 continue
-            base = {s["seed"]: s["final_test_acc"] for s in _by(summaries, m, 0)}
-            ret = [100 * s["final_test_acc"] / base[s["seed"]] for s in found]
+            ret = [100 * s["final_test_acc"] / _reference(refs, s)["final_test_acc"] for s in found]
             assert_cell(row[f"{m} retention %"], *_mean_std(ret), where=f"{m} {k}")
+
+
+def test_dense_reference_section(rendered):
+    secs, _, metrics = rendered
+    text = secs["Dense reference"]
+    (rows,) = tables(text)
+    assert len(rows) == 2
+    for row in rows:
+        ref = metrics["refs"][row["dense state 0"]]
+        assert int(row["seed"]) == ref["seed"]
+        assert_cell(row["best"], ref["best_test_acc"], *_wilson(ref["best_test_acc"]))
+        assert_cell(row["final"], ref["final_test_acc"], *_wilson(ref["final_test_acc"]))
+        assert_cell(row["MACs"], ref["cost"]["dense"]["macs"])
+    finals = [r["final_test_acc"] for r in metrics["refs"].values()]
+    mean, std = statistics.mean(finals), statistics.stdev(finals)
+    lo, hi = _wilson(mean)
+    assert f"Its final accuracy: {mean:.2f} ± {std:.2f} ({lo:.1f}–{hi:.1f}) over 2 seeds" in text
+
+
+def _curves(summaries, method):
+    """Per seed: sorted (MACs kept, final accuracy) of the method's states, the latest state where
+    several share one cost (the dense chain)."""
+    out = {}
+    for s in sorted(_by(summaries, method), key=lambda s: s["state"]):
+        out.setdefault(s["seed"], {})[_macs_kept(s)] = s["final_test_acc"]
+    return {seed: sorted(points.items()) for seed, points in out.items()}
+
+
+def _at(points, level):
+    """(value, interpolated) at level, by hand; None outside the measured range."""
+    xs = [x for x, _ in points]
+    if level < xs[0] - 1e-9 or level > xs[-1] + 1e-9:
+        return None
+    for x, y in points:
+        if abs(x - level) <= 1e-9:
+            return y, False
+    i = bisect.bisect(xs, level)
+    (x0, y0), (x1, y1) = points[i - 1], points[i]
+    return y0 + (y1 - y0) * (level - x0) / (x1 - x0), True
+
+
+def _matched(summaries):
+    methods = ("dense", "refill", "rsst")
+    curves = {m: _curves(summaries, m) for m in methods}
+    xs = [x for m in methods for pts in curves[m].values() for x, _ in pts]
+    floor = max(min(x for pts in curves[m].values() for x, _ in pts) for m in ("refill", "rsst"))
+    levels = sorted({10.0 * i for i in range(1, 11) if min(xs) <= 10 * i <= max(xs)} | {floor}, reverse=True)
+    out = {}
+    for level in levels:
+        for m in methods:
+            found = {seed: _at(pts, level) for seed, pts in curves[m].items()}
+            out[(level, m)] = {seed: v for seed, v in found.items() if v is not None}
+    return levels, out
+
+
+def test_matched_cost_table(rendered):
+    secs, summaries, _ = rendered
+    text = secs["Accuracy at matched cost"]
+    table, diffs = tables(text)
+    levels, values = _matched(summaries)
+    assert [float(r["MACs kept %"]) for r in table] == pytest.approx(levels, abs=0.05)
+    interpolated = 0
+    for row, level in zip(table, levels):
+        for m in ("dense", "refill", "rsst"):
+            found = values[(level, m)]
+            cell = row[f"{m} final"]
+            if not found:
+                assert cell == "-", f"{m} at {level}: outside its measured range"
+                continue
+            assert_cell(cell, *_mean_std([v for v, _ in found.values()]), where=f"{m} at {level}")
+            was = any(i for _, i in found.values())
+            assert cell.endswith("(interp.)") == was
+            interpolated += was
+    assert interpolated >= 2 and any(c == "-" for r in table for c in r.values())
+    assert diffs
+    for row in diffs:
+        level = next(lv for lv in levels if abs(lv - float(row["MACs kept %"])) < 0.05)
+        a, b = row["methods"].split(" - ")
+        va = {seed: v for seed, (v, _) in values[(level, a)].items()}
+        vb = {seed: v for seed, (v, _) in values[(level, b)].items()}
+        diff, lo, hi = _diff(va, vb)
+        assert_cell(row["difference (95 % interval)"], diff, lo, hi, where=f"{a}-{b} at {level}")
+        assert row["verdict"].startswith(_verdict(row, lo, hi, diff))
+
+
+def test_method_differences_per_state(rendered):
+    secs, summaries, _ = rendered
+    (rows,) = tables(secs["Method differences per state"])
+    pairs = 0
+    for k in (1, 2, 3):
+        done = [m for m in ("dense", "refill", "rsst") if _by(summaries, m, k)]
+        pairs += len(done) * (len(done) - 1) // 2
+    assert len(rows) == pairs
+    for row in rows:
+        k = int(row["state"])
+        a, b = row["methods"].split(" - ")
+        sa, sb = _by(summaries, a, k), _by(summaries, b, k)
+        diff, lo, hi = _diff({s["seed"]: s["final_test_acc"] for s in sa}, {s["seed"]: s["final_test_acc"] for s in sb})
+        assert_cell(row["difference (95 % interval)"], diff, lo, hi, where=f"{a}-{b} {k}")
+        assert_cell(
+            row["MACs kept % a / b"], statistics.mean(map(_macs_kept, sa)), statistics.mean(map(_macs_kept, sb))
+        )
+        assert row["verdict"] == _verdict(row, lo, hi, diff)
+        assert row["interval"] == "test set (Newcombe)"  # no pair has two seeds in common
+
+
+def test_rsst_damage_and_budget_tables(rendered):
+    secs, summaries, _ = rendered
+    _, rsst, budget = tables(secs["Damage and recovery"])
+    with_rsst = [s for s in summaries if "rsst" in s]
+    assert len(rsst) == len(with_rsst) > 0
+    for row in rsst:
+        r = _summary_of(summaries, row)["rsst"]
+        assert int(row["mask epoch"]) == r["mask_epoch"]
+        assert_cell(row["unmasked test"], r["unmasked"]["test_acc"])
+        assert_cell(row["masked test"], r["masked"]["test_acc"])
+        assert_cell(row["damage (test points)"], r["unmasked"]["test_acc"] - r["masked"]["test_acc"])
+        assert_cell(row["penalised norm ratio"], r["penalized_norm_ratio"])
+    assert len(budget) == len([s for s in summaries if "budget" in s])
+    for row in budget:
+        s = _summary_of(summaries, row)
+        assert row["budget"] == "macs"
+        assert_cell(row["target kept %"], 100 * s["budget"]["target"])
+        assert_cell(row["reached kept %"], _macs_kept(s))
+        assert_cell(row["reached - target"], _macs_kept(s) - 100 * s["budget"]["target"])
 
 
 def _summary_of(summaries, row):
@@ -112,7 +298,7 @@ def _summary_of(summaries, row):
 
 def test_recovery_table(rendered):
     secs, summaries, metrics = rendered
-    (rows,) = tables(secs["Damage and recovery"])
+    rows = tables(secs["Damage and recovery"])[0]
     assert len(rows) == len([s for s in summaries if s["state"] >= 1])
     for row in rows:
         s = _summary_of(summaries, row)
@@ -142,22 +328,6 @@ def test_dynamics_table(rendered):
         assert_cell(row["train - val gap"], trained[-1]["train_acc"] - trained[-1]["val_acc"], where=where)
 
 
-def test_seed_separation_table(rendered):
-    secs, summaries, _ = rendered
-    (rows,) = tables(secs["Method differences vs seed spread"])
-    assert rows, "refill has two seeds: its differences to the other methods must be judged"
-    for row in rows:
-        k = int(row["state"])
-        a, b = row["methods"].split(" - ")
-        fa = [s["final_test_acc"] for s in _by(summaries, a, k)]
-        fb = [s["final_test_acc"] for s in _by(summaries, b, k)]
-        diff = statistics.mean(fa) - statistics.mean(fb)
-        spread = sum(statistics.stdev(f) if len(f) > 1 else 0.0 for f in (fa, fb))
-        assert_cell(row["difference"], diff)
-        assert_cell(row["seed spread"], spread)
-        assert row["exceeds spread"] == ("yes" if abs(diff) > spread else "no")
-
-
 def test_parameter_tables(rendered):
     secs, summaries, _ = rendered
     kept, slimmed = tables(secs["Parameters and MACs"])
@@ -167,7 +337,9 @@ def test_parameter_tables(rendered):
         heads = sum(v["head"] for v in s["kept"].values())
         neurons = sum(v["neuron"] for v in s["kept"].values())
         assert row["kept"] == f"{heads}/6 heads, {neurons:,}/192 neurons"
-        assert_cell(row["density"], s["density"])
+        assert_cell(row["density"], _density(s))
+        assert_cell(row["MACs kept %"], _macs_kept(s))
+        assert_cell(row["params kept %"], 100 * s["cost"]["compact"]["params"] / s["cost"]["dense"]["params"])
         assert_cell(row["params (dense)"], s["params_dense"])
         assert_cell(row["params alive"], s["params_alive"])
         assert_cell(row["compression"], s["params_dense"] / s["params_alive"])
@@ -213,6 +385,8 @@ def test_time_and_throughput_tables(rendered):
         assert_cell(row["dense img/s"], dense)
         assert_cell(row["compact img/s"], compact)
         assert_cell(row["speedup"], compact / dense)
+        pairs = [c / d for d, c in zip(t["passes"]["dense"][row["batch"]], t["passes"]["compact"][row["batch"]])]
+        assert_cell(row["speedup range over passes"], min(pairs), max(pairs), len(pairs))
 
 
 def test_completeness_counts(rendered):

@@ -92,6 +92,7 @@ def test_refill_chain_writes_masked_checkpoints_and_consistent_files(tiny_config
         assert (r["experiment"], r["state"], r["method"]) == (exp["name"], 1, "refill")
     assert rows[1]["train_loss"] is not None and rows[0]["train_loss"] is None  # epoch 0: right after pruning
     assert s1["acc_after_pruning"] == rows[0]["test_acc"]
+    assert s1["test_size"] > 0  # the reports' Wilson intervals need the number of test images
     assert json.loads((tmp_path / "state1/summary.json").read_text()) == s1
 
 
