@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from prunebench.config import default_budget
+from prunebench.errors import ConfigError
 from prunebench.pruning.groups import GroupSet, Masks, group_costs
 from prunebench.pruning.importance import magnitude_scores, random_scores, scale_fair_scores, taylor_scores
 from prunebench.pruning.ranking import round_widths, select
@@ -297,7 +298,7 @@ def fit_cost(
 
     if cost_of([len(ks) for ks in by_layer]) > target:
         floor = cost_of([len(ks) for ks in by_layer]) / dense
-        raise ValueError(
+        raise ConfigError(
             f"a {quantity} budget of {target / dense:.2%} of the dense model is out of reach: the unprunable "
             f"layers and the groups every layer must keep already cost {floor:.2%}; set "
             f"prune.target_sparsity to at most {math.floor((1 - floor) * 1e4) / 1e4:.4f}"
@@ -399,14 +400,3 @@ def choose_masks(
     units = removal_order(ranking, groupsets, scores, prev, round_to)
     keep, _ = fit_cost(cost_model, budget, units, prev, target * cost_model.dense()[q])
     return target, keep
-
-
-def reached(cost_model: CostModel, masks: Masks) -> dict[str, float]:
-    """Fractions of the dense groups, params and MACs that ``masks`` keep."""
-    counts = cost_model.counts(masks)
-    cost, dense = cost_model.cost(counts), cost_model.dense()
-    return {
-        "groups": float(counts.sum() / cost_model.sizes.sum()),
-        "params": cost[0] / dense[0],
-        "macs": cost[1] / dense[1],
-    }

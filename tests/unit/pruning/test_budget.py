@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from prunebench.errors import ConfigError
 from prunebench.export.compact import compact_model
 from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
@@ -117,5 +118,5 @@ def test_vit_heads_and_neurons_default_to_a_groups_budget(tiny_config):
 def test_an_unreachable_cost_target_names_the_largest_reachable_sparsity():
     spec, model, groupsets = build("small_cnn")
     prune = {"states": 2, "target_sparsity": 0.999, "schedule": "geometric", "importance": "l1"}
-    with pytest.raises(ValueError, match=r"out of reach.*prune.target_sparsity to at most 0\.9"):
+    with pytest.raises(ConfigError, match=r"out of reach.*prune.target_sparsity to at most 0\.9"):
         choose_masks(model, groupsets, full_masks(groupsets), {**prune, "ranking": "global", "budget": "macs"}, 1)
