@@ -120,3 +120,24 @@ def test_an_unreachable_cost_target_names_the_largest_reachable_sparsity():
     prune = {"states": 2, "target_sparsity": 0.999, "schedule": "geometric", "importance": "l1"}
     with pytest.raises(ConfigError, match=r"out of reach.*prune.target_sparsity to at most 0\.9"):
         choose_masks(model, groupsets, full_masks(groupsets), {**prune, "ranking": "global", "budget": "macs"}, 1)
+
+
+def test_layerwise_cost_budget_shrinks_every_layer_alike():
+    spec, model, groupsets = build("resnet20")
+    prune = {"states": 2, "target_sparsity": 0.5, "schedule": "geometric", "importance": "l1"}
+    _, keep = choose_masks(
+        model, groupsets, full_masks(groupsets), {**prune, "ranking": "layerwise", "budget": "macs"}, 1
+    )
+    fractions = [int(keep[gs.name].sum()) / gs.size for gs in groupsets]
+    assert max(fractions) - min(fractions) <= 2 / 16 + 1e-9  # one or two channels of the 16-wide layers
+
+
+def test_global_cost_budget_keeps_the_same_share_of_heads_and_of_neurons():
+    spec, model, groupsets = build("wide_vit")
+    prune = {"states": 2, "target_sparsity": 0.5, "schedule": "geometric", "importance": "l1"}
+    _, keep = choose_masks(model, groupsets, full_masks(groupsets), {**prune, "ranking": "global", "budget": "macs"}, 1)
+    share = {}
+    for kind in ("head", "neuron"):
+        pool = [gs for gs in groupsets if gs.kind == kind]
+        share[kind] = sum(int(keep[gs.name].sum()) for gs in pool) / sum(gs.size for gs in pool)
+    assert abs(share["head"] - share["neuron"]) <= 1 / 12 + 1e-9  # within one of the 12 heads
