@@ -372,9 +372,12 @@ def choose_masks(
 ) -> tuple[float, Masks]:
     """The state's target (fraction of the budget's dense quantity kept) and the masks that meet it.
 
-    Groups are scored on the model's current weights (``batches``: training batches for
-    ``importance: taylor``; ``rng``: random scores, the ``random`` baseline), and only groups alive
-    in ``prev`` can be kept.
+    Groups are scored on the model's current weights (``batches``: an iterable of (images, labels)
+    on the model's device, for ``importance: taylor``; ``rng``: a CPU torch.Generator whose random
+    scores replace the importance, the ``random`` baseline), and only groups alive in ``prev`` can
+    be kept. In a mixed pool, Taylor scores (a loss change, extensive) are divided by the group's
+    cost in the budget's unit, the greedy knapsack's value per cost; magnitudes are already per
+    parameter (:func:`prunebench.pruning.importance.scale_fair_scores`).
     """
     prev = {k: v.cpu().bool() for k, v in prev.items()}
     target = density_at(state, prune_cfg["states"], prune_cfg["target_sparsity"], prune_cfg["schedule"])
@@ -396,7 +399,7 @@ def choose_masks(
     q = QUANTITIES.index(budget)
     if ranking == "mixed" and prune_cfg.get("importance") == "taylor" and rng is None:
         per_group = np.maximum(cost_model.marginal(cost_model.counts(prev))[q], 1.0)
-        scores = {name: s / float(per_group[i]) for i, (name, s) in enumerate(scores.items())}  # loss per unit cost
+        scores = {gs.name: scores[gs.name] / float(per_group[i]) for i, gs in enumerate(groupsets)}  # loss per cost
     units = removal_order(ranking, groupsets, scores, prev, round_to)
     keep, _ = fit_cost(cost_model, budget, units, prev, target * cost_model.dense()[q])
     return target, keep
