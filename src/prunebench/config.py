@@ -218,6 +218,12 @@ def experiment_name(group: str, dataset: str, model: str, method: str, seed: int
 SHARED_DIR = "shared"
 
 
+def default_budget(groups: list[str]) -> str:
+    """prune.budget when the config leaves it out: ``macs`` for CNN-channel experiments (what CNN
+    pruning papers report), ``groups`` otherwise."""
+    return "macs" if list(groups) == ["channels"] else "groups"
+
+
 def shares_state0(experiment: dict) -> bool:
     """Whether the experiment's state 0 is plain dense training, the same for every such method.
     REPrune prunes from its first epoch on, so its state 0 is its own."""
@@ -299,6 +305,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                     f"not defined under `models`; defined: {', '.join(sorted(models))}"
                 )
         settings = deep_merge(base, spec.get("overrides") or {})
+        settings["prune"].setdefault("budget", default_budget(settings["prune"]["groups"]))
         if "reprune" in spec["methods"]:
             _check_reprune(source, group, spec, models, settings)
         _check_settings(source, group, spec, models, settings)

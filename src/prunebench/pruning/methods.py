@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunebench.pruning.groups import GroupSet, Masks, group_costs, group_importance, param_masks
-from prunebench.pruning.ranking import round_widths, select
-from prunebench.pruning.schedule import density_at
+from prunebench.pruning import budget
+from prunebench.pruning.groups import GroupSet, Masks, param_masks
 
 METHODS = ("dense", "refill", "rsst", "reprune")
 
@@ -41,16 +40,18 @@ def alive_fraction(masks: Masks) -> float:
 
 
 def choose_masks(
-    model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int
+    model: nn.Module,
+    groupsets: list[GroupSet],
+    prev: Masks,
+    prune_cfg: dict,
+    state: int,
+    *,
+    batches=None,
+    rng: torch.Generator | None = None,
 ) -> tuple[float, Masks]:
-    """Score the live groups on the model's current (trained) weights and keep the best for the state's density."""
-    density = density_at(state, prune_cfg["states"], prune_cfg["target_sparsity"], prune_cfg["schedule"])
-    scores = {gs.name: group_importance(model, gs, prune_cfg["importance"]) for gs in groupsets}
-    costs = {gs.name: group_costs(model, gs) for gs in groupsets}
-    keep = select(prune_cfg["ranking"], groupsets, scores, prev, density, costs)
-    if prune_cfg.get("round_to", 1) > 1:
-        keep = round_widths(groupsets, scores, prev, keep, prune_cfg["round_to"])
-    return density, keep
+    """The state's budget target (fraction of the dense groups, params or MACs kept) and the masks
+    that meet it, scored on the model's current weights (see :mod:`prunebench.pruning.budget`)."""
+    return budget.choose_masks(model, groupsets, prev, prune_cfg, state, batches=batches, rng=rng)
 
 
 def plan_state(

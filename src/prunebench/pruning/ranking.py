@@ -67,10 +67,10 @@ def select_mixed(
     density: float,
     costs: dict[str, int],
 ) -> Masks:
-    """Heads and neurons in ONE pool, ranked by mean |w| per parameter, kept under a parameter budget.
+    """Heads and neurons in ONE pool, ranked by ``scores``, kept under a parameter budget.
 
-    ``scores`` are the groups' L1 sums; dividing by each group's parameter count makes a head and a
-    neuron comparable, and the budget charges each kept group what it weighs.
+    ``scores`` must be comparable across kinds (:func:`prunebench.pruning.importance.scale_fair_scores`,
+    Taylor scores per parameter, or random ones); the budget charges each kept group what it weighs.
     """
     keep = {gs.name: torch.zeros(gs.size, dtype=torch.bool) for gs in groupsets}
     budget = density * sum(gs.size * costs[gs.name] for gs in groupsets)
@@ -78,7 +78,7 @@ def select_mixed(
     candidates = []
     for gs in groupsets:
         live = prev[gs.name].cpu()
-        per_param = scores[gs.name] / costs[gs.name]
+        per_param = scores[gs.name]
         best = _reserve_best(gs, per_param, live)
         keep[gs.name][best] = True
         used += costs[gs.name]

@@ -1,10 +1,11 @@
-"""Density per prune state."""
+"""The fraction of the budget kept per prune state."""
 
 from __future__ import annotations
 
 
 def density_at(state: int, states: int, target_sparsity: float, schedule: str = "geometric") -> float:
-    """Fraction of prunable groups (or parameters, for mixed ranking) alive in ``state``.
+    """Fraction of the budget's dense quantity kept in ``state`` (prune.budget: prunable groups, or with
+    mixed ranking their parameters; the dense model's parameters; or its MACs).
 
     State 0 is dense; state S-1 reaches ``1 - target_sparsity``.
     """

@@ -13,7 +13,7 @@ def _run_chain(root, method):
     cfg = json.loads(json.dumps(TINY_CONFIG))
     cfg["models"] = {"r20": {"arch": "resnet20"}}
     cfg["experiments"]["t"]["models"] = ["r20"]
-    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5, ranking="global")
+    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5, ranking="global", budget="groups")
     cfg["defaults"]["data"]["train_limit"] = 128
     exp = resolved_experiment(cfg, method)
     for k in range(2):

@@ -83,18 +83,21 @@ def test_mixed_uses_one_parameter_budget(tiny_vit):
         assert kept >= d * total - max(costs.values()) * len(groupsets)
 
 
-def test_mixed_pools_heads_and_neurons_by_mean_magnitude(tiny_vit):
-    """With heads made weak per parameter, mixed ranking prunes heads first; global cannot."""
+def test_mixed_pools_heads_and_neurons_by_magnitude_relative_to_their_tensors(tiny_vit):
+    """Heads made weak next to the other heads of their tensors go first in the one mixed pool."""
     model = randomise(tiny_vit)
+    hd = model.blocks[0].attn.head_dim
     with torch.no_grad():
         for block in model.blocks:
-            block.attn.qkv.weight.mul_(0.05)
-            block.attn.proj.weight.mul_(0.05)
+            qkv = block.attn.qkv.weight.view(3, -1, hd, block.attn.qkv.in_features)
+            qkv[:, 1:].mul_(0.05)  # heads 1 and 2 of every block
+            block.attn.proj.weight[:, hd:].mul_(0.05)
     groupsets, mixed = chain(model, "mixed", {**PRUNE, "states": 2, "target_sparsity": 0.3})
-    heads = sum(int(mixed[-1][gs.name].sum()) for gs in groupsets if gs.kind == "head")
-    assert heads == len(model.blocks)  # only the one head every block must keep survives
+    for gs in groupsets:
+        if gs.kind == "head":
+            assert mixed[-1][gs.name].tolist() == [True, False, False]
     neurons = [gs for gs in groupsets if gs.kind == "neuron"]
-    assert sum(int(mixed[-1][gs.name].sum()) for gs in neurons) == sum(gs.size for gs in neurons)
+    assert sum(int(mixed[-1][gs.name].sum()) for gs in neurons) > 0.8 * sum(gs.size for gs in neurons)
 
 
 def test_head_cost_and_importance_cover_qkv_rows_and_proj_columns(tiny_vit):
