@@ -19,9 +19,9 @@ def chain(tmp_path_factory):
     cfg["models"] = {"r20": {"arch": "resnet20"}}
     cfg["experiments"]["t"]["models"] = ["r20"]
     cfg["defaults"]["train"].update(epochs=2, optimizer="sgd", lr=0.05)
-    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5)
+    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5, budget="groups")
     cfg["defaults"]["data"]["train_limit"] = 128
-    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "budget": "channels", "regrowth": 0.5}
+    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "regrowth": 0.5}
     exp = resolved_experiment(cfg, "reprune")
     root = tmp_path_factory.mktemp("reprune")
     out = {}

@@ -16,9 +16,9 @@ def _experiment():
     cfg["models"] = {"cnn": {"arch": "small_cnn", "kwargs": {"widths": [8, 8, 8]}}}
     cfg["experiments"]["t"]["models"] = ["cnn"]
     cfg["defaults"]["train"]["epochs"] = 3
-    cfg["defaults"]["prune"].update(states=1, groups=["channels"], target_sparsity=0.5)
+    cfg["defaults"]["prune"].update(states=1, groups=["channels"], target_sparsity=0.5, budget="groups")
     cfg["defaults"]["data"]["train_limit"] = 128
-    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.67, "budget": "channels", "regrowth": 0.5}
+    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.67, "regrowth": 0.5}
     return resolved_experiment(cfg, "reprune")
 
 
