@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import tempfile
 import time
@@ -39,6 +40,16 @@ def variant(experiment: dict, optimizer: str, peak_at: float, reference_train: d
     return exp
 
 
+def trained(experiment: dict, state: int, paths: StatePaths, args) -> dict:
+    """The state's summary: trained now, or read back from a finished run in the same --workdir."""
+    done = paths.out_dir / "summary.json"
+    if args.workdir and done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    return run_state(
+        experiment, state, paths, data_dir=args.data_dir, download=False, device="cpu", threads=args.threads
+    )
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     config = load_config_file(args.config)
@@ -49,7 +60,7 @@ def run(args) -> dict:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsst_ablation_"))
     state0 = StatePaths(work / "state0", work / "recovery0")
     start = time.time()
-    s0 = run_state(experiment, 0, state0, data_dir=args.data_dir, download=False, device="cpu", threads=args.threads)
+    s0 = trained(experiment, 0, state0, args)
     runs = []
     for optimizer in args.optimizers:
         for peak in args.peaks:
@@ -57,7 +68,7 @@ def run(args) -> dict:
             folder = work / f"{optimizer}-peak{peak}"
             paths = StatePaths(folder / "state1", folder / "recovery1", state0.out_dir / "last.pt")
             t0 = time.time()
-            s1 = run_state(exp, 1, paths, data_dir=args.data_dir, download=False, device="cpu", threads=args.threads)
+            s1 = trained(exp, 1, paths, args)
             r = s1["rsst"]
             runs.append({
                 "optimizer": optimizer, "peak_at": peak, "train": {k: exp["train"][k] for k in OPTIMIZER_KEYS},
@@ -104,7 +115,9 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="+", choices=["adamw", "sgd"], default=["adamw", "sgd"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--workdir", help="where the states are trained (default: a temporary folder)")
+    parser.add_argument(
+        "--workdir", help="where the states are trained (default: a temporary folder); finished states there are reused"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/rsst_mask_ablation.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
