@@ -67,7 +67,6 @@ def run(args) -> dict:
             exp = variant(experiment, optimizer, peak, reference_train)
             folder = work / f"{optimizer}-peak{peak}"
             paths = StatePaths(folder / "state1", folder / "recovery1", state0.out_dir / "last.pt")
-            t0 = time.time()
             s1 = trained(exp, 1, paths, args)
             r = s1["rsst"]
             runs.append({
@@ -78,7 +77,7 @@ def run(args) -> dict:
                 "damage_val": r["unmasked"]["val_acc"] - r["masked"]["val_acc"],
                 "penalized_norm_ratio": r["penalized_norm_ratio"],
                 "final_test_acc": s1["final_test_acc"], "best_test_acc": s1["best_test_acc"],
-                "best_epoch": s1["best_epoch"], "density": s1["density"], "seconds": time.time() - t0,
+                "best_epoch": s1["best_epoch"], "density": s1["density"], "seconds": s1["wall_seconds"],
             })  # fmt: skip
     return {
         "experiment": experiment["name"],
