@@ -130,6 +130,7 @@ def test_config_file_errors(tmp_path):
 def test_demo_config_is_valid():
     exps = resolve_config(yaml.safe_load((REPO / "config/demo.yaml").read_text())).experiments
     assert {e["method"] for e in exps.values()} >= {"dense", "refill", "rsst"}
+    assert {e["group"] for e in exps.values() if e["method"] == "random"} == {"demo", "demo_cnn"}  # the floor
     assert all(e["dataset"] == "digits" for e in exps.values() if e["model"]["arch"].startswith("vit"))
 
 
