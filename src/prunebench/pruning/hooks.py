@@ -28,8 +28,6 @@ from prunebench.pruning.groups import GroupSet, Masks
 from prunebench.pruning.methods import RSSTPenalty, StatePlan
 from prunebench.pruning.schedule import density_at
 
-BUDGET_KINDS = ("groups", "params", "macs")
-
 
 def budget_kind(prune_cfg: dict) -> str:
     """What a state's budget counts: ``prune.budget``, or by default MACs for CNN channels, groups otherwise."""

@@ -1,5 +1,9 @@
 """Run one prune state: load the previous state, plan the pruning, train, write the state's files.
 
+What the experiment's method does during the state (its plan, a penalty after backward, events at
+epoch starts, a mask at an epoch's end) sits behind its hooks (``pruning/hooks.py``); this module
+names no method.
+
 Declared outputs (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``summary.json``, and ``init.pt``
 for state 0) are written only when the state has finished, each atomically. While it runs, the
 state keeps its progress in a recovery folder outside the declared outputs: the metrics so far, the
