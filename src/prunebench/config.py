@@ -114,6 +114,13 @@ def _where(path) -> str:
     return out or "(top level)"
 
 
+# keys that were removed, and what replaces them (named in the error an old config gets)
+REPLACED_KEYS = {
+    ("reprune", "budget"): "prune.budget (groups, params or macs; `channels` is now `groups`)",
+    ("reprune", "macs_reduction"): "prune.target_sparsity with prune.budget: macs",
+}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     where = _where(error.absolute_path)
     value = error.instance
@@ -121,6 +128,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if kw == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
+        section = [str(p) for p in error.absolute_path][-1:]
+        moved = [f"{section[0]}.{e} is replaced by {REPLACED_KEYS[(section[0], e)]}" for e in extra
+                 if section and (section[0], e) in REPLACED_KEYS]  # fmt: skip
+        if moved:
+            return f"{where}: {'; '.join(moved)}"
         hint = f"allowed keys: {', '.join(allowed)}" if allowed else "no keys are allowed here"
         return f"{where}: unknown key {', '.join(repr(e) for e in extra)}; {hint}"
     if kw == "enum":
@@ -491,10 +503,11 @@ def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: 
     if "channels" not in settings["prune"]["groups"]:
         raise ConfigError(f"{where}: method reprune needs `channels` in prune.groups (set it in the group's overrides)")
     rcfg, total = settings["reprune"], chain_epochs(settings)
-    if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"]:
+    if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"] or rcfg["interval_epochs"] >= total:
         raise ConfigError(
-            f"{where}: reprune would never prune: prune_until x {total} epochs is before the first event at "
-            f"epoch {rcfg['interval_epochs']}; raise reprune.prune_until or lower reprune.interval_epochs"
+            f"{where}: reprune would never prune: its first event comes after {rcfg['interval_epochs']} trained "
+            f"epochs, which must be within prune_until x {total} epochs and before the chain's last epoch; "
+            "raise reprune.prune_until or lower reprune.interval_epochs"
         )
 
 
