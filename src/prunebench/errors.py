@@ -23,3 +23,7 @@ class CheckpointError(PrunebenchError):
 
 class TrainingError(PrunebenchError):
     """Training stopped because the run went wrong (NaN or diverging loss)."""
+
+
+class StateBusyError(PrunebenchError):
+    """Another process is training the same prune state."""
