@@ -268,10 +268,11 @@ def adopt_finished(paths: StatePaths, experiment: dict, state: int) -> dict | No
         return None
     if paths.previous and not Path(paths.previous).is_file():
         return None  # nothing to verify it against; loading the previous state names the problem
-    if not (bundle / MANIFEST).is_file():
-        why = "was never sealed (the attempt that wrote it was killed first)"
-    else:
-        why = _why_not(bundle, paths, experiment, state)
+    if not (bundle / MANIFEST).is_file():  # killed while writing it: the state resumes after its last epoch
+        log.info("finished outputs in %s were never sealed; writing them again", bundle)
+        shutil.rmtree(bundle, ignore_errors=True)
+        return None
+    why = _why_not(bundle, paths, experiment, state)
     if why is not None:
         log.warning("finished outputs in %s %s; setting them aside and training the state", bundle, why)
         shutil.rmtree(bundle, ignore_errors=True)
