@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunebench.config import training_hash
-from prunebench.errors import CheckpointError, StateBusyError
+from prunebench.errors import CheckpointError, PrunebenchError, StateBusyError
 from prunebench.io import atomic_copy, atomic_write_json
 from prunebench.train.checkpoint import save_checkpoint
 from prunebench.train.metrics import write_rows
@@ -111,6 +111,12 @@ def lock_state(recovery_dir: str | Path, label: str) -> StateLock:
                 f"{label} is already being trained by {holder}, which holds {path}. This process stops "
                 "so that the two do not overwrite each other's files. Let that one finish (a rerun then "
                 "takes its result) or end it, then rerun; the lock goes with its process, however it ends."
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise PrunebenchError(
+                f"cannot lock {path} ({exc.strerror}): the file system of the results folder does not support "
+                "file locks, which keep two trainers off one state; put results/ on one that does"
             ) from None
         # A finished state's folder may have been released between our open and our lock: then the
         # locked file is no longer the one at `path`, and a newcomer could lock a fresh one.
