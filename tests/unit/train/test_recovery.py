@@ -52,6 +52,7 @@ def test_a_state_killed_after_its_last_epoch_is_not_trained_again(tiny_config, t
         (tmp_path / "state1" / name).unlink(missing_ok=True)
 
     caplog.set_level("INFO", logger="prunebench")
+    caplog.clear()  # only the rerun's records
     summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert TRAINED_AN_EPOCH not in caplog.text  # no epoch trained again ...
     rows = read_rows(tmp_path / "state1/metrics.jsonl")
@@ -87,6 +88,7 @@ def test_a_finished_copy_that_no_longer_fits_is_set_aside(tiny_config, tmp_path,
         previous = tmp_path / "state0/last.pt"
         previous.write_bytes(previous.read_bytes() + b"\0")  # as after state 0 was trained again
     caplog.set_level("INFO", logger="prunebench")
+    caplog.clear()  # only the rerun's records
     if change == "config":
         with pytest.raises(CheckpointError, match="trained under other settings"):  # state 0 is of the old config
             run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
@@ -166,3 +168,27 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path):
     with pytest.raises(Exception, match="is a symbolic link"):
         recovery.lock_state(tmp_path / "rec", "state 0 of x")
     assert target.read_text() == "keep me"
+
+
+def test_a_shared_state0_is_adopted_too_and_its_copy_releases_it(tiny_config, tmp_path, caplog):
+    from prunebench.config import resolve_config
+    from prunebench.train.share import adopt_state0
+    from prunebench.train.state import StatePaths
+
+    tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
+    resolved = resolve_config(tiny_config)
+    run = "shared/t-synthetic-tiny_vit-s0"
+    shared = StatePaths.under(tmp_path, run, 0)  # the workflow's layout
+    run_state(resolved.state0_runs[run], 0, shared, device="cpu", threads=1)
+    written = {name: (shared.out_dir / name).read_bytes() for name in ("init.pt", *OUTPUTS)}
+    for name in written:  # Snakemake died before recording the shared run
+        (shared.out_dir / name).unlink()
+    caplog.set_level("INFO", logger="prunebench")
+    caplog.clear()  # only the rerun's records
+    run_state(resolved.state0_runs[run], 0, shared, device="cpu", threads=1)
+    assert "adopted the finished state from" in caplog.text and "state 0 epoch 1/" not in caplog.text
+    assert {name: (shared.out_dir / name).read_bytes() for name in written} == written
+    for name in ("refill", "rsst"):  # each copy runs once Snakemake has recorded the shared run
+        exp = resolved.experiments[f"t-synthetic-tiny_vit-{name}-s0"]
+        adopt_state0(shared.out_dir, tmp_path / exp["name"] / "state0", exp)
+        assert not shared.recovery_dir.exists()
