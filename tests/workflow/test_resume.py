@@ -121,3 +121,48 @@ def test_a_state_finished_while_snakemake_died_is_adopted_not_trained_again(tmp_
     assert {name: (tmp_path / final / name).read_bytes() for name in STATE_FILES} == written  # timings too
     assert (tmp_path / "results" / exp / "compact" / "model.pt").is_file()
     assert not (tmp_path / "results" / exp / "recovery" / "state1").exists()  # released by the export
+
+
+@pytest.mark.slow
+def test_snakemake_killed_while_its_job_finishes_the_state_is_not_trained_again(tmp_path):
+    """The issue's case: Snakemake dies, its running job finishes as an orphan, then `--unlock` and
+    the same command. The rerun adopts the orphan's finished state and trains no epoch of it."""
+    config = crash_config()
+    state1 = tmp_path / "results" / EXP / "state1"
+    proc = subprocess.Popen(
+        snakemake_command(tmp_path, config), cwd=tmp_path, env=SNAKEMAKE_ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    progress = tmp_path / "results" / EXP / "recovery" / "state1" / "metrics.jsonl"
+    deadline = time.monotonic() + 600
+    while len(read_rows(progress)) < 2:  # state 1 is training
+        assert proc.poll() is None and time.monotonic() < deadline, "state 1 never started"
+        time.sleep(0.05)
+    proc.kill()  # Snakemake only: its job runs on, orphaned
+    proc.wait()
+    lock = tmp_path / "results" / EXP / "recovery" / "state1" / "trainer.lock"
+    while not (state1 / "summary.json").is_file() or _locked(lock):  # the orphan finishes and exits
+        assert time.monotonic() < deadline, "the orphaned job never finished"
+        time.sleep(0.1)
+    written = {name: (state1 / name).read_bytes() for name in STATE_FILES}
+
+    run_snakemake(tmp_path, config, "--unlock")
+    proc = run_snakemake(tmp_path, config)
+
+    log = (tmp_path / "logs" / "train_state" / EXP / "state1.log").read_text()
+    assert "adopted the finished state from" in log, proc.stdout + proc.stderr
+    assert len(re.findall(r"state 1 epoch 6/6 loss", log)) <= 1 and "resuming" not in log  # no epoch again
+    assert {name: (state1 / name).read_bytes() for name in STATE_FILES} == written
+    assert (tmp_path / "results" / EXP / "compact" / "model.pt").is_file()
+
+
+def _locked(path) -> bool:
+    """Whether a process holds the state lock ``path``."""
+    import fcntl
+
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
