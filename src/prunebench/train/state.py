@@ -8,7 +8,8 @@ Declared outputs (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``summary.json``,
 for state 0) are written only when the state has finished, each atomically. While it runs, the
 state keeps its progress in a recovery folder outside the declared outputs: the metrics so far, the
 best checkpoint so far and a resume checkpoint written after every epoch, from which a rerun of a
-killed state continues.
+killed state continues. The same folder holds the lock that keeps a second trainer out and the
+sealed copy of the finished outputs that a rerun adopts instead of training (prunebench.train.recovery).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from prunebench.config import finetune_epochs, state_epochs
 from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
-from prunebench.io import atomic_copy, atomic_torch_save, atomic_write_json
+from prunebench.io import atomic_torch_save
 from prunebench.models import build_model, model_spec
 from prunebench.provenance import versions
 from prunebench.pruning.groups import (
@@ -43,7 +43,7 @@ from prunebench.pruning.groups import (
 from prunebench.pruning.hooks import budget_kind
 from prunebench.pruning.methods import StatePlan, alive_fraction
 from prunebench.pruning.registry import method_for
-from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from prunebench.train.checkpoint import load_trained, make_checkpoint, save_checkpoint
 from prunebench.train.devices import acquire_device
 from prunebench.train.loop import (
     configure_device,
@@ -55,6 +55,7 @@ from prunebench.train.loop import (
     uses_channels_last,
 )
 from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows, write_rows
+from prunebench.train.recovery import adopt_finished, drop_progress, finish_state, lock_state, release_finished
 from prunebench.train.seeding import seed_everything, state_seed
 
 log = logging.getLogger("prunebench")
@@ -121,16 +122,9 @@ class _Progress:
 
 
 def _load_previous(paths: StatePaths, experiment: dict, state: int, spec: dict):
-    ckpt = load_checkpoint(
-        paths.previous,
-        expect={"experiment": experiment["name"], "method": experiment["method"], "state": state - 1},
-    )
-    if ckpt["model_spec"] != spec:
-        raise CheckpointError(
-            f"checkpoint {paths.previous} was trained for model {ckpt['model_spec']}, but the experiment "
-            f"now builds {spec}; delete the experiment's results folder and rerun"
-        )
-    return ckpt
+    """State k-1's last checkpoint, refused unless it is of this experiment, method and model, trained
+    under the settings the experiment has now."""
+    return load_trained(paths.previous, experiment, state - 1, spec)
 
 
 def _load_into(model, state_dict, path) -> None:
@@ -172,7 +166,7 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
                 return {**res, "rows": rows}
             why = f"has no complete metrics in {paths.progress_metrics}"
     log.warning("recovery checkpoint %s %s; starting the state afresh", paths.resume, why)
-    shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+    drop_progress(paths)  # not the lock: this process holds it
     return None
 
 
@@ -186,7 +180,26 @@ def run_state(
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
-    """Train prune state ``state`` of ``experiment`` and write its files; returns the summary."""
+    """Train prune state ``state`` of ``experiment`` and write its files; returns the summary.
+
+    The state's recovery folder is locked for as long as this runs (a second trainer of the state
+    stops with StateBusyError). A state an earlier attempt finished is adopted, not trained again.
+    """
+    lock = lock_state(paths.recovery_dir, f"state {state} of {experiment['name']}")
+    try:
+        done = adopt_finished(paths, experiment, state)
+        if paths.previous is not None:
+            release_finished(Path(paths.previous).parent)  # this job started: Snakemake recorded it
+        if done is not None:
+            return done
+        return _train_state(
+            experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads
+        )
+    finally:
+        lock.release()
+
+
+def _train_state(experiment: dict, state: int, paths: StatePaths, *, data_dir, download, device, threads) -> dict:
     if threads:
         torch.set_num_threads(threads)
     log.info(
@@ -282,7 +295,7 @@ class _StateRun:
         else:
             plan = self.method.plan(self.model, prev_masks, batches=self._importance_batches())
             if self.method.rewinds():
-                init = load_checkpoint(paths.init, expect={"experiment": experiment["name"], "state": 0})
+                init = load_trained(paths.init, experiment, 0)
                 _load_into(self.model, init["state_dict"], paths.init)
         self.plan = plan
         self._bind_masks()
@@ -475,23 +488,20 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
 
 
 def _write_outputs(run: _StateRun, summary: dict) -> None:
-    """Write the finished state's declared outputs, each atomically, then drop its recovery folder."""
-    paths, prog = run.paths, run.prog
-    paths.out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the finished state's declared outputs: sealed in the recovery folder first, then linked
+    into place (see :mod:`prunebench.train.recovery`)."""
+    init = None
     if run.state == 0:
         init_model = build_model(run.spec)
         init_model.load_state_dict(run.init_state_dict)
-        save_checkpoint(paths.out_dir / "init.pt", make_checkpoint(
+        init = make_checkpoint(
             experiment=run.experiment, model_spec=run.spec, model=init_model, masks=run.plan.final_masks,
             state=0, epoch=0, metrics={},
-        ))  # fmt: skip
-    save_checkpoint(paths.out_dir / "last.pt", run.checkpoint(run.epochs, prog.rows[-1]))
-    # copied, not moved: a crash before the last output is written must leave the recovery files whole
-    atomic_copy(paths.best_at(prog.best_epoch), paths.out_dir / "best.pt")
-    write_rows(paths.out_dir / "metrics.jsonl", prog.rows)
-    atomic_write_json(paths.out_dir / "summary.json", summary)
-    paths.resume.unlink(missing_ok=True)  # first: a kill while the folder goes must not leave a resume point
-    shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+        )  # fmt: skip
+    finish_state(
+        run.paths, run.experiment, run.state, last=run.checkpoint(run.epochs, run.prog.rows[-1]),
+        best=run.paths.best_at(run.prog.best_epoch), rows=run.prog.rows, summary=summary, init=init,
+    )  # fmt: skip
 
 
 def _sizes(groupsets) -> dict:
