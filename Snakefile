@@ -5,8 +5,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# `--configfile X` replaces the reference matrix instead of being merged into it.
-if not config:
+# config.yaml (the reference matrix) is the config unless `--configfile X` names another, which
+# replaces it rather than being merged into it (two matrices would mix). `--config key=value` applies
+# on top of either, as in any Snakemake workflow.
+if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 

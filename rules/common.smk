@@ -3,7 +3,12 @@
 import re
 import sys
 
-from prunebench.config import load_config_file, resolve_config
+from prunebench.config import (
+    load_config_file,
+    output_paths,
+    resolve_config,
+    training_hash,
+)
 from prunebench.errors import ConfigError
 
 try:
@@ -16,7 +21,9 @@ except ConfigError as exc:
     sys.exit(f"prunebench: {exc}")
 
 EXPERIMENTS = RESOLVED.experiments
-RESULTS = "results"
+# Everything this config writes lies under its output_dir: two configs never share a file.
+OUTPUT = output_paths(config)
+RESULTS, LOGS, BENCHMARKS = OUTPUT.results, OUTPUT.logs, OUTPUT.benchmarks
 # State 0 is trained by a "run": a shared/ folder for all methods of a group (share_state0), or the
 # experiment itself (REPrune, or share_state0: false). Experiments of a shared run copy its state 0.
 STATE0_OF = RESOLVED.state0_of
@@ -33,6 +40,26 @@ wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     run=one_of(STATE0_RUNS),
     state=r"\d+",
+
+
+# The training rules' parameter, and so their rerun trigger: the hash of the settings that change
+# what a state trains (prunebench.config.training_hash), not the whole experiment. Measurement,
+# reporting, device, paths, and settings added later at their neutral defaults change no hash.
+HASHES = {
+    name: training_hash(exp) for name, exp in {**STATE0_RUNS, **EXPERIMENTS}.items()
+}
+
+
+def get_training_hash(wildcards):
+    return HASHES[wildcards.experiment]
+
+
+def get_state0_training_hash(wildcards):
+    return HASHES[wildcards.run]
+
+
+def get_state0_name(wildcards):
+    return wildcards.run
 
 
 def state_dir(experiment, state):
@@ -94,10 +121,50 @@ def get_state_summaries(experiments=None):
     ]
 
 
+def measures(experiment):
+    """Whether the experiment's states are timed (measure.enabled)."""
+    return EXPERIMENTS[experiment]["measure"]["enabled"]
+
+
+def measured_dir(experiment, state):
+    """The folder whose throughput.json times an experiment's state: state 0 of an experiment that
+    copies a shared state 0 is timed once, in the shared run's folder."""
+    return state_dir(STATE0_OF[experiment] if state == 0 else experiment, state)
+
+
+def get_throughputs(experiments=None):
+    """throughput.json of every timed state of the given experiments (all by default)."""
+    files = {
+        f"{measured_dir(exp, k)}/throughput.json"
+        for exp in (EXPERIMENTS if experiments is None else experiments)
+        if measures(exp)
+        for k in range(num_states(exp))
+    }
+    return sorted(files)
+
+
+# The runs and experiments whose state folders can be timed (measure_state's {name} wildcard).
+MEASURED_NAMES = sorted(
+    {STATE0_OF[exp] for exp in EXPERIMENTS if measures(exp)}
+    | {exp for exp in EXPERIMENTS if measures(exp)}
+)
+
+
+def get_measure_settings(wildcards):
+    """measure_state's parameter (its rerun trigger): the measure settings, nothing else."""
+    exp = EXPERIMENTS.get(wildcards.name) or STATE0_RUNS[wildcards.name]
+    return exp["measure"]
+
+
 def get_final_state(wildcards):
-    """The last state's checkpoint and summary of an experiment (what export_compact slims)."""
-    final = state_dir(wildcards.experiment, num_states(wildcards.experiment) - 1)
-    return {"checkpoint": f"{final}/last.pt", "summary": f"{final}/summary.json"}
+    """The last state's checkpoint and summary of an experiment (what export_compact slims), and
+    its throughput when it is timed."""
+    exp = wildcards.experiment
+    final = state_dir(exp, num_states(exp) - 1)
+    files = {"checkpoint": f"{final}/last.pt", "summary": f"{final}/summary.json"}
+    if measures(exp):
+        files["throughput"] = f"{final}/throughput.json"
+    return files
 
 
 def get_compact_models():
@@ -136,6 +203,10 @@ def get_comparison_summaries(wildcards):
     return get_state_summaries(experiments) + get_reference_summaries(experiments)
 
 
+def get_comparison_throughputs(wildcards):
+    return get_throughputs(comparison_experiments(wildcards.dataset, wildcards.model))
+
+
 def get_comparison_experiments(wildcards):
     return comparison_experiments(wildcards.dataset, wildcards.model)
 
@@ -155,4 +226,5 @@ def get_final_targets():
         f"{RESULTS}/reports/index.md",
         *get_comparison_reports(),
         *get_compact_models(),
+        *get_throughputs(),
     ]

@@ -8,10 +8,11 @@ rule export_compact:
         model=f"{RESULTS}/{{experiment}}/compact/model.pt",
         cost=f"{RESULTS}/{{experiment}}/compact/cost.json",
     log:
-        "logs/export_compact/{experiment}.log",
+        f"{LOGS}/export_compact/{{experiment}}.log",
     conda:
         "../envs/prunebench.yaml"
     params:
-        experiment=get_experiment,
+        experiment=lambda wildcards: wildcards.experiment,
+        config_hash=get_training_hash,
     script:
         "../workflow/scripts/export_compact.py"

@@ -12,7 +12,7 @@ rule report_summary:
             category="Reports",
         ),
     log:
-        "logs/report_summary.log",
+        f"{LOGS}/report_summary.log",
     conda:
         "../envs/prunebench.yaml"
     script:
@@ -22,6 +22,7 @@ rule report_summary:
 rule report_comparison:
     input:
         summaries=get_comparison_summaries,
+        throughput=get_comparison_throughputs,  # read beside the summaries (report.load)
     output:
         report=report(
             f"{RESULTS}/reports/{{dataset}}_{{model}}.md",
@@ -54,7 +55,7 @@ rule report_comparison:
             subcategory="{dataset} · {model}",
         ),
     log:
-        "logs/report_comparison/{dataset}_{model}.log",
+        f"{LOGS}/report_comparison/{{dataset}}_{{model}}.log",
     wildcard_constraints:
         dataset=one_of({d for d, _ in COMPARISONS}),
         model=one_of({m for _, m in COMPARISONS}),
@@ -77,7 +78,7 @@ rule report_index:
             category="Reports",
         ),
     log:
-        "logs/report_index.log",
+        f"{LOGS}/report_index.log",
     conda:
         "../envs/prunebench.yaml"
     params:

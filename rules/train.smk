@@ -1,4 +1,6 @@
 # One job per prune state: state k reads state k-1's last.pt and writes its own checkpoints.
+# A training rule's params are the experiment's name and its training hash: only a setting that
+# changes what the state trains reruns it (the job resolves the experiment from the config itself).
 # One thread per state: on a GPU the data and its augmentation live on the device, so
 # `--cores 4 --resources gpu=4` runs four states at once. Give CPU-only runs more with
 # `--set-threads train_state0=N train_state=N` (profiles/slurm asks SLURM for 4 CPUs per state).
@@ -14,9 +16,9 @@ rule train_state0:
         metrics=f"{RESULTS}/{{run}}/state0/metrics.jsonl",
         summary=f"{RESULTS}/{{run}}/state0/summary.json",
     log:
-        "logs/train_state/{run}/state0.log",
+        f"{LOGS}/train_state/{{run}}/state0.log",
     benchmark:
-        "benchmarks/train_state/{run}/state0.tsv"
+        f"{BENCHMARKS}/train_state/{{run}}/state0.tsv"
     conda:
         "../envs/prunebench.yaml"
     threads: 1
@@ -25,7 +27,8 @@ rule train_state0:
         mem_mb=16000,
         runtime=240,
     params:
-        experiment=get_state0_experiment,
+        experiment=get_state0_name,
+        config_hash=get_state0_training_hash,
         recovery=get_state0_recovery_dir,
     script:
         "../workflow/scripts/train_state.py"
@@ -42,13 +45,14 @@ rule share_state0:
         metrics=f"{RESULTS}/{{experiment}}/state0/metrics.jsonl",
         summary=f"{RESULTS}/{{experiment}}/state0/summary.json",
     log:
-        "logs/share_state0/{experiment}.log",
+        f"{LOGS}/share_state0/{{experiment}}.log",
     wildcard_constraints:
         experiment=one_of(SHARING),
     conda:
         "../envs/prunebench.yaml"
     params:
-        experiment=get_experiment,
+        experiment=lambda wildcards: wildcards.experiment,
+        config_hash=get_training_hash,
     script:
         "../workflow/scripts/share_state0.py"
 
@@ -62,9 +66,9 @@ rule train_state:
         metrics=f"{RESULTS}/{{experiment}}/state{{state}}/metrics.jsonl",
         summary=f"{RESULTS}/{{experiment}}/state{{state}}/summary.json",
     log:
-        "logs/train_state/{experiment}/state{state}.log",
+        f"{LOGS}/train_state/{{experiment}}/state{{state}}.log",
     benchmark:
-        "benchmarks/train_state/{experiment}/state{state}.tsv"
+        f"{BENCHMARKS}/train_state/{{experiment}}/state{{state}}.tsv"
     wildcard_constraints:
         state=r"[1-9]\d*",
     conda:
@@ -75,7 +79,33 @@ rule train_state:
         mem_mb=16000,
         runtime=240,
     params:
-        experiment=get_experiment,
+        experiment=lambda wildcards: wildcards.experiment,
+        config_hash=get_training_hash,
         recovery=get_recovery_dir,
     script:
         "../workflow/scripts/train_state.py"
+
+
+# The dense vs compact throughput of a finished state, timed on the device it trains on (a GPU job),
+# apart from the training: the measure settings are its only parameter, so changing them retimes
+# every state and retrains none. State 0 of a shared run is timed once, in the run's folder.
+rule measure_state:
+    input:
+        last=f"{RESULTS}/{{name}}/state{{state}}/last.pt",
+    output:
+        throughput=f"{RESULTS}/{{name}}/state{{state}}/throughput.json",
+    log:
+        f"{LOGS}/measure_state/{{name}}/state{{state}}.log",
+    wildcard_constraints:
+        name=one_of(MEASURED_NAMES),
+    conda:
+        "../envs/prunebench.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=30,
+    params:
+        measure=get_measure_settings,
+    script:
+        "../workflow/scripts/measure_state.py"

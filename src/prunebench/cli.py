@@ -34,6 +34,7 @@ def _cmd_train_state(args) -> None:
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
         )
     experiment, run = resolved.experiments[args.experiment], resolved.state0_of[args.experiment]
+    args.results = _results_dir(args)
     paths = StatePaths.under(args.results, args.experiment, args.state)
     if args.state == 0 and run != args.experiment:  # as the workflow does: the shared state 0, then a copy
         from prunebench.train.share import adopt_state0
@@ -66,6 +67,17 @@ def _cmd_export(args) -> None:
             print(f"batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
 
 
+def _results_dir(args) -> str:
+    """--results, else the results folder of --config (its output_dir), else results/."""
+    if args.results:
+        return args.results
+    if args.config:
+        from prunebench.config import load_config_file, output_paths
+
+        return output_paths(load_config_file(args.config)).results
+    return "results"
+
+
 def _plan(config: str | None):
     """The planned experiments of a config (None: judge from the results found)."""
     if config is None:
@@ -86,6 +98,7 @@ def _cmd_report(args) -> None:
     from prunebench.report.status import stale_states
 
     plan = _plan(args.config)
+    args.results = _results_dir(args)
     written, missing = build_reports(args.results, plan)
     for path in written:
         print(path)
@@ -106,6 +119,7 @@ def _cmd_status(args) -> None:
     from prunebench.report.status import format_progress, progress, stale_states
 
     plan = _plan(args.config)
+    args.results = _results_dir(args)
     print(format_progress(progress(args.results, plan)))
     for line in stale_states(args.results, plan):
         print(f"  stale: {line}")
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("experiment")
     p.add_argument("state", type=int)
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_train_state)
     p = sub.add_parser(
@@ -135,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("report", help="build the reports under RESULTS/reports from the states done so far")
     p.add_argument("--config", help="the workflow's config, to know which states are planned and missing")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("status", help="progress of the experiments of a config: states done, running, ETA")
     p.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_status)
     args = parser.parse_args(argv)
     configure_logging()

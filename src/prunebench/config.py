@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -79,13 +80,31 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
-def _numbers_read(value: Any, node: dict, root: dict) -> Any:
-    """``value`` with the strings YAML 1.1 makes of numbers with an exponent (``"1e-3"``, as Snakemake
-    reads them) turned into numbers wherever the schema expects a number or an integer."""
+# Words YAML 1.1 reads as booleans. `snakemake --config download=false` passes the word as a
+# string (its parser turns only True/False into booleans): read it as the schema's boolean.
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _allowed_types(node: dict, root: dict) -> list[str]:
     while "$ref" in node:
         node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
     types = node.get("type")
-    types = [types] if isinstance(types, str) else (types or [])
+    types = [types] if isinstance(types, str) else list(types or [])
+    for branch in node.get("oneOf", []) + node.get("anyOf", []):
+        types += _allowed_types(branch, root)
+    return types
+
+
+def _numbers_read(value: Any, node: dict, root: dict) -> Any:
+    """``value`` with the strings YAML 1.1 makes of numbers with an exponent (``"1e-3"``, as Snakemake
+    reads them) turned into numbers wherever the schema expects a number or an integer, and the
+    words of a boolean (``"false"``, as ``snakemake --config download=false`` gives it) into
+    booleans where the schema expects one."""
+    while "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    types = _allowed_types(node, root)
+    if isinstance(value, str) and "boolean" in types and value.lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.lower()]
     if isinstance(value, str) and _NUMBER.match(value):
         number = float(value)
         if "integer" in types and number.is_integer():
@@ -205,6 +224,8 @@ class ResolvedConfig:
     state0_runs: dict[str, dict] = field(default_factory=dict)
     # the run whose (dense) state 0 is every experiment's reference in reports (see dense_reference_runs)
     reference_of: dict[str, str] = field(default_factory=dict)
+    # where the workflow writes this config's results/, logs/ and benchmarks/ (see output_paths)
+    output_dir: str = "."
 
     def by(self, key: str) -> dict[Any, list[str]]:
         """Experiment names grouped by one of their identifying fields (dataset, model, method...)."""
@@ -220,7 +241,24 @@ RUNTIME_KEYS = ("data_dir", "download", "device")
 def runtime_settings(config: dict) -> dict:
     """Settings that say where and how to run, not what to compute (they never trigger reruns)."""
     props = load_schema()["properties"]
-    return {k: config.get(k, props[k]["default"]) for k in RUNTIME_KEYS}
+    typed = _numbers_read({k: config[k] for k in RUNTIME_KEYS if k in config}, load_schema(), load_schema())
+    return {k: typed.get(k, props[k]["default"]) for k in RUNTIME_KEYS}
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """The folders the workflow writes a config's files to, all under its ``output_dir``."""
+
+    results: str
+    logs: str
+    benchmarks: str
+
+
+def output_paths(config: dict) -> OutputPaths:
+    """Where a config's results, logs and benchmarks go: ``results``, ``logs`` and ``benchmarks``
+    under its ``output_dir`` (the working directory by default; the demo's is ``demo``)."""
+    base = config.get("output_dir") or load_schema()["properties"]["output_dir"]["default"]
+    return OutputPaths(*(os.path.normpath(os.path.join(base, name)) for name in ("results", "logs", "benchmarks")))
 
 
 def experiment_name(group: str, dataset: str, model: str, method: str, seed: int) -> str:
@@ -275,14 +313,54 @@ def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str]
             ref, _ = shared_state0_run(experiments[names[0]])
         out.update(dict.fromkeys(names, ref))
     return out
+
+
 # Fields of a resolved experiment that do not change what a state trains: its labels (the
-# experiment, method and state a checkpoint is for are checked on their own) and the throughput timing.
-NOT_TRAINING = ("name", "group", "model_key", "measure")
+# experiment, method and state a checkpoint is for are checked on their own), the throughput timing
+# (its own rule, measure_state) and the tracking of metrics (`logging`, where a config has it).
+NOT_TRAINING = ("name", "group", "model_key", "measure", "logging")
+
+# The schema marks a setting added after results existed with `x-neutral-default: true` when its
+# default reproduces the behaviour from before it existed. The training hash leaves such a setting
+# out while it has that default, so that a prunebench that adds it retrains nothing: a finished
+# matrix keeps its hashes, and only a config that sets another value trains anew.
+NEUTRAL_MARK = "x-neutral-default"
+
+
+@cache
+def neutral_defaults() -> dict[tuple[str, ...], Any]:
+    """Path in a resolved experiment -> default, for every setting the schema marks neutral."""
+    schema = load_schema()
+    out: dict[tuple[str, ...], Any] = {}
+
+    def walk(node: dict, path: tuple[str, ...]) -> None:
+        for key, sub in node.get("properties", {}).items():
+            if sub.get(NEUTRAL_MARK):
+                if "default" not in sub:
+                    raise ConfigError(f"schema: {'.'.join((*path, key))} is marked {NEUTRAL_MARK} but has no default")
+                out[(*path, key)] = _canonical(sub["default"])
+            walk(sub, (*path, key))
+
+    walk(schema["$defs"]["settings"], ())
+    walk(schema["$defs"]["model"], ("model",))
+    return out
+
+
+def _without_neutral(value: Any, path: tuple[str, ...], neutral: dict) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: _without_neutral(v, (*path, k), neutral)
+        for k, v in value.items()
+        if not ((*path, k) in neutral and _canonical(v) == neutral[(*path, k)])
+    }
 
 
 def training_settings(experiment: dict) -> dict:
-    """The part of a resolved experiment that decides what its states train (see :func:`training_hash`)."""
-    return {k: v for k, v in experiment.items() if k not in NOT_TRAINING}
+    """The part of a resolved experiment that decides what its states train (see :func:`training_hash`):
+    everything but :data:`NOT_TRAINING`, and without the neutral settings at their defaults."""
+    kept = {k: v for k, v in experiment.items() if k not in NOT_TRAINING}
+    return _without_neutral(kept, (), neutral_defaults())
 
 
 def _canonical(value: Any) -> Any:
@@ -298,11 +376,35 @@ def _canonical(value: Any) -> Any:
 
 def training_hash(experiment: dict) -> str:
     """sha256 (hex) of the experiment's training-relevant settings: the dataset, model, method, seed and
-    every train/prune/method/data setting, not its names nor the throughput timing (``measure``).
-    Checkpoints and summaries carry it as ``config_hash``; a file whose hash differs from the current
+    every train/prune/method/data setting, not its names nor the throughput timing (``measure``), nor
+    the neutral settings at their defaults (:data:`NEUTRAL_MARK`). The runtime settings (``device``,
+    ``data_dir``, ``download``, ``output_dir``) are not part of an experiment at all.
+
+    The training rules take it as their parameter, so that it alone decides when Snakemake retrains;
+    checkpoints and summaries carry it as ``config_hash``; a file whose hash differs from the current
     experiment's was trained under other settings."""
     text = json.dumps(_canonical(training_settings(experiment)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def job_experiment(config: dict, name: str, config_hash: str | None = None) -> tuple[dict, ResolvedConfig]:
+    """The experiment (or state-0 run) ``name`` of a workflow job, resolved from the job's config.
+
+    The training rules pass only the name and the :func:`training_hash` they were planned with (their
+    rerun trigger): the job resolves the experiment itself, and refuses to train when its config does
+    not resolve to the settings Snakemake planned (a config file edited between the plan and the job).
+    """
+    resolved = resolve_config(config, source="config")
+    experiment = resolved.experiments.get(name) or resolved.state0_runs.get(name)
+    if experiment is None:
+        raise ConfigError(f"the job's config has no experiment {name!r}; was the config edited while the workflow ran?")
+    have = training_hash(experiment)
+    if config_hash is not None and have != config_hash:
+        raise ConfigError(
+            f"{name}: the job's config resolves to training settings {have[:12]}, but the workflow planned the "
+            f"job under {config_hash[:12]}; the config changed while the workflow ran: rerun snakemake"
+        )
+    return experiment, resolved
 
 
 def settings_diff(trained: dict, current: dict, limit: int = 4) -> list[str]:
@@ -391,6 +493,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
         if run not in state0_runs:  # a group of REPrune only: its dense reference is trained all the same
             state0_runs[run] = shared_state0_run(experiments[name])[1]
     return ResolvedConfig(
+        output_dir=config.get("output_dir", schema["properties"]["output_dir"]["default"]),
         runtime=runtime,
         experiments=experiments,
         state0_of=state0_of,

@@ -16,7 +16,8 @@ def test_workflow_exports_final_state_as_compact_model(tmp_path, tiny_config):
     cost = json.loads((tmp_path / "results" / exp / "compact" / "cost.json").read_text())
     summary = json.loads((tmp_path / "results" / exp / "state1" / "summary.json").read_text())
     assert cost["state"] == 1 and cost["cost"] == summary["cost"]
-    assert summary["throughput"]["compact"] and cost["throughput"] == summary["throughput"]
+    timed = json.loads((tmp_path / "results" / exp / "state1" / "throughput.json").read_text())
+    assert timed["throughput"]["compact"] and cost["throughput"] == timed["throughput"]
     assert cost["cost"]["compact"]["params"] == summary["params_alive"] < summary["params_dense"]
     model = load_compact(tmp_path / "results" / exp / "compact" / "model.pt")
     assert sum(p.numel() for p in model.parameters()) == summary["params_alive"]

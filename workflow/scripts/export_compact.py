@@ -7,10 +7,12 @@ sys.stderr = open(snakemake.log[0], "w")
 from pathlib import Path
 
 from prunebench.cli import configure_logging
+from prunebench.config import job_experiment
 from prunebench.export.run import export_checkpoint
 from prunebench.train.recovery import release_finished
 
 configure_logging()
+experiment, _ = job_experiment(snakemake.config, snakemake.params.experiment, snakemake.params.config_hash)
 # this job reads the final state, so Snakemake has recorded it: its sealed copy is no longer needed
 release_finished(Path(snakemake.input.checkpoint).parent)
 export_checkpoint(
@@ -18,5 +20,6 @@ export_checkpoint(
     snakemake.output.model,
     snakemake.output.cost,
     summary=snakemake.input.summary,
-    experiment=snakemake.params.experiment,
+    throughput=snakemake.input.get("throughput"),
+    experiment=experiment,
 )

@@ -7,7 +7,9 @@ sys.stderr = open(snakemake.log[0], "a", buffering=1)
 from pathlib import Path
 
 from prunebench.cli import configure_logging
+from prunebench.config import job_experiment
 from prunebench.train.share import adopt_state0
 
 configure_logging()
-adopt_state0(Path(snakemake.input.summary).parent, Path(snakemake.output.summary).parent, snakemake.params.experiment)
+experiment, _ = job_experiment(snakemake.config, snakemake.params.experiment, snakemake.params.config_hash)
+adopt_state0(Path(snakemake.input.summary).parent, Path(snakemake.output.summary).parent, experiment)

@@ -8,18 +8,21 @@ from prunebench.logs import log_every_attempt  # no torch: loads in an instant
 sys.stderr = log_every_attempt(snakemake.log[0])
 
 from prunebench.cli import configure_logging
-from prunebench.config import runtime_settings
+from prunebench.config import job_experiment
 from prunebench.train.state import StatePaths, run_state
 
 
-def main(experiment, state, output, inputs, recovery, config, threads):
+def main(name, config_hash, state, output, inputs, recovery, config, threads):
     configure_logging()
+    # the rule passes only the name and the training hash it was planned with (its rerun trigger)
+    experiment, resolved = job_experiment(config, name, config_hash)
     paths = StatePaths(output.last.rsplit("/", 1)[0], recovery, inputs.get("previous"), inputs.get("init"))
-    run_state(experiment, state, paths, threads=threads, **runtime_settings(config))
+    run_state(experiment, state, paths, threads=threads, **resolved.runtime)
 
 
 main(
-    experiment=snakemake.params.experiment,
+    name=snakemake.params.experiment,
+    config_hash=snakemake.params.config_hash,
     state=int(snakemake.wildcards.get("state", 0)),
     output=snakemake.output,
     inputs=snakemake.input,

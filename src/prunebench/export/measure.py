@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from prunebench.export.compact import compact_model
 from prunebench.export.cost import input_shape, model_cost
+from prunebench.export.stamps import THROUGHPUT_FILE, read_throughput  # noqa: F401 (re-exported)
 from prunebench.export.throughput import measure_throughput
 from prunebench.pruning.groups import Masks
 from prunebench.train.loop import uses_channels_last
@@ -48,3 +50,35 @@ def state_measures(
     compact, cspec = compact_model(model, spec, masks)
     cfg = measure_cfg or {}
     return measures(model, compact, spec, cspec, cfg if cfg.get("enabled", False) else None, device)
+
+
+def measure_state(checkpoint: str | Path, out: str | Path, measure_cfg: dict, device: str = "auto") -> dict:
+    """Time a finished state's dense and compact models and write ``out`` (the state's throughput.json).
+
+    The workflow's measure_state rule: apart from training, so that the measure settings rerun the
+    timing only. ``device`` is the config's (a leased GPU when there is one, as training takes). The
+    file names the checkpoint it timed (experiment, state, epoch, config_hash), so that a reader can
+    tell it from a timing of an earlier run of the state; ``throughput`` is null when
+    ``measure_cfg["enabled"]`` is false.
+    """
+    from prunebench.export.compact import compact_from_checkpoint
+    from prunebench.io import atomic_write_json
+    from prunebench.train.checkpoint import load_checkpoint, trained_hash
+    from prunebench.train.devices import acquire_device
+
+    ckpt = load_checkpoint(checkpoint)
+    compact, cspec, dense = compact_from_checkpoint(ckpt)
+    timing = {"amp": True, **measure_cfg} if measure_cfg.get("enabled", True) else None
+    info = {k: ckpt[k] for k in ("experiment", "method", "state", "epoch")}
+    info["config_hash"] = trained_hash(ckpt)
+    info["measure"] = dict(measure_cfg)
+    throughput = None
+    if timing:
+        lease = acquire_device(device)
+        try:
+            throughput = measures(dense, compact, ckpt["model_spec"], cspec, timing, lease.device)["throughput"]
+        finally:
+            lease.release()
+    info["throughput"] = throughput
+    atomic_write_json(out, info)
+    return info

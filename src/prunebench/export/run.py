@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prunebench.errors import CheckpointError
 from prunebench.export.compact import compact_from_checkpoint, save_compact
-from prunebench.export.measure import measures
+from prunebench.export.measure import measures, read_throughput
 from prunebench.io import atomic_write_json
 from prunebench.train.checkpoint import check_trained_for, load_checkpoint, trained_hash
 
@@ -21,14 +21,17 @@ def export_checkpoint(
     out_json: str | Path | None = None,
     *,
     summary: str | Path | None = None,
+    throughput: str | Path | None = None,
     measure: dict | None = None,
     device: str = "cpu",
     experiment: dict | None = None,
 ) -> dict:
     """Write the compact model of ``checkpoint`` to ``out_model`` and its costs to ``out_json``.
 
-    Throughput comes from the state's ``summary`` (timed on the training device at the end of the
-    state) or, when ``measure`` (batch_sizes, warmup, repeats, amp) is given, is timed here on ``device``.
+    Throughput comes from the state's ``throughput`` file (its throughput.json, timed on the training
+    device by the workflow's measure_state; looked for beside ``summary`` when not given), else from
+    the ``summary`` of a state finished before timing had its own rule, or, when ``measure``
+    (batch_sizes, warmup, repeats, amp) is given, is timed here on ``device``.
     A checkpoint that is not what its place says is refused: see :func:`check_source`; with
     ``experiment`` (the workflow's export of a final state), it must also be that experiment's last
     state trained under its current settings.
@@ -50,9 +53,11 @@ def export_checkpoint(
     }
     if not measure and summary:
         try:
-            info["throughput"] = json.loads(Path(summary).read_text()).get("throughput")
+            state_summary = json.loads(Path(summary).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read the state summary {summary} ({exc}); rerun its state") from None
+        where = Path(throughput).parent if throughput else Path(summary).parent
+        info["throughput"] = read_throughput(where, state_summary)
     d, c = info["cost"]["dense"], info["cost"]["compact"]
     log.info(
         "exported %s: %d -> %d params, %.1f -> %.1f MMACs (%.2fx fewer)",

@@ -1,7 +1,8 @@
 """The one loader: every state's ``summary.json`` and ``metrics.jsonl`` as pandas DataFrames.
 
 ``Results.states`` has one row per finished state (the summary, with the nested ``cost`` and
-``throughput`` of the slimming step flattened to ``cost_{dense,compact}_{key}`` and
+``throughput`` of the slimming step (the state's throughput.json where measure_state timed it)
+flattened to ``cost_{dense,compact}_{key}`` and
 ``tput_{dense,compact}_{batch}`` columns); ``Results.epochs`` one row per evaluated epoch of those
 states; ``Results.plan`` one row per experiment that should exist, with its number of states;
 ``Results.references`` one row per dense reference (group, dataset, model and seed).
@@ -25,6 +26,7 @@ import pandas as pd
 
 from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs
 from prunebench.errors import PrunebenchError
+from prunebench.export.stamps import state_throughput
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
 
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
@@ -166,6 +168,9 @@ def read_summary(path: str | Path) -> dict:
             f"state summary {path} lacks {', '.join(missing)}; it was not written by prunebench's "
             "train-state; delete the state's folder and rerun it"
         )
+    # timed apart from training since the measure_state rule: its throughput.json, else (results
+    # written before) the summary's own field
+    summary["throughput"] = state_throughput(path, summary)
     row = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     row.update(_nested(summary))
     row.update(_flatten_costs(summary))

@@ -1,7 +1,9 @@
-"""Every state's summary.json carries dense vs compact costs and (when enabled) measured throughput."""
+"""Every state's summary.json carries dense vs compact costs; the throughput is timed apart (measure_state)."""
 
 import json
 
+from prunebench.export.measure import measure_state
+from prunebench.export.stamps import read_throughput
 from prunebench.train.state import StatePaths, run_state
 from tests.conftest import resolved_experiment
 
@@ -27,9 +29,16 @@ def test_pruned_state_summary_has_costs_and_throughput(tmp_path, tiny_config):
     assert compact["params"] == s1["params_alive"] < dense["params"]
     assert compact["macs"] < dense["macs"]
     assert compact["params_other"] == dense["params_other"]  # embeddings, norms and head are never pruned
-    tp = s1["throughput"]
-    assert set(tp["dense"]) == set(tp["compact"]) == {"1", "4"}
+    assert s1["throughput"] is None  # timed by its own job, not at the end of training
+    state1 = tmp_path / "results" / exp["name"] / "state1"
+    info = measure_state(state1 / "last.pt", state1 / "throughput.json", exp["measure"], device="cpu")
+    assert (info["experiment"], info["state"], info["epoch"]) == (exp["name"], 1, s1["epoch"])
+    assert info["config_hash"] == s1["config_hash"]
+    tp = read_throughput(state1, s1)
+    assert tp == info["throughput"] and set(tp["dense"]) == set(tp["compact"]) == {"1", "4"}
     assert tp["device_type"] == "cpu" and "torch" in tp["versions"]
+    # a timing of another run of the state (here: another epoch) is not taken for this one's
+    assert read_throughput(state1, {**s1, "epoch": s1["epoch"] + 1, "throughput": None}) is None
 
 
 def test_throughput_is_null_when_measuring_is_off(tmp_path, tiny_config):

@@ -1,0 +1,17 @@
+"""Snakemake adapter: time a finished state's dense and compact models (logic in prunebench.export.measure)."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from prunebench.cli import configure_logging
+from prunebench.config import runtime_settings
+from prunebench.export.measure import measure_state
+
+configure_logging()
+measure_state(
+    snakemake.input.last,
+    snakemake.output.throughput,
+    snakemake.params.measure,
+    device=runtime_settings(snakemake.config)["device"],
+)
