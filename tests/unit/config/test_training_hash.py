@@ -1,0 +1,163 @@
+"""The training hash (the training rules' rerun trigger): what changes it, and what must not."""
+
+import copy
+
+import pytest
+
+from prunebench import config as C
+from prunebench.config import (
+    NEUTRAL_MARK,
+    NOT_TRAINING,
+    job_experiment,
+    load_schema,
+    neutral_defaults,
+    output_paths,
+    resolve_config,
+    training_hash,
+)
+from prunebench.errors import ConfigError
+
+# Every setting the training hash covers. A new schema key lands here or carries `x-neutral-default`:
+# a key whose default reproduces the behaviour from before it existed is marked (the hash skips it at
+# its default, so upgrading retrains nothing); any other key changes the hash of every finished state.
+HASHED = {
+    "data.split_seed", "data.train_limit", "data.val_size",
+    "model.arch", "model.img_size", "model.kwargs", "model.patch_size", "model.pretrained",
+    "prune.budget", "prune.groups", "prune.ranking", "prune.rewind", "prune.schedule", "prune.states",
+    "prune.target_sparsity",
+    "reprune.interval_epochs", "reprune.linkage", "reprune.min_layer_density", "reprune.prune_until",
+    "reprune.ramp", "reprune.regrowth",
+    "rsst.exponents", "rsst.lambda_schedule", "rsst.reg_granularity_prune",
+    "train.amp", "train.augment", "train.batch_size", "train.compile", "train.crop_padding",
+    "train.divergence_loss", "train.epochs", "train.eval_batch_size", "train.grad_clip",
+    "train.label_smoothing", "train.lr", "train.lr_schedule", "train.min_lr", "train.momentum",
+    "train.nesterov", "train.optimizer", "train.state0_epochs", "train.warmup_epochs", "train.weight_decay",
+}  # fmt: skip
+
+
+def _hashed_keys() -> set[str]:
+    def walk(node, path):
+        props = node.get("properties", {})
+        if not props:
+            yield ".".join(path)
+            return
+        for key, sub in props.items():
+            if not (len(path) == 0 and key in NOT_TRAINING) and not sub.get(NEUTRAL_MARK):
+                yield from walk(sub, (*path, key))
+
+    schema = load_schema()
+    return set(walk(schema["$defs"]["settings"], ())) | set(walk(schema["$defs"]["model"], ("model",)))
+
+
+def test_every_new_setting_is_hashed_or_marked_neutral():
+    keys = _hashed_keys()
+    assert keys - HASHED == set(), (
+        "new settings change every finished state's training hash (a full retrain after upgrading): "
+        f"mark them `{NEUTRAL_MARK}: true` in the schema if their default reproduces the old behaviour, "
+        "else add them to HASHED"
+    )
+    assert HASHED - keys == set()
+
+
+def _hashes(config: dict) -> dict[str, str]:
+    resolved = resolve_config(config)
+    runs = {name: training_hash(exp) for name, exp in resolved.state0_runs.items()}
+    return {**runs, **{name: training_hash(exp) for name, exp in resolved.experiments.items()}}
+
+
+def test_runtime_measure_and_output_settings_change_no_hash(tiny_config):
+    tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
+    before = _hashes(tiny_config)
+    changed = copy.deepcopy(tiny_config)
+    changed.update(device="auto", data_dir="/elsewhere/data", download=True, output_dir="runs/other")
+    changed["defaults"]["measure"] = {"enabled": True, "batch_sizes": [1, 2], "warmup": 5, "repeats": 50}
+    assert _hashes(changed) == before
+
+
+def test_training_settings_change_the_hash_of_their_group_only(tiny_config):
+    tiny_config["experiments"]["u"] = copy.deepcopy(tiny_config["experiments"]["t"])
+    before = _hashes(tiny_config)
+    tiny_config["experiments"]["u"]["overrides"] = {"train": {"lr": 0.001}}
+    after = _hashes(tiny_config)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"shared/u-synthetic-tiny_vit-s0", "u-synthetic-tiny_vit-refill-s0"}
+
+
+@pytest.fixture
+def schema_with(monkeypatch):
+    """Replace the schema by a copy with one more `train` setting, as a later prunebench would add."""
+
+    def add(key: str, spec: dict):
+        schema = copy.deepcopy(load_schema())
+        schema["$defs"]["settings"]["properties"]["train"]["properties"][key] = spec
+        monkeypatch.setattr(C, "load_schema", lambda: schema)
+        neutral_defaults.cache_clear()
+
+    yield add
+    neutral_defaults.cache_clear()
+
+
+def test_a_new_setting_with_a_neutral_default_leaves_the_hash_unchanged(tiny_config, schema_with):
+    old = _hashes(tiny_config)
+    schema_with("ema_decay", {"type": "number", "default": 0.0, NEUTRAL_MARK: True, "description": "EMA."})
+    assert next(iter(resolve_config(tiny_config).experiments.values()))["train"]["ema_decay"] == 0.0
+    assert _hashes(tiny_config) == old  # a finished matrix is not retrained after the upgrade
+    tiny_config["defaults"]["train"]["ema_decay"] = 0.999
+    assert set(_hashes(tiny_config).values()).isdisjoint(old.values())  # set to another value: it trains anew
+
+
+def test_a_new_setting_without_the_mark_changes_the_hash(tiny_config, schema_with):
+    old = _hashes(tiny_config)
+    schema_with("ema_decay", {"type": "number", "default": 0.0, "description": "EMA."})
+    assert set(_hashes(tiny_config).values()).isdisjoint(old.values())
+
+
+def test_marked_settings_are_skipped_only_at_their_default(tiny_config):
+    assert neutral_defaults()[("rsst", "peak_at")] == 1
+    base = _hashes(tiny_config)
+    tiny_config["defaults"]["rsst"] = {"peak_at": 1.0}  # explicitly the default: the same training
+    assert _hashes(tiny_config) == base
+    tiny_config["defaults"]["rsst"] = {"peak_at": 0.5}
+    assert set(_hashes(tiny_config).values()).isdisjoint(base.values())
+
+
+def test_an_old_checkpoint_config_without_a_new_key_hashes_as_before(tiny_config):
+    exp = next(iter(resolve_config(tiny_config).experiments.values()))
+    old = copy.deepcopy(exp)
+    del old["rsst"]["peak_at"], old["prune"]["importance"]  # written before these settings existed
+    assert training_hash(old) == training_hash(exp)
+
+
+def test_command_line_strings_are_read_as_the_schema_types(tiny_config):
+    # `snakemake --config download=false` passes the word "false"; YAML 1.1 reads 1e-3 as a string
+    tiny_config.update(download="false", device="cpu")
+    tiny_config["defaults"]["train"]["lr"] = "1e-3"
+    tiny_config["defaults"]["measure"] = {"enabled": "False"}
+    resolved = resolve_config(tiny_config)
+    assert resolved.runtime["download"] is False
+    exp = next(iter(resolved.experiments.values()))
+    assert exp["train"]["lr"] == 0.001 and exp["measure"]["enabled"] is False
+    assert C.runtime_settings({"download": "no"})["download"] is False
+    tiny_config["download"] = "maybe"
+    with pytest.raises(ConfigError, match="download = 'maybe': must be of type boolean"):
+        resolve_config(tiny_config)
+
+
+def test_output_paths_keep_each_config_apart():
+    assert output_paths({}) == C.OutputPaths("results", "logs", "benchmarks")
+    assert output_paths({"output_dir": "demo"}) == C.OutputPaths("demo/results", "demo/logs", "demo/benchmarks")
+
+
+def test_a_job_resolves_its_experiment_and_refuses_a_changed_config(tiny_config):
+    resolved = resolve_config(tiny_config)
+    name = next(iter(resolved.experiments))
+    want = training_hash(resolved.experiments[name])
+    experiment, _ = job_experiment(tiny_config, name, want)
+    assert experiment == resolved.experiments[name]
+    run = resolved.state0_of[name]
+    assert job_experiment(tiny_config, run, training_hash(resolved.state0_runs[run]))[0]["method"] == "dense"
+    tiny_config["defaults"]["train"]["lr"] = 0.1
+    with pytest.raises(ConfigError, match="the config changed while the workflow ran"):
+        job_experiment(tiny_config, name, want)
+    with pytest.raises(ConfigError, match="has no experiment 'nope'"):
+        job_experiment(tiny_config, "nope")
