@@ -1,0 +1,51 @@
+"""Reports read a state's throughput from its throughput.json (measure_state), old summaries' field else."""
+
+import json
+
+from prunebench.export.stamps import state_throughput
+from prunebench.report.load import read_summary
+
+TPUT = {"device": "cpu", "dense": {"1": 100.0}, "compact": {"1": 150.0}}
+OLD = {"device": "cpu", "dense": {"1": 90.0}, "compact": {"1": 95.0}}
+
+
+def write_state(folder, name, state=1, throughput=None, **extra):
+    folder.mkdir(parents=True)
+    summary = {
+        "experiment": name, "dataset": "synthetic", "model": "tiny_vit", "method": extra.pop("method", "refill"),
+        "seed": 0, "state": state, "epoch": 1, "config_hash": "abc", "best_test_acc": 50.0,
+        "final_test_acc": 49.0, "throughput": throughput, **extra,
+    }  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder / "summary.json", summary
+
+
+def timed(folder, name, state=1, config_hash="abc", throughput=TPUT):
+    stamp = {"experiment": name, "state": state, "epoch": 1, "config_hash": config_hash}
+    (folder / "throughput.json").write_text(json.dumps({**stamp, "throughput": throughput}))
+
+
+def test_the_timing_file_of_the_same_checkpoint_is_read(tmp_path):
+    path, summary = write_state(tmp_path / "results" / "x" / "state1", "x")
+    timed(path.parent, "x")
+    assert state_throughput(path, summary) == TPUT
+    row = read_summary(path)
+    assert (row["tput_dense_1"], row["tput_compact_1"]) == (100.0, 150.0)
+
+
+def test_results_from_before_the_timing_rule_keep_their_summary_field(tmp_path):
+    path, summary = write_state(tmp_path / "results" / "x" / "state1", "x", throughput=OLD)
+    assert state_throughput(path, summary) == OLD
+    timed(path.parent, "x", config_hash="other")  # a timing of an earlier run of the state
+    assert state_throughput(path, summary) == OLD
+    assert read_summary(path)["tput_dense_1"] == 90.0
+
+
+def test_a_copy_of_a_shared_state0_reads_the_shared_runs_timing(tmp_path):
+    results = tmp_path / "results"
+    shared, _ = write_state(results / "shared" / "t-synthetic-tiny_vit-s0" / "state0", "t-synthetic-tiny_vit-s0",
+                            state=0, method="dense")  # fmt: skip
+    timed(shared.parent, "t-synthetic-tiny_vit-s0", state=0)
+    copy, summary = write_state(results / "t-synthetic-tiny_vit-refill-s0" / "state0", "t-synthetic-tiny_vit-refill-s0",
+                                state=0, shared_state0="results/shared/t-synthetic-tiny_vit-s0/state0")  # fmt: skip
+    assert state_throughput(copy, summary) == TPUT
