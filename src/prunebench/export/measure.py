@@ -70,7 +70,7 @@ def measure_state(checkpoint: str | Path, out: str | Path, measure_cfg: dict, de
     compact, cspec, dense = compact_from_checkpoint(ckpt)
     timing = {"amp": True, **measure_cfg} if measure_cfg.get("enabled", True) else None
     info = {k: ckpt[k] for k in ("experiment", "method", "state", "epoch")}
-    info["config_hash"] = trained_hash(ckpt)
+    info["config_hash"] = ckpt.get("config_hash") or trained_hash(ckpt)  # as the state's summary has it
     info["measure"] = dict(measure_cfg)
     throughput = None
     if timing:
