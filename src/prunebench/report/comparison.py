@@ -13,8 +13,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from prunebench.config import SHARED_DIR
-from prunebench.io import atomic_write_text
 from prunebench.report import analysis as A
+from prunebench.report.html import write_report
 from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments
 from prunebench.report.plots import write_plots
 from prunebench.report.summary import render_summary
@@ -319,13 +319,16 @@ def render_comparison(results: Results, dataset: str, model: str, plots: dict[st
     return _env().get_template("comparison.md.j2").render(**comparison_context(results, dataset, model, plots))
 
 
-def write_comparison_report(results: Results, dataset: str, model: str, output: str | Path, plot_dir: str | Path):
-    """Plots into ``plot_dir`` and the Markdown report (linking them by relative path) to ``output``."""
+def write_comparison_report(
+    results: Results, dataset: str, model: str, output: str | Path, plot_dir: str | Path, html: str | Path | None = None
+):
+    """Plots into ``plot_dir``, the Markdown report (linking them by relative path) to ``output`` and,
+    when given, its HTML version (plots embedded) to ``html``."""
     output = Path(output)
     res = results.select(dataset, model)
     paths = write_plots(res.states, res.epochs, plot_dir, f"{dataset} · {model}", res.references)
     rel = {k: Path(os.path.relpath(p, output.parent)).as_posix() for k, p in paths.items()}
-    atomic_write_text(output, render_comparison(results, dataset, model, rel))
+    write_report(render_comparison(results, dataset, model, rel), output, html)
 
 
 def index_context(results: Results, reports: dict[tuple[str, str], str]) -> dict:
@@ -360,11 +363,14 @@ def render_index(results: Results, reports: dict[tuple[str, str], str]) -> str:
     return _env().get_template("index.md.j2").render(**index_context(results, reports))
 
 
-def write_index(results: Results, output: str | Path, reports: dict[tuple[str, str], str | Path]) -> None:
-    """The index report linking every comparison report (paths made relative to the index)."""
+def write_index(
+    results: Results, output: str | Path, reports: dict[tuple[str, str], str | Path], html: str | Path | None = None
+) -> None:
+    """The index report linking every comparison report (paths made relative to the index), and
+    its HTML version (linking theirs) when ``html`` is given."""
     output = Path(output)
     rel = {k: Path(os.path.relpath(v, output.parent)).as_posix() for k, v in reports.items()}
-    atomic_write_text(output, render_index(results, rel))
+    write_report(render_index(results, rel), output, html)
 
 
 def comparison_paths(reports_dir: str | Path, dataset: str, model: str) -> tuple[Path, Path]:
@@ -390,12 +396,14 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
     written, reports = [], {}
     for dataset, model in results.comparisons():
         md, plot_dir = comparison_paths(reports_dir, dataset, model)
-        write_comparison_report(results, dataset, model, md, plot_dir)
+        write_comparison_report(results, dataset, model, md, plot_dir, md.with_suffix(".html"))
         reports[(dataset, model)] = md
         written.append(md)
-    write_index(results, reports_dir / "index.md", reports)
-    atomic_write_text(reports_dir / "summary.md", render_summary(results.states))  # the states loaded above
+    write_index(results, reports_dir / "index.md", reports, reports_dir / "index.html")
+    # the states loaded above
+    write_report(render_summary(results.states), reports_dir / "summary.md", reports_dir / "summary.html")
     written += [reports_dir / "index.md", reports_dir / "summary.md"]
+    written += [p.with_suffix(".html") for p in written]
     comp = A.completeness(results.plan, results.states)
     missing = [f"{r.experiment}: {r.done}/{r.planned} states done, missing {', '.join(map(str, r.missing))}"
                for r in comp.itertuples() if r.missing]  # fmt: skip
@@ -403,15 +411,15 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
 
 
 def write_comparison_from_files(
-    summary_paths, experiments: dict[str, dict], dataset: str, model: str, output, plot_dir
+    summary_paths, experiments: dict[str, dict], dataset: str, model: str, output, plot_dir, html=None
 ) -> None:
     """The workflow's comparison job: load the listed states, plan from the resolved experiments."""
-    write_comparison_report(_load_planned(summary_paths, experiments), dataset, model, output, plot_dir)
+    write_comparison_report(_load_planned(summary_paths, experiments), dataset, model, output, plot_dir, html)
 
 
-def write_index_from_files(summary_paths, experiments: dict[str, dict], reports: list, output) -> None:
+def write_index_from_files(summary_paths, experiments: dict[str, dict], reports: list, output, html=None) -> None:
     """The workflow's index job; ``reports`` holds (dataset, model, path of the comparison report)."""
-    write_index(_load_planned(summary_paths, experiments), output, {(d, m): p for d, m, p in reports})
+    write_index(_load_planned(summary_paths, experiments), output, {(d, m): p for d, m, p in reports}, html)
 
 
 def _load_planned(summary_paths, experiments: dict[str, dict]) -> Results:
