@@ -2,7 +2,7 @@
 
 import sys
 
-from prunebench.logs import log_every_attempt  # no torch: loads in an instant
+from prunebench.logs import log_every_attempt, state_done_line  # no torch: loads in an instant
 
 # Snakemake deletes the log before a rerun: the lines of every attempt also go to logs/attempts/.
 sys.stderr = log_every_attempt(snakemake.log[0])
@@ -15,7 +15,8 @@ from prunebench.train.state import StatePaths, run_state
 def main(experiment, state, output, inputs, recovery, config, threads):
     configure_logging()
     paths = StatePaths(output.last.rsplit("/", 1)[0], recovery, inputs.get("previous"), inputs.get("init"))
-    run_state(experiment, state, paths, threads=threads, **runtime_settings(config))
+    summary = run_state(experiment, state, paths, threads=threads, **runtime_settings(config))
+    print(state_done_line(summary), flush=True)  # stdout is still the Snakemake console's
 
 
 main(
