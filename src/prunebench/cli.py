@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
 
+from prunebench import __version__
 from prunebench.errors import PrunebenchError
 
 
@@ -34,6 +36,12 @@ def _cmd_train_state(args) -> None:
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
         )
     experiment, run = resolved.experiments[args.experiment], resolved.state0_of[args.experiment]
+    states = experiment["prune"]["states"]
+    if not 0 <= args.state < states:  # said before any data or model is loaded
+        raise PrunebenchError(
+            f"state {args.state} does not exist: {args.experiment} has {states} states, 0 to {states - 1} "
+            f"(prune.states in {args.config})"
+        )
     paths = StatePaths.under(args.results, args.experiment, args.state)
     if args.state == 0 and run != args.experiment:  # as the workflow does: the shared state 0, then a copy
         from prunebench.train.share import adopt_state0
@@ -66,14 +74,21 @@ def _cmd_export(args) -> None:
             print(f"batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
 
 
+@functools.cache
+def _resolved(config: str):
+    """The config file validated and resolved (once per command)."""
+    from prunebench.config import load_config_file, resolve_config
+
+    return resolve_config(load_config_file(config), source=config)
+
+
 def _plan(config: str | None):
     """The planned experiments of a config (None: judge from the results found)."""
     if config is None:
         return None
-    from prunebench.config import load_config_file, resolve_config
     from prunebench.report.load import plan_from_experiments
 
-    resolved = resolve_config(load_config_file(config), source=config)
+    resolved = _resolved(config)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
     return plan
@@ -94,23 +109,28 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_status(args) -> None:
-    from prunebench.report.status import format_progress, progress
+    from prunebench.report.status import format_progress, progress, shared_progress
 
     print(format_progress(progress(args.results, _plan(args.config))))
+    shared = shared_progress(args.results, _resolved(args.config).state0_runs)
+    if len(shared):
+        print("\nshared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):")
+        print(format_progress(shared))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prunebench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate a config and list its experiments")
     p.add_argument("config")
     p.set_defaults(func=_cmd_validate)
     p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
-    p.add_argument("config")
-    p.add_argument("experiment")
-    p.add_argument("state", type=int)
-    p.add_argument("--results", default="results")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("config", help="the workflow's config file (e.g. config.yaml)")
+    p.add_argument("experiment", help="experiment name, as `prunebench validate CONFIG` lists them")
+    p.add_argument("state", type=int, help="prune state to train: 0 (dense) to prune.states - 1")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train_state)
     p = sub.add_parser(
         "export", help="write the compact (physically pruned) model of a state checkpoint, with its costs"
