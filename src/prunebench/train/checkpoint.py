@@ -46,36 +46,6 @@ def save_checkpoint(path: str | Path, ckpt: dict) -> None:
     atomic_torch_save(path, ckpt)
 
 
-def load_checkpoint(path: str | Path, expect: dict[str, Any] | None = None) -> dict:
-    """Load and check a checkpoint; ``expect`` maps fields (experiment, method, state...) to required values."""
-    path = Path(path)
-    fix = "delete it and rerun the workflow so that it is rebuilt"
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; rerun the workflow to build it")
-    foreign = f"give a state's last.pt or best.pt instead, or if the workflow wrote this file, {fix}"
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        what = _what_else(path)
-        if what is not None:
-            raise CheckpointError(f"{path} is not a checkpoint: it is {what}; {foreign}") from None
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); {fix}"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND or any(k not in ckpt for k in REQUIRED):
-        raise CheckpointError(f"{path} is not a prunebench state checkpoint: {_what_loaded(ckpt)}; {foreign}")
-    if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format version {ckpt['format_version']}, this prunebench reads "
-            f"version {FORMAT_VERSION}; {fix}"
-        )
-    for key, want in (expect or {}).items():
-        have = ckpt["model_spec"].get("arch") if key == "arch" else ckpt.get(key)
-        if have != want:
-            raise CheckpointError(f"checkpoint {path} is for {key} {have!r}, expected {want!r}; {fix}")
-    return ckpt
-
-
 def _what_else(path: Path) -> str | None:
     """What a file torch cannot load is, when it is plainly not a PyTorch checkpoint (None: it looks
     like one, damaged: a zip cut short, or torch's own format)."""
@@ -116,3 +86,33 @@ def _what_loaded(obj: Any) -> str:
     if isinstance(obj, dict):
         return f"it holds a dict without a state checkpoint's fields ({', '.join(map(str, list(obj)[:5]))})"
     return f"it holds a {type(obj).__name__}"
+
+
+def load_checkpoint(path: str | Path, expect: dict[str, Any] | None = None) -> dict:
+    """Load and check a checkpoint; ``expect`` maps fields (experiment, method, state...) to required values."""
+    path = Path(path)
+    fix = "delete it and rerun the workflow so that it is rebuilt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; rerun the workflow to build it")
+    foreign = f"give a state's last.pt or best.pt instead, or if the workflow wrote this file, {fix}"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        what = _what_else(path)
+        if what is not None:
+            raise CheckpointError(f"{path} is not a checkpoint: it is {what}; {foreign}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); {fix}"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND or any(k not in ckpt for k in REQUIRED):
+        raise CheckpointError(f"{path} is not a prunebench state checkpoint: {_what_loaded(ckpt)}; {foreign}")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {ckpt['format_version']}, this prunebench reads "
+            f"version {FORMAT_VERSION}; {fix}"
+        )
+    for key, want in (expect or {}).items():
+        have = ckpt["model_spec"].get("arch") if key == "arch" else ckpt.get(key)
+        if have != want:
+            raise CheckpointError(f"checkpoint {path} is for {key} {have!r}, expected {want!r}; {fix}")
+    return ckpt
