@@ -37,13 +37,13 @@ def main() -> None:
             experiment = {
                 "name": arch, "model": {"arch": arch},
                 "train": {"epochs": 10, "state0_epochs": None},
-                "prune": {"states": 1, "target_sparsity": 0.6, "groups": ["channels"]},
-                "reprune": {"interval_epochs": 1, "prune_until": 1.0, "linkage": linkage, "budget": "macs",
-                            "macs_reduction": 0.6038, "ramp": "linear", "min_layer_density": 0.0, "regrowth": 0.0},
+                "prune": {"states": 1, "target_sparsity": 0.6038, "groups": ["channels"], "budget": "macs"},
+                "reprune": {"interval_epochs": 1, "prune_until": 1.0, "linkage": linkage,
+                            "ramp": "linear", "min_layer_density": 0.0, "regrowth": 0.0},
             }  # fmt: skip
             run = REPruneRun(experiment, groupsets)
             start = time.perf_counter()
-            masks, stats = run.prune(model, full_masks(groupsets), 10, 32)
+            masks, stats = run.prune(model, full_masks(groupsets), run.event_starts[-1], 32)
             seconds = time.perf_counter() - start
             kept = sum(int(m.sum()) for m in masks.values())
             total = sum(m.numel() for m in masks.values())

@@ -11,5 +11,7 @@ rule export_compact:
         "logs/export_compact/{experiment}.log",
     conda:
         "../envs/prunebench.yaml"
+    params:
+        experiment=get_experiment,
     script:
         "../workflow/scripts/export_compact.py"

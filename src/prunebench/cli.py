@@ -86,20 +86,30 @@ def _plan(config: str | None):
     """The planned experiments of a config (None: judge from the results found)."""
     if config is None:
         return None
+    from prunebench.config import training_hash
     from prunebench.report.load import plan_from_experiments
 
     resolved = _resolved(config)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
+    # what each experiment's states must have been trained under to be current (report.status)
+    plan["config_hash"] = plan["experiment"].map(lambda name: training_hash(resolved.experiments[name]))
     return plan
 
 
 def _cmd_report(args) -> None:
     from prunebench.report.comparison import build_reports
+    from prunebench.report.status import stale_states
 
-    written, missing = build_reports(args.results, _plan(args.config))
+    plan = _plan(args.config)
+    written, missing = build_reports(args.results, plan)
     for path in written:
         print(path)
+    stale = stale_states(args.results, plan)
+    if stale:
+        print("stale states (their numbers in the reports are of the old settings):", file=sys.stderr)
+        for line in stale:
+            print(f"  {line}", file=sys.stderr)
     if missing:
         print("missing states (the reports are partial):", file=sys.stderr)
         for line in missing:
@@ -109,9 +119,12 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_status(args) -> None:
-    from prunebench.report.status import format_progress, progress, shared_progress
+    from prunebench.report.status import format_progress, progress, shared_progress, stale_states
 
-    print(format_progress(progress(args.results, _plan(args.config))))
+    plan = _plan(args.config)
+    print(format_progress(progress(args.results, plan)))
+    for line in stale_states(args.results, plan):
+        print(f"  stale: {line}")
     shared = shared_progress(args.results, _resolved(args.config).state0_runs)
     if len(shared):
         print("\nshared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):")

@@ -7,6 +7,7 @@ command-line tool both call :func:`resolve_config`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import math
@@ -114,6 +115,13 @@ def _where(path) -> str:
     return out or "(top level)"
 
 
+# keys that were removed, and what replaces them (named in the error an old config gets)
+REPLACED_KEYS = {
+    ("reprune", "budget"): "prune.budget (groups, params or macs; `channels` is now `groups`)",
+    ("reprune", "macs_reduction"): "prune.target_sparsity with prune.budget: macs",
+}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     where = _where(error.absolute_path)
     value = error.instance
@@ -121,6 +129,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if kw == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
+        section = [str(p) for p in error.absolute_path][-1:]
+        moved = [f"{section[0]}.{e} is replaced by {REPLACED_KEYS[(section[0], e)]}" for e in extra
+                 if section and (section[0], e) in REPLACED_KEYS]  # fmt: skip
+        if moved:
+            return f"{where}: {'; '.join(moved)}"
         hint = f"allowed keys: {', '.join(allowed)}" if allowed else "no keys are allowed here"
         return f"{where}: unknown key {', '.join(repr(e) for e in extra)}; {hint}"
     if kw == "enum":
@@ -262,6 +275,51 @@ def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str]
             ref, _ = shared_state0_run(experiments[names[0]])
         out.update(dict.fromkeys(names, ref))
     return out
+# Fields of a resolved experiment that do not change what a state trains: its labels (the
+# experiment, method and state a checkpoint is for are checked on their own) and the throughput timing.
+NOT_TRAINING = ("name", "group", "model_key", "measure")
+
+
+def training_settings(experiment: dict) -> dict:
+    """The part of a resolved experiment that decides what its states train (see :func:`training_hash`)."""
+    return {k: v for k, v in experiment.items() if k not in NOT_TRAINING}
+
+
+def _canonical(value: Any) -> Any:
+    # 1 and 1.0 train alike (YAML gives either), so an integral float hashes as the int
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def training_hash(experiment: dict) -> str:
+    """sha256 (hex) of the experiment's training-relevant settings: the dataset, model, method, seed and
+    every train/prune/method/data setting, not its names nor the throughput timing (``measure``).
+    Checkpoints and summaries carry it as ``config_hash``; a file whose hash differs from the current
+    experiment's was trained under other settings."""
+    text = json.dumps(_canonical(training_settings(experiment)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def settings_diff(trained: dict, current: dict, limit: int = 4) -> list[str]:
+    """The training settings that differ between two resolved experiments, as ``key: old -> new``."""
+
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix[:-1]: _canonical(value)}
+
+    a, b = flat(training_settings(trained)), flat(training_settings(current))
+    diff = [f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k, "(unset)") != b.get(k, "(unset)")]  # fmt: skip
+    return diff[:limit] + ([f"and {len(diff) - limit} more"] if len(diff) > limit else [])
 
 
 def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
@@ -491,10 +549,11 @@ def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: 
     if "channels" not in settings["prune"]["groups"]:
         raise ConfigError(f"{where}: method reprune needs `channels` in prune.groups (set it in the group's overrides)")
     rcfg, total = settings["reprune"], chain_epochs(settings)
-    if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"]:
+    if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"] or rcfg["interval_epochs"] >= total:
         raise ConfigError(
-            f"{where}: reprune would never prune: prune_until x {total} epochs is before the first event at "
-            f"epoch {rcfg['interval_epochs']}; raise reprune.prune_until or lower reprune.interval_epochs"
+            f"{where}: reprune would never prune: its first event comes after {rcfg['interval_epochs']} trained "
+            f"epochs, which must be within prune_until x {total} epochs and before the chain's last epoch; "
+            "raise reprune.prune_until or lower reprune.interval_epochs"
         )
 
 

@@ -17,10 +17,10 @@ def reference():
 def test_reference_matrix_is_vit_small_on_cifar_refill_vs_rsst():
     resolved = resolve_config(reference())
     exps = {k: e for k, e in resolved.experiments.items() if e["group"] == "vit"}
-    assert len(exps) == 4
+    assert len(exps) == 8
     assert {(e["dataset"], e["method"]) for e in exps.values()} == {
-        ("cifar10", "refill"), ("cifar10", "rsst"), ("cifar100", "refill"), ("cifar100", "rsst"),
-    }  # fmt: skip
+        (d, m) for d in ("cifar10", "cifar100") for m in ("refill", "rsst", "random", "oneshot")
+    }
     for e in exps.values():
         assert e["model"]["arch"] == "vit_small_patch16_224" and e["model"]["pretrained"] is True
         assert (e["prune"]["states"], e["train"]["epochs"], e["prune"]["target_sparsity"]) == (16, 60, 0.7)
@@ -35,6 +35,13 @@ def test_reference_matrix_is_vit_small_on_cifar_refill_vs_rsst():
         )
         assert t["augment"] == ["crop", "flip"]
         assert set(e["prune"]["groups"]) == {"heads", "neurons"}
+
+
+def test_reference_cnn_methods_all_end_at_the_papers_macs_cut():
+    resolved = resolve_config(reference())
+    cnn = [e for e in resolved.experiments.values() if e["model_key"] == "resnet56"]
+    assert {e["method"] for e in cnn} == {"dense", "refill", "rsst", "reprune", "random", "oneshot"}
+    assert {(e["prune"]["budget"], e["prune"]["target_sparsity"]) for e in cnn} == {("macs", 0.6038)}
 
 
 def test_defaults_are_filled_from_the_schema(tiny_config):
@@ -64,7 +71,7 @@ def test_group_overrides_apply_only_to_their_group(tiny_config):
     ("edit", "expected"),
     [
         (lambda c: c["experiments"]["vit"]["methods"].append("RSSTX"),
-         "experiments.vit.methods[2] = 'RSSTX': must be one of dense, refill, rsst"),
+         "experiments.vit.methods[4] = 'RSSTX': must be one of dense, refill, rsst"),
         (lambda c: c["defaults"]["prune"].update(target_sparsity=1.5),
          "defaults.prune.target_sparsity = 1.5: must be < 1"),
         (lambda c: c["defaults"]["prune"].update(states=0), "defaults.prune.states = 0: must be >= 1"),
@@ -123,6 +130,7 @@ def test_config_file_errors(tmp_path):
 def test_demo_config_is_valid():
     exps = resolve_config(yaml.safe_load((REPO / "config/demo.yaml").read_text())).experiments
     assert {e["method"] for e in exps.values()} >= {"dense", "refill", "rsst"}
+    assert {e["group"] for e in exps.values() if e["method"] == "random"} == {"demo", "demo_cnn"}  # the floor
     assert all(e["dataset"] == "digits" for e in exps.values() if e["model"]["arch"].startswith("vit"))
 
 

@@ -100,15 +100,16 @@ def test_a_finished_run_has_nothing_left_to_do(finished_run):
 def test_reference_config_plans_the_full_matrix(tmp_path):
     proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(REPO / "config.yaml"))
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    # 4 ViT-S experiments x 16 states, 7 ResNet-56 experiments x 10 states. State 0 is trained once
-    # per dataset for the ViT-S methods, once for dense/Refill/RSST of ResNet-56 and once per REPrune.
-    # The three REPrune-only linkage groups also train their dense reference (a shared state 0).
-    assert counts["train_state0"] == str(2 + 1 + 4 + 3) and counts["share_state0"] == str(4 + 3)
-    assert counts["train_state"] == str(4 * 15 + 7 * 9)
+    # 8 ViT-S experiments (2 datasets x refill, rsst, random, oneshot) x 16 states, 9 ResNet-56
+    # experiments (6 methods + 3 linkages) x 10 states. State 0 is trained once per dataset for the
+    # ViT-S methods, once for the ResNet-56 methods but REPrune, and once per REPrune. The three
+    # REPrune-only linkage groups also train their dense reference (a shared state 0).
+    assert counts["train_state0"] == str(2 + 1 + 4 + 3) and counts["share_state0"] == str(8 + 5)
+    assert counts["train_state"] == str(8 * 15 + 9 * 9)
     assert (
-        counts["export_compact"] == "11" and counts["report_comparison"] == "3"
+        counts["export_compact"] == "17" and counts["report_comparison"] == "3"
     )  # cifar10/100 ViT-S, cifar10 ResNet-56
-    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == "157"
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == "247"
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

@@ -1,8 +1,9 @@
-"""The pruning methods, each reduced to a plan for one prune state.
+"""What pruning methods share: the plan of a state, the choice of masks, RSST's penalty.
 
 A :class:`StatePlan` says which groups are hard-masked while the state trains, which groups the
-state's checkpoint keeps, and which groups RSST penalises on the way. The training loop executes
-any plan the same way, so adding a method means adding a planner here.
+state's checkpoint keeps, and which groups RSST penalises on the way. Each method is a class with
+hooks (``pruning/hooks.py``; the classes by name in ``pruning/registry.py``); the training loop
+executes any plan the same way.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from torch import nn
 from prunebench.pruning import budget
 from prunebench.pruning.groups import GroupSet, Masks, param_masks
 
-METHODS = ("dense", "refill", "rsst", "reprune")
-
 
 @dataclass
 class StatePlan:
     """What one prune state does with its groups."""
 
-    density: float
+    density: float  # the schedule's target: fraction of the budget's dense quantity kept (1.0 unpruned)
     train_masks: Masks  # hard masks while training (fixed for the state)
     final_masks: Masks  # masks of the state's checkpoint and of its evaluations
     penalized: Masks  # groups RSST pushes towards zero during the state
@@ -55,22 +54,17 @@ def choose_masks(
 
 
 def plan_state(
-    method: str, model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int
+    method: str, model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int, **context
 ) -> StatePlan:
-    """The plan of ``state`` (>= 1) for ``method``, from the weights the previous state trained."""
-    prev = {k: v.cpu() for k, v in prev.items()}
-    none = {k: torch.zeros_like(v) for k, v in prev.items()}
-    if method == "dense":
-        return StatePlan(1.0, prev, prev, none)
-    if method == "reprune":
-        # REPrune prunes during training (pruning/reprune.py); a state starts where the last one ended.
-        return StatePlan(alive_fraction(prev), prev, prev, none)
-    density, keep = choose_masks(model, groupsets, prev, prune_cfg, state)
-    if method == "refill":
-        return StatePlan(density, keep, keep, none)
-    if method == "rsst":
-        return StatePlan(density, prev, keep, {k: prev[k] & ~keep[k] for k in prev})
-    raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    """The plan of ``state`` (>= 1) for ``method``, from the weights the previous state trained
+    (``context``: the experiment's other settings, e.g. ``rsst``, ``seed``, and ``batches``)."""
+    from prunebench.pruning.registry import METHODS  # the method classes import this module
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    batches = context.pop("batches", None)
+    experiment = {"name": method, "method": method, "seed": 0, "rsst": {}, **context, "prune": prune_cfg}
+    return METHODS[method](experiment, state, groupsets).plan(model, prev, batches=batches)
 
 
 def rsst_lambda(step: int, total_steps: int, schedule: str, g: float, p: float) -> float:

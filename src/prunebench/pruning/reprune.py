@@ -3,9 +3,10 @@
 REPrune trains and prunes concurrently. Every ``interval_epochs`` (dT) epochs until ``T_prune`` it
 
 1. derives each layer's channel count from ONE global threshold on |BN gamma| (the threshold is the
-   one that meets the budget: a fraction of prunable channels, or of the dense model's MACs; the
-   whole budget from the first event, or a share ramping up to it at T_prune; every layer keeps at
-   least ``min_layer_density`` of its channels);
+   one that meets the budget, ``prune.budget``: a fraction of the prunable channels, or of the
+   dense model's parameters or MACs, counted exactly on the compact model; a share of
+   ``prune.target_sparsity`` ramping up over the events, the last event pruning all of it, or all
+   of it from the first event; every layer keeps at least ``min_layer_density`` of its channels);
 2. clusters, for every input channel of the layer's conv, the kernels of the live filters with
    agglomerative clustering (scipy's ``linkage``: ward, single, complete or average);
 3. cuts all of the layer's dendrograms at one height: the largest of the per-channel merge costs
@@ -14,7 +15,7 @@ REPrune trains and prunes concurrently. Every ``interval_epochs`` (dT) epochs un
    broken by the filter's L1 norm, then its index, so runs are deterministic), until the layer's
    channel count is reached; the other filters are masked;
 5. optionally regrows (keeps) a cosine-decaying fraction of the just-dropped filters, those of
-   largest L1 norm (CHEX style; zero at T_prune). Masked weights are zeroed, so only filters that
+   largest L1 norm (CHEX style; zero at the last event). Masked weights are zeroed, so only filters that
    were alive before the event can come back, and masks stay nested.
 
 After ``T_prune`` the architecture is frozen: the run trains on with fixed masks.
@@ -22,9 +23,12 @@ After ``T_prune`` the architecture is frozen: the run trains on with fixed masks
 Mapping onto the state chain. The concurrent run is the whole chain: state 0 trains
 ``state0_epochs`` (or ``epochs``), every later state ``epochs``, and global epoch g of state k is
 ``offset(k) + e`` (e = 1.. the state's epochs; offset(0) = 0, offset(k) = E0 + (k-1) E). The total is
-E_total = E0 + (S-1) E, ``T_prune = round(prune_until * E_total)``, and a pruning event happens at
-the end of every global epoch g that is a multiple of dT with g <= T_prune, before that epoch's
-evaluation. The learning-rate schedule spans E_total (one warmup, one decay), as in a single run.
+E_total = E0 + (S-1) E and ``T_prune = round(prune_until * E_total)``. After every g trained epochs
+with g a multiple of dT, g <= T_prune and g < E_total, a pruning event happens at the START of global
+epoch g + 1, before it trains: every architecture trains at least one epoch before it is evaluated,
+so no reported accuracy (a state's best or final) is of a just-pruned model, and a state's best is
+chosen among the epochs after its last event. The learning-rate schedule spans E_total (one warmup,
+one decay), as in a single run.
 The masks live in the state checkpoints and in the per-epoch resume checkpoint, so a crash loses at
 most the epochs since the last finished one, and a finished state is never redone. The optimizer
 (its momentum) starts afresh at each state, as for every method.
@@ -32,6 +36,7 @@ most the epochs since the last finished one, and a finished state is never redon
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -42,8 +47,11 @@ from torch import nn
 
 from prunebench.config import chain_epochs, state_epochs
 from prunebench.pruning.groups import GroupSet, Masks
+from prunebench.pruning.hooks import PruningMethod, StateRun, budget_kind, keep_plan
+from prunebench.pruning.methods import StatePlan, alive_fraction
 
 LINKAGES = ("ward", "single", "complete", "average")
+log = logging.getLogger("prunebench")
 
 
 # --- 1. per-layer channel counts from |BN gamma| -------------------------------------------------
@@ -59,19 +67,58 @@ def bn_gammas(model: nn.Module, groupsets: list[GroupSet]) -> dict[str, torch.Te
     return {gs.name: model.get_submodule(chain[gs.layer][0]).weight.detach().abs().double().cpu() for gs in groupsets}
 
 
-def channel_macs(model: nn.Module, groupsets: list[GroupSet], img_size: int) -> tuple[dict[str, int], int]:
-    """MACs per image one channel of each GroupSet costs (its filter plus the consumer's input slice),
-    and the dense model's total MACs of its convs and linear layers, from one forward pass."""
-    out_hw: dict[str, int] = {}
-    total = 0
+class ChannelCost:
+    """The exact cost of the compact model for given channel counts per layer: MACs per image
+    (``kind="macs"``, as PyTorch's flop counter counts the slimmed model: conv and linear weights
+    times their output positions) or parameters (``kind="params"``).
+
+    Every parameter contributes the product of its dimensions, a dimension owned by a GroupSet
+    counting that layer's kept channels (a conv's filters, its BN entries, its consumer's input
+    channels), so chains of prunable convs are counted once, not per channel."""
+
+    def __init__(self, model: nn.Module, groupsets: list[GroupSet], img_size: int, kind: str):
+        if kind not in ("macs", "params"):
+            raise ValueError(f"unknown cost kind {kind!r}; choose macs or params")
+        positions = _output_positions(model, img_size) if kind == "macs" else {}
+        owner = {(sl.param, sl.dim): gs.name for gs in groupsets for sl in gs.slices}
+        self.terms: list[tuple[int, list]] = []
+        for name, p in model.named_parameters():
+            module, leaf = name.rsplit(".", 1) if "." in name else ("", name)
+            if kind == "macs":
+                if leaf != "weight" or module not in positions:
+                    continue
+                factor = positions[module]
+            else:
+                factor = 1
+            dims = [owner.get((name, d), size) for d, size in enumerate(p.shape)]
+            self.terms.append((factor, dims))
+        self.of_layer = {gs.name: [t for t in self.terms if gs.name in t[1]] for gs in groupsets}
+        self.total = self.cost({gs.name: gs.size for gs in groupsets})
+
+    @staticmethod
+    def _term(factor: int, dims: list, keep: dict[str, int]) -> int:
+        out = factor
+        for d in dims:
+            out *= keep[d] if isinstance(d, str) else d
+        return out
+
+    def cost(self, keep: dict[str, int]) -> int:
+        """Cost of the model that keeps ``keep[name]`` channels of every GroupSet."""
+        return sum(self._term(f, dims, keep) for f, dims in self.terms)
+
+    def saving(self, keep: dict[str, int], name: str) -> int:
+        """What removing one more channel of ``name`` saves, given the current counts."""
+        fewer = {**keep, name: keep[name] - 1}
+        return sum(self._term(f, dims, keep) - self._term(f, dims, fewer) for f, dims in self.of_layer[name])
+
+
+def _output_positions(model: nn.Module, img_size: int) -> dict[str, int]:
+    """Output positions per image of every conv (H x W) and linear layer (tokens), from one forward pass."""
+    out: dict[str, int] = {}
 
     def hook(name):
         def record(module, inputs, output):
-            nonlocal total
-            spatial = output[0, 0].numel() if output.dim() == 4 else 1
-            out_hw[name] = spatial
-            per_out = module.weight[0].numel()  # (in / groups) * kh * kw, or in_features
-            total += per_out * output.shape[1] * spatial
+            out[name] = output[0, 0].numel() if isinstance(module, nn.Conv2d) else output[0].numel() // output.shape[-1]
 
         return record
 
@@ -88,14 +135,7 @@ def channel_macs(model: nn.Module, groupsets: list[GroupSet], img_size: int) -> 
         for h in handles:
             h.remove()
         model.train(was_training)
-    per_channel = {}
-    chain = _chain(model)
-    for gs in groupsets:
-        conv, consumer = gs.layer, chain[gs.layer][1]
-        w_conv = model.get_submodule(conv).weight
-        w_cons = model.get_submodule(consumer).weight
-        per_channel[gs.name] = w_conv[0].numel() * out_hw[conv] + w_cons[:, 0].numel() * out_hw[consumer]
-    return per_channel, total
+    return out
 
 
 def layer_keep_counts(
@@ -103,22 +143,23 @@ def layer_keep_counts(
     masks: Masks,
     *,
     channel_sparsity: float | None = None,
-    macs: tuple[dict[str, int], int] | None = None,
-    macs_reduction: float | None = None,
+    cost: ChannelCost | None = None,
+    reduction: float | None = None,
     min_keep: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Channels each layer keeps under one global |gamma| threshold.
 
     Channels are removed in order of |gamma| (already-masked channels first), until either
-    ``channel_sparsity`` of all prunable channels are gone or the removed channels' MACs reach
-    ``macs_reduction`` of the dense model's total (``macs`` from :func:`channel_macs`). A layer
-    keeps at least ``min_keep[layer]`` channels (default 1): a global threshold alone can empty a
-    layer whose BN scales happen to be small, which disconnects a plain CNN. The threshold is the
-    |gamma| of the last channel removed.
+    ``channel_sparsity`` of all prunable channels are gone, or the removed channels' ``cost`` (MACs
+    or parameters, counted exactly) is as close as one channel allows to ``reduction`` of the dense
+    model's: near the target a channel whose removal would overshoot it by more than it leaves
+    missing is passed over for a cheaper one further down the order. A layer keeps at least
+    ``min_keep[layer]`` channels (default 1): a global threshold alone can empty a layer whose BN
+    scales happen to be small, which disconnects a plain CNN.
     """
     floor = {name: max(1, (min_keep or {}).get(name, 1)) for name in gammas}
-    if (channel_sparsity is None) == (macs_reduction is None):
-        raise ValueError("give exactly one of channel_sparsity and macs_reduction")
+    if (channel_sparsity is None) == (reduction is None) or (reduction is not None and cost is None):
+        raise ValueError("give either channel_sparsity, or cost and reduction")
     order = sorted((bool(masks[name][i]), float(g[i]), name, i) for name, g in gammas.items() for i in range(len(g)))
     keep = {name: len(g) for name, g in gammas.items()}
     if channel_sparsity is not None:
@@ -131,14 +172,16 @@ def layer_keep_counts(
                 keep[name] -= 1
                 removed += 1
         return keep
-    per_channel, total = macs
-    target, saved = macs_reduction * total, 0
+    target, saved = reduction * cost.total, 0
     for _, _, name, _ in order:
         if saved >= target:
             break
         if keep[name] > floor[name]:
+            step = cost.saving(keep, name)
+            if saved + step - target > target - saved:
+                continue  # overshoots by more than it closes: a cheaper channel may fit
             keep[name] -= 1
-            saved += per_channel[name]
+            saved += step
     return keep
 
 
@@ -244,36 +287,49 @@ class REPruneRun:
                 "use a CNN with `channels` in prune.groups"
             )
         self.cfg = experiment["reprune"]
+        self.kind = budget_kind(experiment["prune"])
         self.sparsity = experiment["prune"]["target_sparsity"]
         self.groupsets = groupsets
         self.state_epochs = [state_epochs(experiment, k) for k in range(experiment["prune"]["states"])]
         self.total_epochs = chain_epochs(experiment)
         self.prune_until = int(round(self.cfg["prune_until"] * self.total_epochs))
+        dt = self.cfg["interval_epochs"]
+        # an event after every dT trained epochs up to T_prune, at the start of the next epoch, so
+        # that every pruned architecture trains at least one epoch before it is evaluated
+        self.event_starts = [g + 1 for g in range(dt, self.prune_until + 1, dt) if g < self.total_epochs]
+        self.last_event = self.event_starts[-1] - 1 if self.event_starts else 0  # trained epochs before it
 
     def offset(self, state: int) -> int:
         """Global epochs finished before ``state`` starts."""
         return sum(self.state_epochs[:state])
 
     def is_event(self, global_epoch: int) -> bool:
-        dt = self.cfg["interval_epochs"]
-        return 0 < global_epoch <= self.prune_until and global_epoch % dt == 0
+        """Whether the start of ``global_epoch`` (1-based over the chain) carries a pruning event."""
+        return global_epoch in self.event_starts
 
-    def events(self) -> list[int]:
-        return [g for g in range(1, self.total_epochs + 1) if self.is_event(g)]
+    def share(self, global_epoch: int) -> float:
+        """Share of the final budget of the event at the start of ``global_epoch``: the ramp over the
+        events, so the last one prunes the whole budget whatever dT and T_prune."""
+        return ramp_fraction(global_epoch - 1, self.last_event, self.cfg["ramp"])
+
+    def target_at(self, global_epoch: int) -> float:
+        """Fraction of the budget's dense quantity kept by the latest event at or before the start of ``global_epoch``."""
+        done = [e for e in self.event_starts if e <= global_epoch]
+        return 1.0 - self.sparsity * self.share(done[-1]) if done else 1.0
 
     def prune(self, model: nn.Module, masks: Masks, global_epoch: int, img_size: int) -> tuple[Masks, dict]:
         """One pruning event on the model's current weights: new masks and per-layer statistics."""
         masks = {k: v.cpu() for k, v in masks.items()}
         gammas = bn_gammas(model, self.groupsets)
-        share = ramp_fraction(global_epoch, self.prune_until, self.cfg["ramp"])
+        share = self.share(global_epoch)
         floor = {gs.name: math.ceil(self.cfg["min_layer_density"] * gs.size) for gs in self.groupsets}
-        if self.cfg["budget"] == "macs":
-            macs = channel_macs(model, self.groupsets, img_size)
-            reduction = share * self.cfg["macs_reduction"]
-            counts = layer_keep_counts(gammas, masks, macs=macs, macs_reduction=reduction, min_keep=floor)
-        else:
+        cost = None
+        if self.kind == "groups":
             counts = layer_keep_counts(gammas, masks, channel_sparsity=share * self.sparsity, min_keep=floor)
-        regrow = regrow_fraction(global_epoch, self.prune_until, self.cfg["regrowth"])
+        else:
+            cost = ChannelCost(model, self.groupsets, img_size, self.kind)
+            counts = layer_keep_counts(gammas, masks, cost=cost, reduction=share * self.sparsity, min_keep=floor)
+        regrow = regrow_fraction(global_epoch - 1, self.last_event, self.cfg["regrowth"])
         new, layers = {}, {}
         for gs in self.groupsets:
             weight = model.get_submodule(gs.layer).weight
@@ -285,8 +341,20 @@ class REPruneRun:
                 "regrown": res.regrown,
                 "coverage": res.coverage,
             }
+        kept = {gs.name: int(new[gs.name].sum()) for gs in self.groupsets}
+        if cost is None:
+            reached = sum(kept.values()) / sum(gs.size for gs in self.groupsets)
+        else:
+            reached = cost.cost(kept) / cost.total
         coverage = sum(v["coverage"] for v in layers.values()) / len(layers)
-        stats = {"epoch": global_epoch, "budget_share": share, "regrow_fraction": regrow, "coverage": coverage}
+        stats = {
+            "epoch": global_epoch,
+            "budget_share": share,
+            "target": 1.0 - share * self.sparsity,  # fraction of the budget's dense quantity to keep
+            "reached": reached,  # what the event's masks keep of it, counted exactly
+            "regrow_fraction": regrow,
+            "coverage": coverage,
+        }
         return new, {**stats, "layers": layers}
 
     def state_summary(self, state: int, rows: list[dict]) -> dict:
@@ -295,10 +363,55 @@ class REPruneRun:
         end = start + self.state_epochs[state]
         return {
             "linkage": self.cfg["linkage"],
+            "budget": self.kind,
             "total_epochs": self.total_epochs,
             "prune_until": self.prune_until,
             "interval_epochs": self.cfg["interval_epochs"],
             "global_epochs": [start + 1, end],
-            "frozen": not any(g > end for g in self.events()),  # no event after this state
+            "frozen": not any(e > end for e in self.event_starts),  # no event after this state
             "events": [r["reprune_event"] for r in rows if r.get("reprune_event")],
         }
+
+
+class REPrune(PruningMethod):
+    """REPrune's hooks: a state trains on with the masks it inherits, and the start of every epoch
+    that the chain's schedule marks prunes the model before that epoch trains."""
+
+    name = "reprune"
+
+    def __init__(self, experiment: dict, state: int, groupsets: list[GroupSet]):
+        super().__init__(experiment, state, groupsets)
+        self.schedule = REPruneRun(experiment, groupsets)
+        self.offset = self.schedule.offset(state)
+
+    def plan(self, model: nn.Module, prev: Masks, *, batches=None) -> StatePlan:
+        prev = {k: v.cpu() for k, v in prev.items()}
+        return keep_plan(prev, self.schedule.target_at(self.offset))
+
+    def rewinds(self) -> bool:
+        return False  # one concurrent run: nothing to rewind to
+
+    def lr_window(self, steps_per_epoch: int, state_steps: int) -> tuple[int, int]:
+        # one concurrent run spans the chain, so its learning-rate schedule does too
+        return self.offset * steps_per_epoch, self.schedule.total_epochs * steps_per_epoch
+
+    def epoch_start(self, run: StateRun, epoch: int) -> dict:
+        global_epoch = self.offset + epoch
+        extra = {"global_epoch": global_epoch, "coverage": None, "reprune_event": None}
+        if self.schedule.is_event(global_epoch):
+            masks, event = self.schedule.prune(run.model, run.plan.final_masks, global_epoch, run.img_size)
+            run.set_plan(keep_plan(masks, event["target"]))
+            log.info(
+                "state %d: REPrune event before epoch %d, %.4f of the dense %s kept (target %.4f), "
+                "density %.4f, mean coverage %.3f",
+                self.state, epoch, event["reached"], self.schedule.kind, event["target"],
+                alive_fraction(masks), event["coverage"],
+            )  # fmt: skip
+            extra.update(coverage=event["coverage"], reprune_event=event)
+        return extra
+
+    def event_epochs(self, rows: list[dict]) -> list[int]:
+        return [r["epoch"] for r in rows if r.get("reprune_event")]
+
+    def summary(self, run: StateRun) -> dict:
+        return {"reprune": self.schedule.state_summary(self.state, run.rows)}

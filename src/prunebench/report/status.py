@@ -2,7 +2,9 @@
 
 A finished state has ``state{k}/summary.json``; a running state appends one line per epoch to
 ``recovery/state{k}/metrics.jsonl`` (see prunebench.train.state), which is how the current epoch
-is known without asking the scheduler.
+is known without asking the scheduler. A finished state whose summary records another
+``config_hash`` than the planned experiment's (see prunebench.config.training_hash) was trained
+under other settings: it counts as stale, not done.
 """
 
 from __future__ import annotations
@@ -23,9 +25,32 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _is_stale(summary: dict, plan_row) -> bool:
+    # summaries written before config hashes were recorded cannot be judged: they count as current
+    want, have = getattr(plan_row, "config_hash", None), summary.get("config_hash")
+    return bool(want and have and have != want)
+
+
+def stale_states(results_dir: str | Path, plan: pd.DataFrame | None) -> list[str]:
+    """The finished states of planned experiments that were trained under other settings, one line each."""
+    if plan is None or "config_hash" not in plan:
+        return []
+    hashes = dict(zip(plan["experiment"], plan.itertuples()))
+    out = []
+    for path in find_summaries(results_dir):
+        row = read_summary(path)
+        if row["experiment"] in hashes and _is_stale(row, hashes[row["experiment"]]):
+            out.append(
+                f"{row['experiment']} state {int(row['state'])}: trained under other settings than the config "
+                f"has now (config hash {str(row['config_hash'])[:12]}); rerun the workflow to retrain it"
+            )
+    return out
+
+
 def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
-    """One row per planned experiment: states done / planned, the running state and its epoch,
-    mean wall seconds per finished state, and the time left (``eta_seconds``).
+    """One row per planned experiment: states done / planned, the states found that were trained under
+    other settings (``stale``, not counted as done), the running state and its epoch, mean wall seconds
+    per finished state, and the time left (``eta_seconds``).
 
     The ETA assumes the remaining epochs take the mean wall time per epoch of the finished states
     (or, before any state has finished, of the running state's epochs so far).
@@ -37,7 +62,9 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
         finished.setdefault(row["experiment"], {})[int(row["state"])] = row
     rows = []
     for p in plan.itertuples():
-        done = finished.get(p.experiment, {})
+        found = finished.get(p.experiment, {})
+        done = {k: s for k, s in found.items() if not _is_stale(s, p)}
+        stale = len([k for k in found if k not in done and k < int(p.states)])
         planned = int(p.states)
         epochs_of = [int(p.state0_epochs) if k == 0 else int(p.epochs) for k in range(planned)]
         current, epoch, running_rows = None, None, []
@@ -50,7 +77,7 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
                 current, epoch, running_rows = k, int(rec[-1]["epoch"]), rec
                 break
         # summaries written before the timing fields existed count as done but not as timed
-        timed = [s for s in done.values() if s.get("wall_seconds") is not None and s.get("epochs")]
+        timed = [s for s in found.values() if s.get("wall_seconds") is not None and s.get("epochs")]
         wall = sum(s["wall_seconds"] for s in timed)
         done_epochs = sum(s["epochs"] for s in timed)
         if done_epochs:
@@ -65,6 +92,7 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
                 "experiment": p.experiment,
                 "done": len([k for k in done if k < planned]),
                 "planned": planned,
+                "stale": stale,
                 "current": current,
                 "epoch": epoch,
                 "epochs": epochs_of[current] if current is not None else None,
@@ -74,7 +102,17 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows,
-        columns=["experiment", "done", "planned", "current", "epoch", "epochs", "seconds_per_state", "eta_seconds"],
+        columns=[
+            "experiment",
+            "done",
+            "planned",
+            "stale",
+            "current",
+            "epoch",
+            "epochs",
+            "seconds_per_state",
+            "eta_seconds",
+        ],  # fmt: skip
     )
 
 
@@ -99,7 +137,7 @@ def format_progress(df: pd.DataFrame) -> str:
         lines.append(
             [
                 r.experiment,
-                f"{r.done}/{r.planned}",
+                f"{r.done}/{r.planned}" + (f" ({r.stale} stale)" if r.stale else ""),
                 running,
                 ep,
                 _fmt_duration(r.seconds_per_state),
@@ -111,4 +149,9 @@ def format_progress(df: pd.DataFrame) -> str:
     out = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *lines]]
     total_done, total_planned = int(df["done"].sum()), int(df["planned"].sum())
     out.append(f"{total_done}/{total_planned} states done; the ETA assumes one job at a time per experiment")
+    if int(df["stale"].sum()):
+        out.append(
+            f"{int(df['stale'].sum())} finished states were trained under other settings than the config has now "
+            "(stale): rerun the workflow to retrain them"
+        )
     return "\n".join(out)

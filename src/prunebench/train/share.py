@@ -13,11 +13,11 @@ import json
 import logging
 from pathlib import Path
 
-from prunebench.config import shared_state0_run
-from prunebench.errors import CheckpointError
+from prunebench.config import shared_state0_run, training_hash
 from prunebench.io import atomic_write_json
-from prunebench.train.checkpoint import load_checkpoint, save_checkpoint
+from prunebench.train.checkpoint import load_trained, save_checkpoint
 from prunebench.train.metrics import experiment_ids, read_rows, write_rows
+from prunebench.train.recovery import release_finished
 
 CHECKPOINTS = ("last.pt", "best.pt", "init.pt")
 log = logging.getLogger("prunebench")
@@ -29,20 +29,20 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) 
     _, trained = shared_state0_run(experiment)
     ids = experiment_ids(experiment, 0)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # this job reads the shared run's outputs, so Snakemake has recorded them: its finished copy can go
+    release_finished(source_dir)
     for name in CHECKPOINTS:
         path = source_dir / name
-        ckpt = load_checkpoint(path, expect={"experiment": trained["name"], "method": "dense", "state": 0})
-        if ckpt.get("config") != trained:
-            raise CheckpointError(
-                f"checkpoint {path} was trained with other settings than {experiment['name']} has now; "
-                f"delete {source_dir} and rerun the workflow so that it is rebuilt"
-            )
-        ckpt.update(experiment=experiment["name"], method=experiment["method"], config=experiment)
+        ckpt = load_trained(path, trained, 0)  # trained for the group's dense state 0 as configured now
+        ckpt.update(
+            experiment=experiment["name"], method=experiment["method"], config=experiment,
+            config_hash=training_hash(experiment),
+        )  # fmt: skip
         ckpt["shared_state0"] = str(source_dir)
         save_checkpoint(out_dir / name, ckpt)
     write_rows(out_dir / "metrics.jsonl", [{**row, **ids} for row in read_rows(source_dir / "metrics.jsonl")])
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
-    summary.update(ids, shared_state0=str(source_dir))
+    summary.update(ids, shared_state0=str(source_dir), config_hash=training_hash(experiment))
     atomic_write_json(out_dir / "summary.json", summary)  # last: the copy is whole once this exists
     log.info(
         "state 0 of %s is the dense state 0 trained once in %s (final test %.2f)",

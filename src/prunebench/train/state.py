@@ -1,19 +1,24 @@
 """Run one prune state: load the previous state, plan the pruning, train, write the state's files.
 
+What the experiment's method does during the state (its plan, a penalty after backward, events at
+epoch starts, a mask at an epoch's end) sits behind its hooks (``pruning/hooks.py``); this module
+names no method.
+
 Declared outputs (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``summary.json``, and ``init.pt``
 for state 0) are written only when the state has finished, each atomically. While it runs, the
 state keeps its progress in a recovery folder outside the declared outputs: the metrics so far, the
 best checkpoint so far and a resume checkpoint written after every epoch, from which a rerun of a
-killed state continues.
+killed state continues. The same folder holds the lock that keeps a second trainer out and the
+sealed copy of the finished outputs that a rerun adopts instead of training (prunebench.train.recovery).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +29,7 @@ from prunebench.config import finetune_epochs, state_epochs
 from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
-from prunebench.io import atomic_copy, atomic_torch_save, atomic_write_json
+from prunebench.io import atomic_torch_save
 from prunebench.models import build_model, model_spec
 from prunebench.provenance import versions
 from prunebench.pruning.groups import (
@@ -35,9 +40,10 @@ from prunebench.pruning.groups import (
     kept_counts,
     param_masks,
 )
-from prunebench.pruning.methods import RSSTPenalty, StatePlan, alive_fraction, plan_state
-from prunebench.pruning.reprune import REPruneRun
-from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from prunebench.pruning.hooks import budget_kind
+from prunebench.pruning.methods import StatePlan, alive_fraction
+from prunebench.pruning.registry import method_for
+from prunebench.train.checkpoint import load_trained, make_checkpoint, save_checkpoint
 from prunebench.train.devices import acquire_device
 from prunebench.train.loop import (
     configure_device,
@@ -49,11 +55,12 @@ from prunebench.train.loop import (
     uses_channels_last,
 )
 from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows, write_rows
+from prunebench.train.recovery import adopt_finished, drop_progress, finish_state, lock_state, release_finished
 from prunebench.train.seeding import seed_everything, state_seed
 
 log = logging.getLogger("prunebench")
 
-RESUME_VERSION = 2  # 2: best checkpoints named by epoch
+RESUME_VERSION = 3  # 2: best checkpoints named by epoch; 3: the method's own state
 
 
 @dataclass
@@ -115,16 +122,9 @@ class _Progress:
 
 
 def _load_previous(paths: StatePaths, experiment: dict, state: int, spec: dict):
-    ckpt = load_checkpoint(
-        paths.previous,
-        expect={"experiment": experiment["name"], "method": experiment["method"], "state": state - 1},
-    )
-    if ckpt["model_spec"] != spec:
-        raise CheckpointError(
-            f"checkpoint {paths.previous} was trained for model {ckpt['model_spec']}, but the experiment "
-            f"now builds {spec}; delete the experiment's results folder and rerun"
-        )
-    return ckpt
+    """State k-1's last checkpoint, refused unless it is of this experiment, method and model, trained
+    under the settings the experiment has now."""
+    return load_trained(paths.previous, experiment, state - 1, spec)
 
 
 def _load_into(model, state_dict, path) -> None:
@@ -166,7 +166,7 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
                 return {**res, "rows": rows}
             why = f"has no complete metrics in {paths.progress_metrics}"
     log.warning("recovery checkpoint %s %s; starting the state afresh", paths.resume, why)
-    shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+    drop_progress(paths)  # not the lock: this process holds it
     return None
 
 
@@ -180,7 +180,26 @@ def run_state(
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
-    """Train prune state ``state`` of ``experiment`` and write its files; returns the summary."""
+    """Train prune state ``state`` of ``experiment`` and write its files; returns the summary.
+
+    The state's recovery folder is locked for as long as this runs (a second trainer of the state
+    stops with StateBusyError). A state an earlier attempt finished is adopted, not trained again.
+    """
+    lock = lock_state(paths.recovery_dir, f"state {state} of {experiment['name']}")
+    try:
+        done = adopt_finished(paths, experiment, state)
+        if paths.previous is not None:
+            release_finished(Path(paths.previous).parent)  # this job started: Snakemake recorded it
+        if done is not None:
+            return done
+        return _train_state(
+            experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads
+        )
+    finally:
+        lock.release()
+
+
+def _train_state(experiment: dict, state: int, paths: StatePaths, *, data_dir, download, device, threads) -> dict:
     if threads:
         torch.set_num_threads(threads)
     log.info(
@@ -205,199 +224,10 @@ def run_state(
 def _run_state(
     experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download, threads
 ) -> dict:
-    wall_start = time.time()
-    name, method = experiment["name"], experiment["method"]
-    tcfg, pcfg = experiment["train"], experiment["prune"]
-
-    seed = state_seed(experiment["seed"], state)
-    seed_everything(seed)
-    dcfg = experiment["data"]
-    splits = load_dataset(
-        experiment["dataset"], data_dir, download, dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"]
-    )
-    log.info("data %s: %s", splits.name, splits.sizes())
-    spec = model_spec(experiment["model"], splits.num_classes)
-
-    # --- the model as the previous state left it, and this state's plan ---
-    if state == 0:
-        model = build_model(spec, pretrained=experiment["model"]["pretrained"])
-        groupsets = groupsets_of(model, pcfg["groups"])
-        full = full_masks(groupsets)
-        plan = StatePlan(1.0, full, full, {k: ~v for k, v in full.items()})
-    else:
-        prev = _load_previous(paths, experiment, state, spec)
-        model = build_model(spec)
-        _load_into(model, prev["state_dict"], paths.previous)
-        groupsets = groupsets_of(model, pcfg["groups"])
-        if set(prev["masks"]) != {gs.name for gs in groupsets}:
-            raise CheckpointError(
-                f"masks in {paths.previous} do not match the model's prunable groups; delete it and rerun"
-            )
-        plan = plan_state(method, model, groupsets, prev["masks"], pcfg, state)
-        if pcfg["rewind"] == "init":
-            init = load_checkpoint(paths.init, expect={"experiment": name, "state": 0})
-            _load_into(model, init["state_dict"], paths.init)
-    # a copy: state_dict() shares storage with the parameters, which training then changes in place
-    init_state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()} if state == 0 else None
-    # REPrune prunes at epoch ends during the chain (see pruning/reprune.py for the mapping).
-    reprune = REPruneRun(experiment, groupsets) if method == "reprune" else None
-
-    resume = _try_resume(paths, experiment, state)
-    if resume is not None:
-        plan = StatePlan(
-            resume["plan"]["density"], resume["plan"]["train"], resume["plan"]["final"], resume["plan"]["penalized"]
-        )
-        _load_into(model, resume["model"], paths.resume)
-    configure_device(dev)
-    net = prepare_model(model, spec["family"], dev, compile=tcfg["compile"])
-
-    hard = MaskedParams(model, param_masks(model, groupsets, plan.train_masks))
-    final = MaskedParams(model, param_masks(model, groupsets, plan.final_masks))
-    hard.mask_weights()
-    data = DeviceData(
-        splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
-        channels_last=uses_channels_last(spec["family"], dev),
-    )  # fmt: skip
-    reg_epochs = state_epochs(experiment, state)  # RSST's lambda grows over these ...
-    epochs = reg_epochs + finetune_epochs(experiment, state)  # ... then it fine-tunes under the hard mask
-    steps_per_epoch = data.steps_per_epoch(tcfg["batch_size"])
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = int(round(tcfg["warmup_epochs"] * steps_per_epoch))
-    # One concurrent REPrune run spans the chain, so its lr schedule does too; others restart per state.
-    lr_offset = reprune.offset(state) * steps_per_epoch if reprune else 0
-    lr_total = reprune.total_epochs * steps_per_epoch if reprune else total_steps
-    penalty = None
-    if plan.has_penalty:
-        penalty = RSSTPenalty.for_groups(
-            model, groupsets, plan.penalized, experiment["rsst"], reg_epochs * steps_per_epoch
-        )
-    optimizer = make_optimizer(model, tcfg)
-    generator = torch.Generator(device=dev).manual_seed(seed)
-
-    ids = experiment_ids(experiment, state)
-    params_alive = alive_params(model, param_masks(model, groupsets, plan.final_masks))
-    paths.recovery_dir.mkdir(parents=True, exist_ok=True)
-    prog = _Progress()
-    if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        generator.set_state(resume["generator"].to(generator.get_state().device))
-        torch.set_rng_state(resume["torch_rng"])
-        prog = _Progress(**resume["progress"])
-        prog.rows = resume["rows"]
-        write_rows(paths.progress_metrics, prog.rows)
-        wall_start -= prog.wall_seconds  # the state's wall time counts the processes before this one
-        log.info("resuming state %d after epoch %d of %d from %s", state, prog.epoch, epochs, paths.resume)
-    else:
-        paths.progress_metrics.unlink(missing_ok=True)
-
-    def eval_row(epoch: int, values: dict) -> dict:
-        with masked_view(final if plan.has_penalty else None):
-            val_loss, val_acc = evaluate(net, data, "val", tcfg["eval_batch_size"], tcfg["amp"])
-            _, test_acc = evaluate(net, data, "test", tcfg["eval_batch_size"], tcfg["amp"])
-            row = make_row(ids, epoch, {
-                **values, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
-                "density": plan.density, "params_alive": params_alive,
-            })  # fmt: skip
-            if epoch > 0 and val_acc > prog.best_val:
-                prog.best_val, prog.best_epoch = val_acc, epoch
-                save_checkpoint(paths.best_at(epoch), _ckpt(epoch, row))
-        append_row(paths.progress_metrics, row)
-        prog.rows.append(row)
-        return row
-
-    def _ckpt(epoch: int, metrics: dict) -> dict:
-        return make_checkpoint(
-            experiment=experiment, model_spec=spec, model=model, masks=plan.final_masks,
-            state=state, epoch=epoch, metrics=metrics,
-        )  # fmt: skip
-
-    if prog.epoch == 0 and not prog.rows:
-        row = eval_row(0, {"lr": 0.0, "reg_lambda": 0.0, "epoch_seconds": 0.0})
-        log.info(
-            "state %d epoch 0/%d (before training) val %.2f test %.2f", state, epochs, row["val_acc"], row["test_acc"]
-        )
-
-    first_epoch, resumed_at = prog.epoch + 1, time.time()
-    for epoch in range(first_epoch, epochs + 1):
-        if penalty is not None and epoch > reg_epochs:  # RSST's masked fine-tune: the hard mask from here on
-            final.mask_weights()
-            hard, penalty = final, None
-            log.info("state %d: applied the hard mask (density %.4f); masked fine-tuning for epochs %d-%d",
-                     state, plan.density, reg_epochs + 1, epochs)  # fmt: skip
-        stats = train_one_epoch(
-            net, data, optimizer, tcfg, step0=lr_offset + prog.step, total_steps=lr_total,
-            warmup_steps=warmup_steps, generator=generator, hard=hard, penalty=penalty,
-        )  # fmt: skip
-        loss = stats["train_loss"]
-        if math.isnan(loss) or loss > tcfg["divergence_loss"]:
-            msg = (
-                f"state {state} of {name} stopped at epoch {epoch}: training loss is {loss} "
-                f"(limit train.divergence_loss={tcfg['divergence_loss']}); no checkpoint was written. "
-                "Lower train.lr or set train.grad_clip, then rerun."
-            )
-            log.error(msg)
-            raise TrainingError(msg)
-        prog.step += stats["steps"]
-        prog.train_seconds += stats["seconds"]
-        ips = stats["images"] / max(stats["seconds"], 1e-9)
-        extra = {}
-        if reprune is not None:
-            event, global_epoch = None, reprune.offset(state) + epoch
-            if reprune.is_event(global_epoch):
-                masks, event = reprune.prune(model, plan.final_masks, global_epoch, data.img_size)
-                plan = StatePlan(alive_fraction(masks), masks, masks, plan.penalized)
-                pmasks = param_masks(model, groupsets, masks)
-                hard = final = MaskedParams(model, pmasks)
-                hard.mask_weights()
-                params_alive = alive_params(model, pmasks)
-                # the state's best checkpoint is chosen among epochs with its latest architecture
-                prog.best_val, prog.best_epoch = -1.0, -1
-                log.info("state %d epoch %d: REPrune event, density %.4f, mean coverage %.3f",
-                         state, epoch, plan.density, event["coverage"])  # fmt: skip
-            extra = {
-                "global_epoch": global_epoch,
-                "coverage": event["coverage"] if event else None,
-                "reprune_event": event,
-            }
-        row = eval_row(epoch, {
-            "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
-            "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
-            **extra,
-        })  # fmt: skip
-        prog.epoch = epoch
-        prog.wall_seconds = time.time() - wall_start
-        eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (epochs - epoch)
-        log.info(
-            "state %d epoch %d/%d loss %.4f acc %.2f val %.2f test %.2f lr %.5f lambda %.3g %.0f img/s ETA %s",
-            state, epoch, epochs, loss, row["train_acc"], row["val_acc"], row["test_acc"], row["lr"],
-            row["reg_lambda"], ips, _fmt_eta(eta),
-        )  # fmt: skip
-        _save_resume(paths, experiment, state, model, optimizer, generator, plan, prog)
-
-    # --- end of state: the hard mask of the plan becomes permanent ---
-    final.mask_weights()
-    last_row = prog.rows[-1]
-    if penalty is not None:
-        log.info("state %d: applied the hard mask (density %.4f)", state, plan.density)
-    summary = _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads)
-    summary.setdefault("test_size", splits.sizes()["test"])  # reports' Wilson intervals need it
-    if reprune is not None:
-        summary["reprune"] = reprune.state_summary(state, prog.rows)
-    paths.out_dir.mkdir(parents=True, exist_ok=True)
-    if state == 0:
-        init_model = build_model(spec)
-        init_model.load_state_dict(init_state_dict)
-        save_checkpoint(paths.out_dir / "init.pt", make_checkpoint(
-            experiment=experiment, model_spec=spec, model=init_model, masks=plan.final_masks,
-            state=0, epoch=0, metrics={},
-        ))  # fmt: skip
-    save_checkpoint(paths.out_dir / "last.pt", _ckpt(epochs, last_row))
-    # copied, not moved: a crash before the last output is written must leave the recovery files whole
-    atomic_copy(paths.best_at(prog.best_epoch), paths.out_dir / "best.pt")
-    write_rows(paths.out_dir / "metrics.jsonl", prog.rows)
-    atomic_write_json(paths.out_dir / "summary.json", summary)
-    paths.resume.unlink(missing_ok=True)  # first: a kill while the folder goes must not leave a resume point
-    shutil.rmtree(paths.recovery_dir, ignore_errors=True)
+    run = _StateRun(experiment, state, paths, dev, data_dir=data_dir, download=download)
+    run.train()
+    summary = _summary(run, threads)
+    _write_outputs(run, summary)
     log.info(
         "state %d done: best val %.2f (epoch %d), test at best %.2f, final test %.2f, %d/%d params alive",
         state, summary["best_val_acc"], summary["best_epoch"], summary["best_test_acc"],
@@ -406,31 +236,232 @@ def _run_state(
     return summary
 
 
-def _save_resume(paths, experiment, state, model, optimizer, generator, plan, prog) -> None:
+class _StateRun:
+    """One prune state in progress: plan -> epochs -> finish.
+
+    It holds the model, its data and masks, the method's hooks and the progress so far; the hooks
+    see it through :class:`prunebench.pruning.hooks.StateRun`.
+    """
+
+    def __init__(self, experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download):
+        self.wall_start = time.time()
+        self.experiment, self.state, self.paths, self.dev = experiment, state, paths, dev
+        self.tcfg = tcfg = experiment["train"]
+        self.seed = state_seed(experiment["seed"], state)
+        seed_everything(self.seed)
+        dcfg = experiment["data"]
+        splits = load_dataset(
+            experiment["dataset"], data_dir, download, dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"]
+        )
+        log.info("data %s: %s", splits.name, splits.sizes())
+        self.test_size = splits.sizes()["test"]  # the reports' test-set intervals need it
+        self.spec = spec = model_spec(experiment["model"], splits.num_classes)
+
+        # --- the model as the previous state left it ---
+        if state == 0:
+            self.model = build_model(spec, pretrained=experiment["model"]["pretrained"])
+            self.groupsets = groupsets_of(self.model, experiment["prune"]["groups"])
+            prev_masks = full_masks(self.groupsets)
+        else:
+            prev = _load_previous(paths, experiment, state, spec)
+            self.model = build_model(spec)
+            _load_into(self.model, prev["state_dict"], paths.previous)
+            self.groupsets = groupsets_of(self.model, experiment["prune"]["groups"])
+            if set(prev["masks"]) != {gs.name for gs in self.groupsets}:
+                raise CheckpointError(
+                    f"masks in {paths.previous} do not match the model's prunable groups; delete it and rerun"
+                )
+            prev_masks = prev["masks"]
+        # a copy: state_dict() shares storage with the parameters, which training then changes in place
+        self.init_state_dict = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()} if state == 0 else None
+        )
+        self.method = method_for(experiment, state, self.groupsets)
+        configure_device(dev)
+        self.net = prepare_model(self.model, spec["family"], dev, compile=tcfg["compile"])
+        self.data = DeviceData(
+            splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
+            channels_last=uses_channels_last(spec["family"], dev),
+        )  # fmt: skip
+        self.img_size = self.data.img_size
+
+        # --- the plan: this state's masks, or those a killed run of it had reached ---
+        resume = _try_resume(paths, experiment, state)
+        if resume is not None:
+            r = resume["plan"]
+            plan = StatePlan(r["density"], r["train"], r["final"], r["penalized"])
+            _load_into(self.model, resume["model"], paths.resume)
+            self.method.load_state_dict(resume["method"])
+        else:
+            plan = self.method.plan(self.model, prev_masks, batches=self._importance_batches())
+            if self.method.rewinds():
+                init = load_trained(paths.init, experiment, 0)
+                _load_into(self.model, init["state_dict"], paths.init)
+        self.plan = plan
+        self._bind_masks()
+
+        self.epochs = state_epochs(experiment, state) + finetune_epochs(experiment, state)
+        self.steps_per_epoch = self.data.steps_per_epoch(tcfg["batch_size"])
+        self.warmup_steps = int(round(tcfg["warmup_epochs"] * self.steps_per_epoch))
+        self.lr_offset, self.lr_total = self.method.lr_window(self.steps_per_epoch, self.epochs * self.steps_per_epoch)
+        self.optimizer = make_optimizer(self.model, tcfg)
+        self.generator = torch.Generator(device=dev).manual_seed(self.seed)
+        self.ids = experiment_ids(experiment, state)
+        paths.recovery_dir.mkdir(parents=True, exist_ok=True)
+        self.prog = _Progress()
+        if resume is not None:
+            self.optimizer.load_state_dict(resume["optimizer"])
+            self.generator.set_state(resume["generator"].to(self.generator.get_state().device))
+            torch.set_rng_state(resume["torch_rng"])
+            self.prog = _Progress(**resume["progress"])
+            self.prog.rows = resume["rows"]
+            write_rows(paths.progress_metrics, self.prog.rows)
+            self.wall_start -= self.prog.wall_seconds  # the state's wall time counts the processes before this one
+            log.info(
+                "resuming state %d after epoch %d of %d from %s", state, self.prog.epoch, self.epochs, paths.resume
+            )
+        else:
+            paths.progress_metrics.unlink(missing_ok=True)
+        self.method.start(self, self.prog.epoch)
+
+    # --- what the method's hooks use (pruning.hooks.StateRun) ---
+    @property
+    def rows(self) -> list[dict]:
+        return self.prog.rows
+
+    def set_plan(self, plan: StatePlan) -> None:
+        """Train with ``plan``'s masks from now on; new final masks restart the choice of the best epoch,
+        which is made among epochs with the state's latest architecture."""
+        changed = any(not torch.equal(plan.final_masks[k], self.plan.final_masks[k]) for k in plan.final_masks)
+        self.plan = plan
+        self._bind_masks()
+        if changed:
+            self.prog.best_val, self.prog.best_epoch = -1.0, -1
+
+    def evaluate(self) -> dict[str, float]:
+        _, val_acc = evaluate(self.net, self.data, "val", self.tcfg["eval_batch_size"], self.tcfg["amp"])
+        _, test_acc = evaluate(self.net, self.data, "test", self.tcfg["eval_batch_size"], self.tcfg["amp"])
+        return {"val_acc": val_acc, "test_acc": test_acc}
+
+    # --- the parts of a state ---
+    def _importance_batches(self) -> list | None:
+        """A few un-augmented training batches on the device, for importances that need gradients."""
+        if not self.method.needs_batches:
+            return None
+        n = self.experiment["prune"].get("taylor_batches", 4)
+        return list(itertools.islice(self.data.eval_batches("train", self.tcfg["batch_size"]), n))
+
+    def _bind_masks(self) -> None:
+        plan = self.plan
+        self.hard = MaskedParams(self.model, param_masks(self.model, self.groupsets, plan.train_masks))
+        final_pm = param_masks(self.model, self.groupsets, plan.final_masks)
+        self.final = MaskedParams(self.model, final_pm)
+        # evaluations and checkpoints are of the model under its final masks (RSST trains without them)
+        self.eval_masked = any(not torch.equal(plan.train_masks[k], plan.final_masks[k]) for k in plan.final_masks)
+        self.params_alive = alive_params(self.model, final_pm)
+        self.density = alive_fraction(plan.final_masks)
+        self.hard.mask_weights()
+
+    def _eval_row(self, epoch: int, values: dict) -> dict:
+        prog = self.prog
+        with masked_view(self.final if self.eval_masked else None):
+            val_loss, val_acc = evaluate(self.net, self.data, "val", self.tcfg["eval_batch_size"], self.tcfg["amp"])
+            _, test_acc = evaluate(self.net, self.data, "test", self.tcfg["eval_batch_size"], self.tcfg["amp"])
+            row = make_row(self.ids, epoch, {
+                **values, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
+                "density": self.density, "params_alive": self.params_alive,
+            })  # fmt: skip
+            if epoch > 0 and val_acc > prog.best_val:
+                prog.best_val, prog.best_epoch = val_acc, epoch
+                save_checkpoint(self.paths.best_at(epoch), self.checkpoint(epoch, row))
+        append_row(self.paths.progress_metrics, row)
+        prog.rows.append(row)
+        return row
+
+    def checkpoint(self, epoch: int, metrics: dict) -> dict:
+        return make_checkpoint(
+            experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
+            state=self.state, epoch=epoch, metrics=metrics,
+        )  # fmt: skip
+
+    def train(self) -> None:
+        """The state's epochs (those a killed run of it did not finish), then its final masks made permanent."""
+        prog, state, tcfg, method = self.prog, self.state, self.tcfg, self.method
+        if prog.epoch == 0 and not prog.rows:
+            row = self._eval_row(0, {"lr": 0.0, "reg_lambda": 0.0, "epoch_seconds": 0.0})
+            log.info(
+                "state %d epoch 0/%d (before training) val %.2f test %.2f",
+                state, self.epochs, row["val_acc"], row["test_acc"],
+            )  # fmt: skip
+        first_epoch, resumed_at = prog.epoch + 1, time.time()
+        for epoch in range(first_epoch, self.epochs + 1):
+            extra = method.epoch_start(self, epoch)
+            stats = train_one_epoch(
+                self.net, self.data, self.optimizer, tcfg, step0=self.lr_offset + prog.step,
+                total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
+                hard=self.hard, penalty=method.gradient_hook(),
+            )  # fmt: skip
+            loss = stats["train_loss"]
+            if math.isnan(loss) or loss > tcfg["divergence_loss"]:
+                msg = (
+                    f"state {state} of {self.experiment['name']} stopped at epoch {epoch}: training loss is {loss} "
+                    f"(limit train.divergence_loss={tcfg['divergence_loss']}); no checkpoint was written. "
+                    "Lower train.lr or set train.grad_clip, then rerun."
+                )
+                log.error(msg)
+                raise TrainingError(msg)
+            prog.step += stats["steps"]
+            prog.train_seconds += stats["seconds"]
+            ips = stats["images"] / max(stats["seconds"], 1e-9)
+            extra.update(method.epoch_end(self, epoch))
+            row = self._eval_row(epoch, {
+                "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
+                "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
+                **extra,
+            })  # fmt: skip
+            prog.epoch = epoch
+            prog.wall_seconds = time.time() - self.wall_start
+            eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (self.epochs - epoch)
+            log.info(
+                "state %d epoch %d/%d loss %.4f acc %.2f val %.2f test %.2f lr %.5f lambda %.3g %.0f img/s ETA %s",
+                state, epoch, self.epochs, loss, row["train_acc"], row["val_acc"], row["test_acc"], row["lr"],
+                row["reg_lambda"], ips, _fmt_eta(eta),
+            )  # fmt: skip
+            _save_resume(self.paths, self, prog)
+        self.final.mask_weights()  # the plan's final masks become permanent
+
+
+def _save_resume(paths: StatePaths, run: _StateRun, prog: _Progress) -> None:
+    plan = run.plan
     atomic_torch_save(paths.resume, {
         "version": RESUME_VERSION,
-        "config": experiment,
-        "state": state,
+        "config": run.experiment,
+        "state": run.state,
         "previous": _previous_stamp(paths),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
+        "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+        "optimizer": run.optimizer.state_dict(),
+        "generator": run.generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "plan": {"density": plan.density, "train": plan.train_masks, "final": plan.final_masks, "penalized": plan.penalized},
+        "method": run.method.state_dict(),  # what the method keeps across epochs
         "progress": {k: v for k, v in vars(prog).items() if k != "rows"},
     })  # fmt: skip
     paths.drop_best_except(prog.best_epoch)  # only now is an earlier best no longer needed
 
 
-def _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_start, threads) -> dict:
+def _summary(run: _StateRun, threads: int | None) -> dict:
+    prog, model, plan, dev = run.prog, run.model, run.plan, run.dev
     trained = [r for r in prog.rows if r["epoch"] > 0]
     best = next(r for r in trained if r["epoch"] == prog.best_epoch)
     last = trained[-1]
     return {
-        **experiment_ids(experiment, state),
+        **experiment_ids(run.experiment, run.state),
         "epoch": last["epoch"],
         "epochs": len(trained),
-        "density": plan.density,
+        "density": alive_fraction(plan.final_masks),  # measured: the fraction of prunable groups kept
+        "budget": {"kind": budget_kind(run.experiment["prune"]), "target": plan.density},
+        "event_epochs": run.method.event_epochs(prog.rows),
+        "test_size": run.test_size,
         "best_epoch": best["epoch"],
         "best_val_acc": best["val_acc"],
         "best_test_acc": best["test_acc"],
@@ -439,11 +470,11 @@ def _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_st
         "max_test_acc": max(r["test_acc"] for r in trained),
         "acc_after_pruning": prog.rows[0]["test_acc"],
         "params_dense": sum(p.numel() for p in model.parameters()),
-        "params_alive": alive_params(model, param_masks(model, groupsets, plan.final_masks)),
-        "kept": kept_counts(groupsets, plan.final_masks),
-        "group_sizes": _sizes(groupsets),
-        "model_spec": spec,
-        "wall_seconds": time.time() - wall_start,
+        "params_alive": alive_params(model, param_masks(model, run.groupsets, plan.final_masks)),
+        "kept": kept_counts(run.groupsets, plan.final_masks),
+        "group_sizes": _sizes(run.groupsets),
+        "model_spec": run.spec,
+        "wall_seconds": time.time() - run.wall_start,
         "train_seconds": prog.train_seconds,
         "images_per_second": sum(r["images_per_second"] for r in trained) / len(trained),
         "device": str(dev),
@@ -451,8 +482,26 @@ def _summary(experiment, state, spec, model, groupsets, plan, prog, dev, wall_st
         "threads": threads or torch.get_num_threads(),
         "versions": versions(),
         # params/MACs of the dense and the physically slimmed model, and their measured throughput
-        **state_measures(model, spec, plan.final_masks, experiment.get("measure"), dev),
+        **state_measures(model, run.spec, plan.final_masks, run.experiment.get("measure"), dev),
+        **run.method.summary(run),
     }
+
+
+def _write_outputs(run: _StateRun, summary: dict) -> None:
+    """Write the finished state's declared outputs: sealed in the recovery folder first, then linked
+    into place (see :mod:`prunebench.train.recovery`)."""
+    init = None
+    if run.state == 0:
+        init_model = build_model(run.spec)
+        init_model.load_state_dict(run.init_state_dict)
+        init = make_checkpoint(
+            experiment=run.experiment, model_spec=run.spec, model=init_model, masks=run.plan.final_masks,
+            state=0, epoch=0, metrics={},
+        )  # fmt: skip
+    finish_state(
+        run.paths, run.experiment, run.state, last=run.checkpoint(run.epochs, run.prog.rows[-1]),
+        best=run.paths.best_at(run.prog.best_epoch), rows=run.prog.rows, summary=summary, init=init,
+    )  # fmt: skip
 
 
 def _sizes(groupsets) -> dict:

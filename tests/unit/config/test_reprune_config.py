@@ -20,9 +20,15 @@ def test_defaults_are_filled_in(tiny_config):
     exp = next(iter(resolve_config(_cnn(tiny_config)).experiments.values()))
     assert exp["reprune"] == {
         "interval_epochs": 2, "prune_until": 0.65, "linkage": "ward",
-        "budget": "macs", "macs_reduction": 0.6038, "ramp": "linear", "min_layer_density": 0.0,
-        "regrowth": 0.0,
+        "ramp": "linear", "min_layer_density": 0.0, "regrowth": 0.0,
     }  # fmt: skip
+
+
+def test_the_old_budget_keys_name_their_replacement(tiny_config):
+    with pytest.raises(ConfigError) as err:
+        resolve_config(_cnn(tiny_config, budget="macs", macs_reduction=0.6))
+    assert "reprune.budget is replaced by prune.budget" in str(err.value)
+    assert "reprune.macs_reduction is replaced by prune.target_sparsity with prune.budget: macs" in str(err.value)
 
 
 def test_reprune_on_a_vit_is_refused(tiny_config):
@@ -47,3 +53,6 @@ def test_a_schedule_without_any_event_is_refused(tiny_config):
     # 8 epochs in all: prune_until 0.2 is epoch 2, before the first event at epoch 3
     with pytest.raises(ConfigError, match="would never prune"):
         resolve_config(_cnn(tiny_config, interval_epochs=3, prune_until=0.2))
+    # an event after all 8 epochs would have no epoch left to train the pruned model
+    with pytest.raises(ConfigError, match="would never prune"):
+        resolve_config(_cnn(tiny_config, interval_epochs=8, prune_until=1.0))

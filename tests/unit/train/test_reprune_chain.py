@@ -12,16 +12,17 @@ from tests.conftest import resolved_experiment
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """ResNet-20, 2 states x 2 epochs, pruning at global epochs 1, 2 and 3 (T_prune = 0.75 x 4)."""
+    """ResNet-20, 2 states x 2 epochs, pruning after 1, 2 and 3 trained epochs (T_prune = 0.75 x 4),
+    that is at the start of global epochs 2, 3 and 4."""
     from tests.conftest import TINY_CONFIG
 
     cfg = json.loads(json.dumps(TINY_CONFIG))
     cfg["models"] = {"r20": {"arch": "resnet20"}}
     cfg["experiments"]["t"]["models"] = ["r20"]
     cfg["defaults"]["train"].update(epochs=2, optimizer="sgd", lr=0.05)
-    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5)
+    cfg["defaults"]["prune"].update(groups=["channels"], target_sparsity=0.5, budget="groups")
     cfg["defaults"]["data"]["train_limit"] = 128
-    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "budget": "channels", "regrowth": 0.5}
+    cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "regrowth": 0.5}
     exp = resolved_experiment(cfg, "reprune")
     root = tmp_path_factory.mktemp("reprune")
     out = {}
@@ -38,23 +39,39 @@ def _rows(root, k):
 def test_events_follow_the_global_epoch_numbering(chain):
     root, summaries = chain
     events = {k: [r["global_epoch"] for r in _rows(root, k) if r.get("coverage") is not None] for k in (0, 1)}
-    assert events == {0: [1, 2], 1: [3]}
-    assert [e["epoch"] for e in summaries[1]["reprune"]["events"]] == [3]
+    assert events == {0: [2], 1: [3, 4]}
+    assert [e["epoch"] for e in summaries[1]["reprune"]["events"]] == [3, 4]
+    assert [s["event_epochs"] for s in summaries.values()] == [[2], [1, 2]]  # state-local
     assert summaries[0]["reprune"]["frozen"] is False and summaries[1]["reprune"]["frozen"] is True
+
+
+def test_no_reported_accuracy_is_of_a_just_pruned_model(chain):
+    """Every event prunes before its epoch trains, so best and final are trained after the last event."""
+    root, summaries = chain
+    for k, summary in summaries.items():
+        rows = _rows(root, k)
+        last_event = max(summary["event_epochs"])
+        assert summary["best_epoch"] >= last_event and summary["epoch"] >= last_event
+        for r in rows:
+            if r.get("reprune_event"):
+                assert r["train_loss"] is not None and r["density"] == r["reprune_event"]["reached"]
+        final = rows[-1]
+        assert (summary["final_test_acc"], summary["density"]) == (final["test_acc"], final["density"])
 
 
 def test_coverage_is_logged_per_layer(chain):
     root, summaries = chain
-    event = summaries[1]["reprune"]["events"][0]
+    event = summaries[1]["reprune"]["events"][-1]
     assert set(event["layers"]) == {f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)}
     assert all(0.0 < layer["coverage"] <= 1.0 for layer in event["layers"].values())
-    assert event["regrow_fraction"] == 0.0  # the cosine reaches zero at T_prune
+    assert event["regrow_fraction"] == 0.0  # the cosine reaches zero at the last event
+    assert event["budget_share"] == 1.0 and event["target"] == 0.5 == event["reached"]  # the whole budget
 
 
 def test_regrowth_decays_to_the_target(chain):
     root, summaries = chain
     kept = [sum(v["kept"] for v in e["layers"].values()) for s in (0, 1) for e in summaries[s]["reprune"]["events"]]
-    assert kept[0] > kept[1] > kept[2] == 168  # half of ResNet-20's 336 inner channels at T_prune
+    assert kept[0] > kept[1] > kept[2] == 168  # half of ResNet-20's 336 inner channels at the last event
 
 
 def test_masks_are_nested_and_pruned_weights_zero(chain):

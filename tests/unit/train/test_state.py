@@ -80,7 +80,10 @@ def test_refill_chain_writes_masked_checkpoints_and_consistent_files(tiny_config
     for name in ("init.pt", "last.pt", "best.pt", "metrics.jsonl", "summary.json"):
         assert (tmp_path / "state0" / name).is_file()
     assert not (tmp_path / "state1" / "init.pt").exists()
-    assert not (tmp_path / "recovery" / "state1").exists()  # cleaned up when the state finished
+    # the progress files went when the state finished; its sealed outputs stay until a later job reads them,
+    # as state 1 did state 0's
+    assert sorted(p.name for p in (tmp_path / "recovery" / "state1").iterdir()) == ["finished", "trainer.lock"]
+    assert not (tmp_path / "recovery" / "state0").exists()
     last = load_checkpoint(tmp_path / "state1/last.pt", expect={"experiment": exp["name"], "state": 1})
     assert pruned_weights_are_zero(last) and pruned_weights_are_zero(load_checkpoint(tmp_path / "state1/best.pt"))
     assert s1["density"] == pytest.approx(0.5) and s1["params_alive"] < s0["params_alive"] == s0["params_dense"]
@@ -303,7 +306,9 @@ def test_adopted_state0_is_the_shared_one_relabelled_and_refuses_other_settings(
 
     tiny_config["defaults"]["train"]["lr"] = 0.5  # the group's settings changed since state 0 was trained
     changed = resolve_config(tiny_config).experiments["t-synthetic-tiny_vit-refill-s0"]
-    with pytest.raises(CheckpointError, match=r"trained with other settings .* delete .*shared"):
+    with pytest.raises(
+        CheckpointError, match=r"trained under other settings .*train.lr: 0.002 -> 0.5.* delete .*shared"
+    ):
         adopt_state0(shared / "state0", tmp_path / "refill/state0", changed)
 
 

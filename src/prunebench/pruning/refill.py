@@ -1,0 +1,70 @@
+"""Refill and the two baselines that prune like it: random groups, and one-shot to the final budget.
+
+All three choose a hard mask at the start of a state, on the weights the previous state trained,
+and train the state with it fixed (gradients of masked weights are zero).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prunebench.pruning.groups import Masks
+from prunebench.pruning.hooks import PruningMethod, keep_plan
+from prunebench.pruning.methods import StatePlan, choose_masks
+from prunebench.train.seeding import state_seed
+
+
+class Refill(PruningMethod):
+    """Keep the most important live groups for the state's budget; train with the rest masked."""
+
+    name = "refill"
+    chooses_masks = True
+
+    def rng(self) -> torch.Generator | None:
+        """Random scores instead of importances (the random baseline); None ranks by importance."""
+        return None
+
+    def choose(self, model: nn.Module, prev: Masks, state: int, batches=None) -> tuple[float, Masks]:
+        return choose_masks(model, self.groupsets, prev, self.prune_cfg, state, batches=batches, rng=self.rng())
+
+    def plan_pruned(self, model: nn.Module, prev: Masks, *, batches=None) -> StatePlan:
+        target, keep = self.choose(model, prev, self.state, batches)
+        return StatePlan(target, keep, keep, {k: torch.zeros_like(v) for k, v in keep.items()})
+
+
+class RandomPruning(Refill):
+    """The random baseline: Refill's schedule, budget and training, with random groups.
+
+    The scores come from a generator seeded by the experiment's seed and the state, so a rerun
+    picks the same groups."""
+
+    name = "random"
+
+    @property
+    def needs_batches(self) -> bool:
+        return False
+
+    def rng(self) -> torch.Generator:
+        return torch.Generator().manual_seed(state_seed(self.experiment["seed"], self.state))
+
+
+class OneShot(Refill):
+    """The one-shot baseline: prune to the FINAL budget before state 1 (on the dense model state 0
+    trained), then train every later state at that cost; the same total epochs as the others."""
+
+    name = "oneshot"
+
+    def plan_pruned(self, model: nn.Module, prev: Masks, *, batches=None) -> StatePlan:
+        last = self.prune_cfg["states"] - 1
+        if self.state > 1:
+            return keep_plan(prev, self.schedule_target(last))
+        target, keep = self.choose(model, prev, last, batches)
+        return StatePlan(target, keep, keep, {k: torch.zeros_like(v) for k, v in keep.items()})
+
+    @property
+    def needs_batches(self) -> bool:
+        return self.state == 1 and super().needs_batches
+
+    def rewinds(self) -> bool:
+        return self.state == 1 and super().rewinds()
