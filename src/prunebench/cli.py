@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -74,22 +73,22 @@ def _cmd_export(args) -> None:
             print(f"batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
 
 
-@functools.cache
-def _resolved(config: str):
-    """The config file validated and resolved (once per command)."""
+def _resolve(config: str):
+    """The config file validated and resolved."""
     from prunebench.config import load_config_file, resolve_config
 
     return resolve_config(load_config_file(config), source=config)
 
 
-def _plan(config: str | None):
-    """The planned experiments of a config (None: judge from the results found)."""
+def _plan(config: str | None, resolved=None):
+    """The planned experiments of a config (None: judge from the results found); ``resolved``: the
+    config already resolved."""
     if config is None:
         return None
     from prunebench.config import training_hash
     from prunebench.report.load import plan_from_experiments
 
-    resolved = _resolved(config)
+    resolved = resolved or _resolve(config)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
     # what each experiment's states must have been trained under to be current (report.status)
@@ -121,11 +120,12 @@ def _cmd_report(args) -> None:
 def _cmd_status(args) -> None:
     from prunebench.report.status import format_progress, progress, shared_progress, stale_states
 
-    plan = _plan(args.config)
+    resolved = _resolve(args.config)
+    plan = _plan(args.config, resolved)
     print(format_progress(progress(args.results, plan)))
     for line in stale_states(args.results, plan):
         print(f"  stale: {line}")
-    shared = shared_progress(args.results, _resolved(args.config).state0_runs)
+    shared = shared_progress(args.results, resolved.state0_runs)
     if len(shared):
         print("\nshared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):")
         print(format_progress(shared))
