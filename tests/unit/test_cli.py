@@ -110,10 +110,15 @@ def test_status_shows_the_shared_dense_states_0(tmp_path, capsys):
     assert shared[4].startswith("1/2 states done")
 
 
-def test_the_status_and_report_code_imports_no_torch():
+def test_the_status_and_report_code_imports_no_torch(tmp_path):
+    from tests.unit.report.conftest import write_results
+
+    results = write_results(tmp_path)
     code = (
-        "import sys, prunebench.cli, prunebench.report.status, prunebench.report.comparison; "
+        "import sys, prunebench.cli, prunebench.report.status; "
+        f"assert prunebench.cli.main(['report', '--results', {str(results)!r}]) == 0; "
         "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert (results / "reports" / "index.html").is_file()
