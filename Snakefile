@@ -15,14 +15,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/prepare.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
 include: "rules/export.smk"
 
 
 # Reports and exports take seconds: on a cluster they run where Snakemake runs, not as jobs.
+# prepare downloads: it runs there because compute nodes may have no internet.
 localrules:
     all,
+    prepare,
     report_summary,
     report_comparison,
     report_index,

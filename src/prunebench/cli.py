@@ -24,11 +24,26 @@ def _cmd_validate(args) -> None:
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
 
 
+def _cmd_prepare(args) -> None:
+    from prunebench.config import load_config_file
+    from prunebench.prepare import prepare
+
+    done = prepare(load_config_file(args.config), args.config, markers=Path(args.results) / ".prepared")
+    for marker in done:
+        print(f"{marker['dataset']['name']}\t{marker['model']}\tweights: {marker['weights']['pretrained']}")
+    print(f"{len(done)} dataset x model pairs ready for offline training jobs", file=sys.stderr)
+
+
 def _cmd_train_state(args) -> None:
     from prunebench.config import load_config_file, resolve_config
+    from prunebench.prepare import use_job_environment
+
+    # as a workflow job: the model is built (and checked) by the job itself, nothing is downloaded
+    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=False)
+    use_job_environment(resolved.weights_dir)
     from prunebench.train.state import StatePaths, run_state
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    runtime = {**resolved.runtime, "download": False}
     if args.experiment not in resolved.experiments:
         raise PrunebenchError(
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
@@ -40,10 +55,10 @@ def _cmd_train_state(args) -> None:
 
         shared = StatePaths.under(args.results, run, 0)
         if not (shared.out_dir / "summary.json").is_file():
-            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **resolved.runtime)
+            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **runtime)
         adopt_state0(shared.out_dir, paths.out_dir, experiment)
         return
-    run_state(experiment, args.state, paths, threads=args.threads, **resolved.runtime)
+    run_state(experiment, args.state, paths, threads=args.threads, **runtime)
 
 
 def _cmd_export(args) -> None:
@@ -73,7 +88,7 @@ def _plan(config: str | None):
     from prunebench.config import load_config_file, resolve_config
     from prunebench.report.load import plan_from_experiments
 
-    resolved = resolve_config(load_config_file(config), source=config)
+    resolved = resolve_config(load_config_file(config), source=config, build_models=False)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
     return plan
@@ -105,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="validate a config and list its experiments")
     p.add_argument("config")
     p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser(
+        "prepare",
+        help="check the models and download the datasets and pretrained weights of a config, for offline "
+        "training jobs (the workflow does it first; with download: false, only check they are present)",
+    )
+    p.add_argument("config")
+    p.add_argument("--results", default="results", help="results folder (its .prepared/ marks what is ready)")
+    p.set_defaults(func=_cmd_prepare)
     p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
     p.add_argument("config")
     p.add_argument("experiment")
