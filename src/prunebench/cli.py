@@ -18,7 +18,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 def _cmd_validate(args) -> None:
     from prunebench.config import load_config_file, resolve_config
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=args.models)
     for name, exp in resolved.experiments.items():
         print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate a config and list its experiments")
     p.add_argument("config")
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="also build every model on the meta device: timm names, kwargs, image and patch sizes, the groups "
+        "prune.groups and round_to find (imports torch and timm: seconds; `prunebench prepare` checks this too)",
+    )
     p.set_defaults(func=_cmd_validate)
     p = sub.add_parser(
         "prepare",
