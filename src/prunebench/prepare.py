@@ -51,11 +51,13 @@ def use_job_environment(weights_dir: str | None) -> None:
     _set_hub_offline(True)
 
 
-def _fetch_dataset(name: str, data_dir: str, download: bool) -> dict:
+def _fetch_dataset(name: str, data_dir: str, download: bool, data: dict) -> dict:
+    """Load the dataset as a job will (``data``: an experiment's `data` settings), downloading it first
+    when ``download``."""
     from prunebench.data import load_dataset
 
     started = time.monotonic()
-    splits = load_dataset(name, data_dir, download)
+    splits = load_dataset(name, data_dir, download, data["val_size"], data["train_limit"], data["split_seed"])
     log.info("dataset %s ready (%s) in %.1f s", name, splits.sizes(), time.monotonic() - started)
     return {"name": name, "data_dir": data_dir, "sizes": splits.sizes()}
 
@@ -117,10 +119,11 @@ def prepare(
     resolved: ResolvedConfig = resolve_config(config, source, build_models={m for _, m in pairs})
     data_dir, download = resolved.runtime["data_dir"], resolved.runtime["download"]
     models = {e["model_key"]: e["model"] for e in resolved.experiments.values()}
+    data = {(e["dataset"], e["model_key"]): e["data"] for e in resolved.experiments.values()}
     datasets, weights, written = {}, {}, []
     for dataset, model_key in pairs:
         if dataset not in datasets:
-            datasets[dataset] = _fetch_dataset(dataset, data_dir, download)
+            datasets[dataset] = _fetch_dataset(dataset, data_dir, download, data[dataset, model_key])
         if model_key not in weights:
             weights[model_key] = _fetch_weights(model_key, models[model_key], download, resolved.weights_dir)
         marker = {
