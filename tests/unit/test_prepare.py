@@ -12,7 +12,7 @@ from torchvision import datasets
 from prunebench.cli import main
 from prunebench.errors import DataError, ModelError
 from prunebench.prepare import prepare
-from tests.conftest import REPO, TINY_VIT, run_snakemake
+from tests.conftest import TINY_VIT, run_snakemake
 from tests.unit.data.test_datasets import write_cifar
 
 # A training job in a fresh process, with every network connection refused and CIFAR's checksums
