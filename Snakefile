@@ -1,8 +1,14 @@
 # prunebench: iterative structured-pruning experiments. This file only wires the workflow together;
 # the rules live in rules/, the logic in the prunebench package (src/prunebench).
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The checkout this workflow runs from: envs/prunebench.post-deploy.sh installs prunebench from it
+# into the environments of `--sdm conda` (Snakemake creates them in this process).
+os.environ["PRUNEBENCH_SOURCE"] = workflow.basedir
 
 
 # `--configfile X` replaces the reference matrix instead of being merged into it.
