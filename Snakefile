@@ -7,8 +7,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # The checkout this workflow runs from: envs/prunebench.post-deploy.sh installs prunebench from it
-# into the environments of `--sdm conda` (Snakemake creates them in this process).
-os.environ["PRUNEBENCH_SOURCE"] = workflow.basedir
+# into the environments of `--sdm conda` (Snakemake creates them in this process). Set, not read:
+# the `envvars:` directive asserts variables the user must define, which this one is not.
+os.environ.update(PRUNEBENCH_SOURCE=workflow.basedir)
 
 
 # `--configfile X` replaces the reference matrix instead of being merged into it.

@@ -92,8 +92,8 @@ def get_prepared(wildcards):
 
 
 def get_prepare_checks(wildcards):
-    """What the prepare rule checks for a dataset and model, as a hash: the model's definition, and
-    the prune settings of every group that trains it. A change reruns prepare (and its checks).
+    """A hash of what prepare checks for a dataset and model (the model's definition, and the prune
+    settings of every group that trains it), so that a change reruns prepare and its checks.
     """
     checked = {
         "model": next(
