@@ -19,17 +19,32 @@ def configure_logging(level: int = logging.INFO) -> None:
 def _cmd_validate(args) -> None:
     from prunebench.config import load_config_file, resolve_config
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=args.models)
     for name, exp in resolved.experiments.items():
         print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
 
 
+def _cmd_prepare(args) -> None:
+    from prunebench.config import load_config_file
+    from prunebench.prepare import prepare
+
+    done = prepare(load_config_file(args.config), args.config, markers=Path(args.results) / ".prepared")
+    for marker in done:
+        print(f"{marker['dataset']['name']}\t{marker['model']}\tweights: {marker['weights']['pretrained']}")
+    print(f"{len(done)} dataset x model pairs ready for offline training jobs", file=sys.stderr)
+
+
 def _cmd_train_state(args) -> None:
     from prunebench.config import load_config_file, resolve_config
+    from prunebench.prepare import use_job_environment
+
+    # as a workflow job: the model is built (and checked) by the job itself, nothing is downloaded
+    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=False)
+    use_job_environment(resolved.weights_dir)
     from prunebench.train.state import StatePaths, run_state
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    runtime = {**resolved.runtime, "download": False}
     if args.experiment not in resolved.experiments:
         raise PrunebenchError(
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
@@ -47,10 +62,10 @@ def _cmd_train_state(args) -> None:
 
         shared = StatePaths.under(args.results, run, 0)
         if not (shared.out_dir / "summary.json").is_file():
-            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **resolved.runtime)
+            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **runtime)
         adopt_state0(shared.out_dir, paths.out_dir, experiment)
         return
-    run_state(experiment, args.state, paths, threads=args.threads, **resolved.runtime)
+    run_state(experiment, args.state, paths, threads=args.threads, **runtime)
 
 
 def _cmd_export(args) -> None:
@@ -77,7 +92,7 @@ def _resolve(config: str):
     """The config file validated and resolved."""
     from prunebench.config import load_config_file, resolve_config
 
-    return resolve_config(load_config_file(config), source=config)
+    return resolve_config(load_config_file(config), source=config, build_models=False)
 
 
 def _plan(config: str | None, resolved=None):
@@ -136,8 +151,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate a config and list its experiments")
-    p.add_argument("config", help="the workflow's config file (e.g. config.yaml)")
+    p.add_argument("config")
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="also build every model on the meta device: timm names, kwargs, image and patch sizes, the groups "
+        "prune.groups and round_to find (imports torch and timm: seconds; `prunebench prepare` checks this too)",
+    )
     p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser(
+        "prepare",
+        help="check the models and download the datasets and pretrained weights of a config, for offline "
+        "training jobs (the workflow does it first; with download: false, only check they are present)",
+    )
+    p.add_argument("config")
+    p.add_argument("--results", default="results", help="results folder (its .prepared/ marks what is ready)")
+    p.set_defaults(func=_cmd_prepare)
     p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
     p.add_argument("config", help="the workflow's config file (e.g. config.yaml)")
     p.add_argument("experiment", help="experiment name, as `prunebench validate CONFIG` lists them")

@@ -9,13 +9,18 @@ sys.stderr = log_every_attempt(snakemake.log[0])
 
 from prunebench.cli import configure_logging
 from prunebench.config import runtime_settings
+from prunebench.prepare import use_job_environment
+
+# before torch and timm load: the data and weights come from what the prepare rule fetched
+use_job_environment(snakemake.config.get("weights_dir"))
+
 from prunebench.train.state import StatePaths, run_state
 
 
 def main(experiment, state, output, inputs, recovery, config, threads):
     configure_logging()
     paths = StatePaths(output.last.rsplit("/", 1)[0], recovery, inputs.get("previous"), inputs.get("init"))
-    summary = run_state(experiment, state, paths, threads=threads, **runtime_settings(config))
+    summary = run_state(experiment, state, paths, threads=threads, **{**runtime_settings(config), "download": False})
     print(state_done_line(summary), flush=True)  # stdout is still the Snakemake console's
 
 
