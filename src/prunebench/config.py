@@ -214,7 +214,7 @@ class ResolvedConfig:
         return out
 
 
-RUNTIME_KEYS = ("data_dir", "download", "device")
+RUNTIME_KEYS = ("data_dir", "download", "device", "logging")
 
 
 def runtime_settings(config: dict) -> dict:
@@ -275,6 +275,8 @@ def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str]
             ref, _ = shared_state0_run(experiments[names[0]])
         out.update(dict.fromkeys(names, ref))
     return out
+
+
 # Fields of a resolved experiment that do not change what a state trains: its labels (the
 # experiment, method and state a checkpoint is for are checked on their own) and the throughput timing.
 NOT_TRAINING = ("name", "group", "model_key", "measure")

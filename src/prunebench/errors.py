@@ -27,5 +27,7 @@ class TrainingError(PrunebenchError):
 
 class WriteError(PrunebenchError, OSError):
     """A file could not be written (a full disk, a missing permission...); names the file and the cause."""
+
+
 class StateBusyError(PrunebenchError):
     """Another process is training the same prune state."""
