@@ -292,11 +292,11 @@ _PER_EXPERIMENT = ("name", "method", "seed")
 
 def _stored_configs(states: pd.DataFrame) -> list[dict]:
     """The resolved experiments the comparison's finished states were trained under (their summaries'
-    provenance), one per experiment."""
+    provenance), one per experiment: its latest state's."""
     if states.empty or "experiment_config" not in states:
         return []
-    cells = states.drop_duplicates("experiment")["experiment_config"]
-    return [json.loads(c) for c in cells if isinstance(c, str)]
+    latest = states.sort_values("state").drop_duplicates("experiment", keep="last")
+    return [json.loads(c) for c in latest["experiment_config"] if isinstance(c, str)]
 
 
 def _group_configs(configs: list[dict]) -> dict[str, dict]:

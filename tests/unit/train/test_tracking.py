@@ -193,3 +193,59 @@ def test_logging_is_a_validated_runtime_setting(tiny_config):
     tiny_config["logging"] = {"wandb": {"mode": "offline"}}
     with pytest.raises(ConfigError, match="project"):
         resolve_config(tiny_config)
+
+
+def test_shared_state0_copy_has_its_csv_and_relabelled_provenance(tiny_config, tmp_path):
+    from prunebench.train.share import adopt_state0
+    from prunebench.train.state import StatePaths
+
+    tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
+    tiny_config["defaults"]["train"]["state0_epochs"] = 1
+    resolved = resolve_config(tiny_config)
+    shared = tmp_path / "shared/t-synthetic-tiny_vit-s0"
+    run_state(resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"], 0, StatePaths(shared / "state0", shared / "rec"),
+              device="cpu", threads=1)  # fmt: skip
+    rsst = resolved.experiments["t-synthetic-tiny_vit-rsst-s0"]
+    adopt_state0(shared / "state0", tmp_path / "rsst/state0", rsst)
+    own = json.loads((tmp_path / "rsst/state0/summary.json").read_text())
+    trained = json.loads((shared / "state0/summary.json").read_text())
+    assert own["provenance"]["experiment"] == rsst
+    assert own["provenance"]["config_hash"] == own["config_hash"] == training_hash(rsst)
+    assert own["provenance"]["started_at"] == trained["provenance"]["started_at"]  # where and when it ran stay
+    assert own["provenance"]["host"] == trained["provenance"]["host"]
+    copied = _csv_rows(tmp_path / "rsst/state0/summary.csv")
+    assert [r["epoch"] for r in copied] == ["0", "1"]
+    assert copied == _csv_rows(shared / "state0/summary.csv")
+
+
+def test_resumed_state_tracks_each_epoch_once(tiny_config, tmp_path, monkeypatch):
+    """A state killed after epoch 1 and resumed: its CSV and TensorBoard stream hold every epoch once."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.unit.train.test_state import interrupt_after_epoch
+
+    tiny_config["defaults"]["train"]["state0_epochs"] = 3
+    exp = resolved_experiment(tiny_config)
+    import prunebench.train.state as state_mod
+
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 1)
+        m.setattr(state_mod, "now_iso", lambda: "2026-01-01T00:00:00Z")
+        with pytest.raises(KeyboardInterrupt):
+            run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1, logging={"tensorboard": True})
+    monkeypatch.setattr(state_mod, "now_iso", lambda: "2026-01-02T00:00:00Z")
+    live = _csv_rows(tmp_path / "recovery/state0/summary.csv")
+    assert [r["epoch"] for r in live] == ["0", "1"]  # what a user watching the running state sees
+    summary = run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1, logging={"tensorboard": True})
+    rows = read_rows(tmp_path / "state0/metrics.jsonl")
+    got = _csv_rows(tmp_path / "state0/summary.csv")
+    assert [r["epoch"] for r in got] == ["0", "1", "2", "3"]
+    for csv_row, row in zip(got, rows):
+        _same(csv_row, row)
+    acc = EventAccumulator(str(tmp_path / "state0/tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("accuracy/test")] == [0, 1, 2, 3]
+    # the first attempt's start is the state's start; this attempt started later
+    prov = summary["provenance"]
+    assert (prov["started_at"], prov["process_started_at"]) == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
