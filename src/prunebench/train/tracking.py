@@ -11,7 +11,8 @@ evaluation right after pruning, included). What each backend keeps:
   ``{state folder}/tensorboard/``, one scalar per metric with the state-local epoch as step.
 - W&B (``logging.wandb: {project, mode}``, needs ``wandb``): one run per state, named
   ``{experiment}/state{k}``, with the resolved experiment as its config; ``mode: offline`` (the
-  default) writes it under ``{state folder}/wandb`` for ``wandb sync`` later.
+  default) writes it under ``{state folder}/wandb/`` for ``wandb sync`` later (a resumed state adds
+  a run there that replays the epochs before the resume: sync the latest).
 
 A resumed state starts its backends afresh and replays the epochs it had finished, so each holds
 the whole state once. A backend that fails while the state trains is switched off with a warning:
@@ -159,7 +160,7 @@ class Tracker:
         if settings["tensorboard"]:
             backends["tensorboard"] = _TensorBoard(Path(out_dir) / "tensorboard", experiment, state)
         if settings["wandb"]:
-            backends["wandb"] = _Wandb(settings["wandb"], Path(out_dir) / "wandb", experiment, state)
+            backends["wandb"] = _Wandb(settings["wandb"], Path(out_dir), experiment, state)  # wandb adds wandb/
         tracker = cls(Path(recovery_dir) / CSV_NAME, backends)
         for row in rows:
             tracker._send(row)

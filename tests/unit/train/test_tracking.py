@@ -156,7 +156,7 @@ def test_wandb_receives_every_row(tiny_config, tmp_path, fake_wandb):
     (run,) = fake_wandb
     assert run.init["project"] == "pb" and run.init["mode"] == "offline"
     assert run.init["name"] == f"{exp['name']}/state0" and run.init["config"]["experiment"] == exp
-    assert run.init["dir"] == str(tmp_path / "state0" / "wandb")
+    assert run.init["dir"] == str(tmp_path / "state0")  # wandb writes into its wandb/ there
     assert run.finished
     rows = read_rows(tmp_path / "state0" / "metrics.jsonl")
     assert [step for step, _ in run.logged] == [r["epoch"] for r in rows]
@@ -249,3 +249,20 @@ def test_resumed_state_tracks_each_epoch_once(tiny_config, tmp_path, monkeypatch
     # the first attempt's start is the state's start; this attempt started later
     prov = summary["provenance"]
     assert (prov["started_at"], prov["process_started_at"]) == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+
+
+def test_train_state_command_passes_the_logging_settings(tiny_config, tmp_path, fake_wandb):
+    """`logging` reaches the trainer the way the workflow passes it: as a runtime setting of the config."""
+    import yaml
+
+    from prunebench.cli import main
+
+    tiny_config["defaults"]["train"]["state0_epochs"] = 1
+    tiny_config["share_state0"] = False
+    tiny_config["logging"] = {"wandb": {"project": "from-config"}}
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    results = tmp_path / "results"
+    assert main(["train-state", str(cfg), "t-synthetic-tiny_vit-refill-s0", "0", "--results", str(results)]) == 0
+    assert [run.init["project"] for run in fake_wandb] == ["from-config"]
+    assert (results / "t-synthetic-tiny_vit-refill-s0/state0/summary.csv").is_file()
