@@ -81,12 +81,12 @@ def source_info() -> dict:
     root = Path(prunebench.__file__).resolve().parent.parent.parent  # src/prunebench -> the checkout
     info = {"version": prunebench.__version__, "git_commit": None, "git_dirty": None}
     if not (root / ".git").exists():  # a directory, or a file in a git worktree
-        return {**info, "source": "installed package"}
+        return {**info, "location": "installed package"}
     commit = _run(["git", "rev-parse", "HEAD"], cwd=root)
     if commit:
         status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
         info.update(git_commit=commit, git_dirty=None if status is None else bool(status))
-    return {**info, "source": str(root)}
+    return {**info, "location": str(root)}
 
 
 def _driver_version() -> str | None:
