@@ -500,16 +500,17 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": threads or torch.get_num_threads(),
         "versions": versions(),
-        # how it was produced: source, host, device and driver, packages, job, times, peak memory
+        # params/MACs of the dense and the physically slimmed model, and their measured throughput
+        **state_measures(model, run.spec, plan.final_masks, run.experiment.get("measure"), dev),
+        **run.method.summary(run),
+        # how it was produced: source, host, device and driver, packages, job, times, peak memory (last:
+        # its end time and peaks include the throughput timing above)
         "provenance": provenance(
             dev,
             run.experiment,
             started_at=prog.started_at or run.process_started_at,
             process_started_at=run.process_started_at,
         ),
-        # params/MACs of the dense and the physically slimmed model, and their measured throughput
-        **state_measures(model, run.spec, plan.final_masks, run.experiment.get("measure"), dev),
-        **run.method.summary(run),
     }
 
 
