@@ -497,10 +497,14 @@ def comparison_paths(reports_dir: str | Path, dataset: str, model: str) -> tuple
     return Path(reports_dir) / f"{name}.md", Path(reports_dir) / name
 
 
-def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> tuple[list[Path], list[str]]:
+def build_reports(
+    results_dir: str | Path, plan: pd.DataFrame | None = None, experiments: dict[str, dict] | None = None
+) -> tuple[list[Path], list[str]]:
     """Every report from whatever states exist now (the partial-results path of ``prunebench report``).
 
-    Returns the files written and one line per experiment with missing states.
+    ``experiments`` (the config's resolved experiments) give the config of groups with no finished
+    state in the reports' closing section. Returns the files written and one line per experiment
+    with missing states.
     """
     summaries = find_summaries(results_dir)
     if plan is not None:
@@ -514,7 +518,7 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
     written, reports = [], {}
     for dataset, model in results.comparisons():
         md, plot_dir = comparison_paths(reports_dir, dataset, model)
-        write_comparison_report(results, dataset, model, md, plot_dir)
+        write_comparison_report(results, dataset, model, md, plot_dir, experiments)
         reports[(dataset, model)] = md
         written.append(md)
     write_index(results, reports_dir / "index.md", reports)
