@@ -115,8 +115,9 @@ def _cmd_report(args) -> None:
     from prunebench.report.comparison import build_reports
     from prunebench.report.status import stale_states
 
-    plan = _plan(args.config)
-    written, missing = build_reports(args.results, plan)
+    resolved = _resolve(args.config) if args.config else None
+    plan = _plan(args.config, resolved)
+    written, missing = build_reports(args.results, plan, resolved.experiments if resolved else None)
     for path in written:
         print(path)
     stale = stale_states(args.results, plan)

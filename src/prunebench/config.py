@@ -221,7 +221,7 @@ class ResolvedConfig:
         return out
 
 
-RUNTIME_KEYS = ("data_dir", "download", "device")
+RUNTIME_KEYS = ("data_dir", "download", "device", "logging")
 
 
 def runtime_settings(config: dict) -> dict:

@@ -78,7 +78,9 @@ class _LocalFilesExtension(Extension):
 
 def render_html(text: str, base_dir: str | Path) -> str:
     """A Markdown report as one self-contained HTML page; relative links resolve against ``base_dir``."""
-    md = markdown.Markdown(extensions=["tables", "toc", _LocalFilesExtension(Path(base_dir))], output_format="html")
+    md = markdown.Markdown(
+        extensions=["tables", "fenced_code", "toc", _LocalFilesExtension(Path(base_dir))], output_format="html"
+    )
     body = md.convert(text)
     title = html.unescape(md.toc_tokens[0]["name"]) if md.toc_tokens else "prunebench report"
     return (
