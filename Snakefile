@@ -1,8 +1,15 @@
 # prunebench: iterative structured-pruning experiments. This file only wires the workflow together;
 # the rules live in rules/, the logic in the prunebench package (src/prunebench).
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The checkout this workflow runs from: envs/prunebench.post-deploy.sh installs prunebench from it
+# into the environments of `--sdm conda` (Snakemake creates them in this process). Set, not read:
+# the `envvars:` directive asserts variables the user must define, which this one is not.
+os.environ.update(PRUNEBENCH_SOURCE=workflow.basedir)
 
 
 # config.yaml (the reference matrix) is the config unless `--configfile X` names another, which
@@ -17,14 +24,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/prepare.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
 include: "rules/export.smk"
 
 
 # Reports and exports take seconds: on a cluster they run where Snakemake runs, not as jobs.
+# prepare downloads: it runs there because compute nodes may have no internet.
 localrules:
     all,
+    prepare,
     report_summary,
     report_comparison,
     report_index,

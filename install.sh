@@ -7,5 +7,5 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 # PyTorch first, pinned to the build prunebench is tested with (a CUDA build; it also runs on CPU).
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-.venv/bin/python -m pip install --quiet -e ".[dev,slurm]"
+.venv/bin/python -m pip install --quiet -e ".[dev,slurm,tensorboard]"
 .venv/bin/python -c "import prunebench, torch, timm, snakemake; print('prunebench', prunebench.__version__, '| torch', torch.__version__, '| timm', timm.__version__)"

@@ -1,5 +1,9 @@
 # Helpers shared by every rule: config validation, experiment lookup and the one place that
-# knows the workflow's file paths.
+# knows the workflow's file paths. Nothing here imports torch or timm: parsing the workflow takes
+# well under a second. The checks that build models (timm names, kwargs, sizes, prunable groups)
+# run in the prepare rule, before any training job.
+import hashlib
+import json
 import re
 import sys
 
@@ -10,13 +14,14 @@ from prunebench.config import (
     training_hash,
 )
 from prunebench.errors import ConfigError
+from prunebench.estimates import state_resources
 
 try:
     # Snakemake reads the config files itself and keeps the last of duplicate keys silently:
     # read them once more, strictly, so that a duplicate is an error.
     for path in workflow.configfiles:
         load_config_file(path)
-    RESOLVED = resolve_config(config, source="config")
+    RESOLVED = resolve_config(config, source="config", build_models=False)
 except ConfigError as exc:
     sys.exit(f"prunebench: {exc}")
 
@@ -40,6 +45,8 @@ wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     run=one_of(STATE0_RUNS),
     state=r"\d+",
+    dataset=one_of({exp["dataset"] for exp in EXPERIMENTS.values()}),
+    model=one_of({exp["model_key"] for exp in EXPERIMENTS.values()}),
 
 
 # The training rules' parameter, and so their rerun trigger: the hash of the settings that change
@@ -99,6 +106,64 @@ def get_shared_state0(wildcards):
     return {name.split(".")[0]: f"{source}/{name}" for name in names}
 
 
+def prepared_marker(experiment):
+    """The file the prepare rule writes once the experiment's dataset and model are on this machine."""
+    return f"{RESULTS}/.prepared/{experiment['dataset']}-{experiment['model_key']}.json"
+
+
+def get_prepared(wildcards):
+    """The prepare marker of a training job. ancient(): preparing again (a changed model definition
+    is checked again) retrains nothing by itself."""
+    exp = EXPERIMENTS.get(wildcards.get("experiment")) or STATE0_RUNS[wildcards.run]
+    return ancient(prepared_marker(exp))
+
+
+def get_prepare_checks(wildcards):
+    """A hash of what prepare checks for a dataset and model (the model's definition, and the prune
+    settings of every group that trains it), so that a change reruns prepare and its checks.
+    """
+    checked = {
+        "model": next(
+            exp["model"]
+            for exp in EXPERIMENTS.values()
+            if exp["model_key"] == wildcards.model
+        ),
+        "prune": sorted(
+            json.dumps([exp["method"], exp["prune"]], sort_keys=True)
+            for exp in EXPERIMENTS.values()
+            if exp["model_key"] == wildcards.model
+        ),
+    }
+    text = json.dumps(checked, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def get_state0_resources(wildcards):
+    return state_resources(STATE0_RUNS[wildcards.run], 0, RESOLVED.resources)
+
+
+def get_state_resources(wildcards):
+    return state_resources(
+        EXPERIMENTS[wildcards.experiment], int(wildcards.state), RESOLVED.resources
+    )
+
+
+def get_state0_mem_mb(wildcards):
+    return get_state0_resources(wildcards)["mem_mb"]
+
+
+def get_state0_runtime(wildcards):
+    return get_state0_resources(wildcards)["runtime"]
+
+
+def get_state_mem_mb(wildcards):
+    return get_state_resources(wildcards)["mem_mb"]
+
+
+def get_state_runtime(wildcards):
+    return get_state_resources(wildcards)["runtime"]
+
+
 def get_previous_state(wildcards):
     """State k trains from state k-1's last checkpoint (and state 0's init weights when rewinding)."""
     exp, k = wildcards.experiment, int(wildcards.state)
@@ -106,7 +171,10 @@ def get_previous_state(wildcards):
         raise ValueError(
             f"{exp} has {num_states(exp)} states (0..{num_states(exp) - 1}); state {k} does not exist"
         )
-    inputs = {"previous": f"{state_dir(exp, k - 1)}/last.pt"}
+    inputs = {
+        "previous": f"{state_dir(exp, k - 1)}/last.pt",
+        "prepared": get_prepared(wildcards),
+    }
     if EXPERIMENTS[exp]["prune"]["rewind"] == "init":
         inputs["init"] = f"{state_dir(exp, 0)}/init.pt"
     return inputs

@@ -1,13 +1,15 @@
-# Reports built from the states' summary and metrics files; `snakemake --report report.html`
-# collects the Markdown reports and plots registered here with their captions.
+# Reports built from the states' summary and metrics files, each as Markdown and as HTML (tables
+# rendered, plots embedded); `snakemake --report report.html` collects the HTML reports and the
+# plots registered here with their captions.
 
 
 rule report_summary:
     input:
         summaries=get_state_summaries(),
     output:
-        report=report(
-            f"{RESULTS}/reports/summary.md",
+        report=f"{RESULTS}/reports/summary.md",
+        html=report(
+            f"{RESULTS}/reports/summary.html",
             caption="../workflow/report/summary.rst",
             category="Reports",
         ),
@@ -24,8 +26,9 @@ rule report_comparison:
         summaries=get_comparison_summaries,
         throughput=get_comparison_throughputs,  # read beside the summaries (report.load)
     output:
-        report=report(
-            f"{RESULTS}/reports/{{dataset}}_{{model}}.md",
+        report=f"{RESULTS}/reports/{{dataset}}_{{model}}.md",
+        html=report(
+            f"{RESULTS}/reports/{{dataset}}_{{model}}.html",
             caption="../workflow/report/comparison.rst",
             category="Reports",
             subcategory="{dataset} · {model}",
@@ -72,8 +75,9 @@ rule report_index:
         summaries=get_state_summaries(),
         comparisons=get_comparison_reports(),
     output:
-        index=report(
-            f"{RESULTS}/reports/index.md",
+        index=f"{RESULTS}/reports/index.md",
+        html=report(
+            f"{RESULTS}/reports/index.html",
             caption="../workflow/report/index.rst",
             category="Reports",
         ),

@@ -9,6 +9,8 @@
 # State 0 of a run: shared/{group}-{dataset}-{model}-s{seed} for the methods that share it, or an
 # experiment of its own (see STATE0_OF in common.smk).
 rule train_state0:
+    input:
+        prepared=get_prepared,
     output:
         last=f"{RESULTS}/{{run}}/state0/last.pt",
         best=f"{RESULTS}/{{run}}/state0/best.pt",
@@ -24,8 +26,8 @@ rule train_state0:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=get_state0_mem_mb,
+        runtime=get_state0_runtime,
     params:
         experiment=get_state0_name,
         config_hash=get_state0_training_hash,
@@ -76,8 +78,8 @@ rule train_state:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=get_state_mem_mb,
+        runtime=get_state_runtime,
     params:
         experiment=lambda wildcards: wildcards.experiment,
         config_hash=get_training_hash,

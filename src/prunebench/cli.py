@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from prunebench import __version__
 from prunebench.errors import PrunebenchError
 
 
@@ -18,22 +19,43 @@ def configure_logging(level: int = logging.INFO) -> None:
 def _cmd_validate(args) -> None:
     from prunebench.config import load_config_file, resolve_config
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=args.models)
     for name, exp in resolved.experiments.items():
         print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
 
 
+def _cmd_prepare(args) -> None:
+    from prunebench.config import load_config_file
+    from prunebench.prepare import prepare
+
+    done = prepare(load_config_file(args.config), args.config, markers=Path(_results_dir(args)) / ".prepared")
+    for marker in done:
+        print(f"{marker['dataset']['name']}\t{marker['model']}\tweights: {marker['weights']['pretrained']}")
+    print(f"{len(done)} dataset x model pairs ready for offline training jobs", file=sys.stderr)
+
+
 def _cmd_train_state(args) -> None:
     from prunebench.config import load_config_file, resolve_config
+    from prunebench.prepare import use_job_environment
+
+    # as a workflow job: the model is built (and checked) by the job itself, nothing is downloaded
+    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=False)
+    use_job_environment(resolved.weights_dir)
     from prunebench.train.state import StatePaths, run_state
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config)
+    runtime = {**resolved.runtime, "download": False}
     if args.experiment not in resolved.experiments:
         raise PrunebenchError(
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
         )
     experiment, run = resolved.experiments[args.experiment], resolved.state0_of[args.experiment]
+    states = experiment["prune"]["states"]
+    if not 0 <= args.state < states:  # said before any data or model is loaded
+        raise PrunebenchError(
+            f"state {args.state} does not exist: {args.experiment} has {states} states, 0 to {states - 1} "
+            f"(prune.states in {args.config})"
+        )
     args.results = _results_dir(args)
     paths = StatePaths.under(args.results, args.experiment, args.state)
     if args.state == 0 and run != args.experiment:  # as the workflow does: the shared state 0, then a copy
@@ -41,10 +63,10 @@ def _cmd_train_state(args) -> None:
 
         shared = StatePaths.under(args.results, run, 0)
         if not (shared.out_dir / "summary.json").is_file():
-            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **resolved.runtime)
+            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **runtime)
         adopt_state0(shared.out_dir, paths.out_dir, experiment)
         return
-    run_state(experiment, args.state, paths, threads=args.threads, **resolved.runtime)
+    run_state(experiment, args.state, paths, threads=args.threads, **runtime)
 
 
 def _cmd_export(args) -> None:
@@ -78,14 +100,22 @@ def _results_dir(args) -> str:
     return "results"
 
 
-def _plan(config: str | None):
-    """The planned experiments of a config (None: judge from the results found)."""
+def _resolve(config: str):
+    """The config file validated and resolved."""
+    from prunebench.config import load_config_file, resolve_config
+
+    return resolve_config(load_config_file(config), source=config, build_models=False)
+
+
+def _plan(config: str | None, resolved=None):
+    """The planned experiments of a config (None: judge from the results found); ``resolved``: the
+    config already resolved."""
     if config is None:
         return None
-    from prunebench.config import load_config_file, resolve_config, training_hash
+    from prunebench.config import training_hash
     from prunebench.report.load import plan_from_experiments
 
-    resolved = resolve_config(load_config_file(config), source=config)
+    resolved = resolved or _resolve(config)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
     # what each experiment's states must have been trained under to be current (report.status)
@@ -97,9 +127,10 @@ def _cmd_report(args) -> None:
     from prunebench.report.comparison import build_reports
     from prunebench.report.status import stale_states
 
-    plan = _plan(args.config)
+    resolved = _resolve(args.config) if args.config else None
+    plan = _plan(args.config, resolved)
     args.results = _results_dir(args)
-    written, missing = build_reports(args.results, plan)
+    written, missing = build_reports(args.results, plan, resolved.experiments if resolved else None)
     for path in written:
         print(path)
     stale = stale_states(args.results, plan)
@@ -116,27 +147,50 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_status(args) -> None:
-    from prunebench.report.status import format_progress, progress, stale_states
+    from prunebench.report.status import format_progress, progress, shared_progress, stale_states
 
-    plan = _plan(args.config)
+    resolved = _resolve(args.config)
+    plan = _plan(args.config, resolved)
     args.results = _results_dir(args)
     print(format_progress(progress(args.results, plan)))
     for line in stale_states(args.results, plan):
         print(f"  stale: {line}")
+    shared = shared_progress(args.results, resolved.state0_runs)
+    if len(shared):
+        print("\nshared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):")
+        print(format_progress(shared))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prunebench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate a config and list its experiments")
     p.add_argument("config")
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="also build every model on the meta device: timm names, kwargs, image and patch sizes, the groups "
+        "prune.groups and round_to find (imports torch and timm: seconds; `prunebench prepare` checks this too)",
+    )
     p.set_defaults(func=_cmd_validate)
-    p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
+    p = sub.add_parser(
+        "prepare",
+        help="check the models and download the datasets and pretrained weights of a config, for offline "
+        "training jobs (the workflow does it first; with download: false, only check they are present)",
+    )
     p.add_argument("config")
-    p.add_argument("experiment")
-    p.add_argument("state", type=int)
+    p.add_argument(
+        "--results",
+        help="results folder, whose .prepared/ marks what is ready (default: the config's output_dir/results)",
+    )
+    p.set_defaults(func=_cmd_prepare)
+    p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
+    p.add_argument("config", help="the workflow's config file (e.g. config.yaml)")
+    p.add_argument("experiment", help="experiment name, as `prunebench validate CONFIG` lists them")
+    p.add_argument("state", type=int, help="prune state to train: 0 (dense) to prune.states - 1")
     p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train_state)
     p = sub.add_parser(
         "export", help="write the compact (physically pruned) model of a state checkpoint, with its costs"

@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from prunebench.archs import check_arch_name, family_of
 from prunebench.errors import ConfigError
 
 SCHEMA_RESOURCE = "config.schema.yaml"
@@ -34,7 +35,9 @@ def schema_path() -> Path:
 
 @cache
 def load_schema() -> dict:
-    return yaml.safe_load(schema_path().read_text(encoding="utf-8"))
+    # libyaml's loader where PyYAML has it: ten times faster on the schema (the Snakemake parse reads it)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(schema_path().read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a SafeLoader)
 
 
 # A number with an exponent: YAML 1.1 (PyYAML, Snakemake) reads 1e-3 or 1.0e5 as a string.
@@ -224,6 +227,10 @@ class ResolvedConfig:
     state0_runs: dict[str, dict] = field(default_factory=dict)
     # the run whose (dense) state 0 is every experiment's reference in reports (see dense_reference_runs)
     reference_of: dict[str, str] = field(default_factory=dict)
+    # what training jobs ask the scheduler for (the config's `resources`, defaults filled in; see
+    # prunebench.estimates) and where pretrained weights are cached (`weights_dir`)
+    resources: dict = field(default_factory=dict)
+    weights_dir: str | None = None
     # where the workflow writes this config's results/, logs/ and benchmarks/ (see output_paths)
     output_dir: str = "."
 
@@ -235,7 +242,7 @@ class ResolvedConfig:
         return out
 
 
-RUNTIME_KEYS = ("data_dir", "download", "device")
+RUNTIME_KEYS = ("data_dir", "download", "device", "logging")
 
 
 def runtime_settings(config: dict) -> dict:
@@ -394,7 +401,7 @@ def job_experiment(config: dict, name: str, config_hash: str | None = None) -> t
     rerun trigger): the job resolves the experiment itself, and refuses to train when its config does
     not resolve to the settings Snakemake planned (a config file edited between the plan and the job).
     """
-    resolved = resolve_config(config, source="config")
+    resolved = resolve_config(config, source="config", build_models=False)  # the prepare rule built them
     experiment = resolved.experiments.get(name) or resolved.state0_runs.get(name)
     if experiment is None:
         raise ConfigError(f"the job's config has no experiment {name!r}; was the config edited while the workflow ran?")
@@ -424,14 +431,18 @@ def settings_diff(trained: dict, current: dict, limit: int = 4) -> list[str]:
     return diff[:limit] + ([f"and {len(diff) - limit} more"] if len(diff) > limit else [])
 
 
-def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
+def resolve_config(config: dict, source: str = "config", *, build_models: bool | set[str] = True) -> ResolvedConfig:
     """Validate ``config`` and expand its matrix into fully resolved experiments.
 
     Each experiment is a plain dict (JSON types only), so it can be stored in checkpoints and
     passed to Snakemake as a rule parameter.
-    """
-    from prunebench.models import check_arch  # imported late: pulls in timm
 
+    ``build_models`` also checks the models by building them on the `meta` device (timm's model
+    names, kwargs, image and patch sizes, the groups each has for prune.groups and round_to): True
+    for every model, a set of model keys for those only, False for none. That imports torch and timm
+    (seconds), so the Snakemake process passes False and the workflow's prepare rule, which runs
+    before any training job, does these checks (as does `prunebench validate`).
+    """
     config = _numbers_read(config, load_schema(), load_schema())
     validate_raw(config, source)
     schema = load_schema()
@@ -442,8 +453,14 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
     models = {}
     for key, model in config["models"].items():
         model = deep_merge(_defaults_of(schema["$defs"]["model"]), model)
+        built = build_models is True or (build_models and key in build_models)
         try:
-            check_arch(model["arch"])
+            if built:
+                from prunebench.models import check_arch  # imported late: pulls in torch and timm
+
+                check_arch(model["arch"])
+            else:
+                check_arch_name(model["arch"])
         except Exception as exc:
             raise ConfigError(f"invalid {source}:\n  models.{key}.arch = {model['arch']!r}: {exc}") from None
         if isinstance(model["pretrained"], str) and not Path(model["pretrained"]).is_file():
@@ -451,7 +468,8 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                 f"invalid {source}:\n  models.{key}.pretrained = {model['pretrained']!r}: no such file; "
                 "give the path of a local weights file, true for the timm hub, or false"
             )
-        _check_model(source, key, model)
+        if built:
+            _check_model(source, key, model)
         models[key] = model
 
     experiments: dict[str, dict] = {}
@@ -468,7 +486,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
         settings["prune"].setdefault("budget", default_budget(settings["prune"]["groups"]))
         if "reprune" in spec["methods"]:
             _check_reprune(source, group, spec, models, settings)
-        _check_settings(source, group, spec, models, settings)
+        _check_settings(source, group, spec, models, settings, build_models)
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], spec["methods"], spec["seeds"]
         ):
@@ -492,9 +510,18 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
     for name, run in reference_of.items():
         if run not in state0_runs:  # a group of REPrune only: its dense reference is trained all the same
             state0_runs[run] = shared_state0_run(experiments[name])[1]
+    resources = deep_merge(_defaults_of(schema["properties"]["resources"]), config.get("resources") or {})
+    for key in resources["models"]:
+        if key not in models:
+            raise ConfigError(
+                f"invalid {source}:\n  resources.models.{key}: not defined under `models`; defined: "
+                f"{', '.join(sorted(models))}"
+            )
     return ResolvedConfig(
         output_dir=config.get("output_dir", schema["properties"]["output_dir"]["default"]),
         runtime=runtime,
+        resources=resources,
+        weights_dir=config.get("weights_dir"),
         experiments=experiments,
         state0_of=state0_of,
         state0_runs=state0_runs,
@@ -509,8 +536,6 @@ DATASET_IMAGE_SIZE = 32
 def _check_model(source: str, key: str, model: dict) -> None:
     """Build the model on the `meta` device (no memory, no weights) and check the image and patch sizes
     it takes, so that kwargs and sizes that cannot work fail here, not in a running job."""
-    from prunebench.models import family_of
-
     where = f"invalid {source}:\n  models.{key}"
     img = model.get("img_size") or DATASET_IMAGE_SIZE
     patch = model.get("patch_size")
@@ -600,8 +625,11 @@ def _meta_layers(spec_json: str) -> list[tuple[str, str, int, int]] | tuple[str,
     return [(option_of[gs.kind], gs.layer, gs.size, gs.slices[0].width) for gs in groupsets_of(model)]
 
 
-def _check_settings(source: str, group: str, spec: dict, models: dict, settings: dict) -> None:
-    """Settings that the schema cannot judge alone: bounds between keys, and the groups each model has."""
+def _check_settings(
+    source: str, group: str, spec: dict, models: dict, settings: dict, build_models: bool | set[str] = True
+) -> None:
+    """Settings that the schema cannot judge alone: bounds between keys, and the groups each model has
+    (for the models in ``build_models``, see :func:`resolve_config`)."""
     where = f"invalid {source}:\n  experiments.{group}"
     train, prune = settings["train"], settings["prune"]
     if train["min_lr"] > train["lr"]:
@@ -612,6 +640,8 @@ def _check_settings(source: str, group: str, spec: dict, models: dict, settings:
     if set(spec["methods"]) <= {"dense"}:
         return  # nothing is pruned: the groups do not matter
     for model_key in spec["models"]:
+        if not (build_models is True or (build_models and model_key in build_models)):
+            continue
         layers = _meta_layers(_meta_spec(models[model_key]))
         arch = models[model_key]["arch"]
         has = sorted({option for option, *_ in layers}, key=list(KIND_OPTIONS).index)
@@ -640,8 +670,6 @@ KIND_OPTIONS = ("heads", "neurons", "channels")
 
 def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: dict) -> None:
     """REPrune prunes CNN channels during training: refuse setups where it could not."""
-    from prunebench.models import family_of
-
     where = f"invalid {source}:\n  experiments.{group}"
     for model_key in spec["models"]:
         if family_of(models[model_key]["arch"]) != "cnn":

@@ -76,3 +76,17 @@ def log_every_attempt(log_path: str | os.PathLike) -> TextIO:
     if number > 1:
         log.write(f"attempt {number} of this job; the log of every attempt, the earlier ones included, is {attempts}\n")
     return _Tee(log, keep)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds} s" if seconds < 100 else f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def state_done_line(summary: dict) -> str:
+    """The console line of a finished state: its accuracies and wall time (from its summary.json)."""
+    return (
+        f"prunebench: {summary['experiment']} state {summary['state']} done: "
+        f"final test {summary['final_test_acc']:.1f} %, best {summary['best_test_acc']:.1f} % "
+        f"(epoch {summary['best_epoch']}), {_duration(summary['wall_seconds'])}"
+    )

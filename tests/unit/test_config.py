@@ -176,3 +176,27 @@ def test_state0_is_shared_per_group_dataset_model_and_seed_except_by_reprune(tin
 
     tiny_config["share_state0"] = False
     assert all(run == name for name, run in resolve_config(tiny_config).state0_of.items())
+
+
+def test_without_building_models_the_arch_is_checked_by_name_and_prepare_checks_the_rest(tiny_config):
+    """The Snakemake process (build_models=False) imports no timm: a ViT name timm does not know is
+    caught by `prunebench validate --models` and the prepare rule, a CNN typo at once."""
+    from prunebench.archs import CNN_ARCH_NAMES
+    from prunebench.models.cnn import CNN_ARCHS
+
+    assert set(CNN_ARCH_NAMES) == set(CNN_ARCHS)
+    tiny_config["models"]["tiny_vit"]["arch"] = "vit_tiny_patch17_224"
+    resolve_config(tiny_config, build_models=False)
+    with pytest.raises(ConfigError, match="unknown model 'vit_tiny_patch17_224'"):
+        resolve_config(tiny_config, build_models={"tiny_vit"})
+    tiny_config["models"]["tiny_vit"]["arch"] = "resnet57"
+    with pytest.raises(ConfigError, match="unknown model 'resnet57'.*did you mean resnet56"):
+        resolve_config(tiny_config, build_models=False)
+
+
+def test_bad_model_kwargs_are_caught_only_when_models_are_built(tiny_config):
+    tiny_config["models"]["tiny_vit"]["kwargs"]["num_heads"] = 5  # 48 is not a multiple of 5
+    resolve_config(tiny_config, build_models=False)
+    resolve_config(tiny_config, build_models={"another_model"})
+    with pytest.raises(ConfigError, match="not a multiple of\\s+num_heads"):
+        resolve_config(tiny_config)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 import pytest
 
 from tests.conftest import run_snakemake
@@ -10,7 +13,12 @@ from tests.conftest import run_snakemake
 @pytest.mark.slow
 def test_reports_after_a_tiny_run(tmp_path, tiny_config):
     tiny_config["experiments"]["t"]["methods"] = ["dense", "refill"]
-    run_snakemake(tmp_path, tiny_config)
+    proc = run_snakemake(tmp_path, tiny_config)
+    # one console line per finished state, from the training job's stdout
+    done = re.findall(r"^prunebench: (\S+) state (\d) done: final test [\d.]+ %, best [\d.]+ % \(epoch 1\), \d+ s$",
+                      proc.stdout, re.MULTILINE)  # fmt: skip
+    expected = [("t-synthetic-tiny_vit-s0", "0")] + [(f"t-synthetic-tiny_vit-{m}-s0", "1") for m in ("dense", "refill")]
+    assert sorted(done) == sorted(expected), proc.stdout
     reports = tmp_path / "results" / "reports"
     md = (reports / "synthetic_tiny_vit.md").read_text()
     assert "4 of 4 planned states are finished" in md
@@ -25,5 +33,15 @@ def test_reports_after_a_tiny_run(tmp_path, tiny_config):
 
     run_snakemake(tmp_path, tiny_config, "--report", "report.html")
     html = (tmp_path / "report.html").read_text()
-    for name in ("synthetic_tiny_vit.md", "pareto.png", "accuracy_vs_state.png", "training_curves.png", "index.md"):
+    for name in ("synthetic_tiny_vit.html", "pareto.png", "accuracy_vs_state.png", "training_curves.png", "index.html"):
         assert name in html
+    # the comparison report is embedded as rendered HTML: its tables as tables, its plots inside it
+    (embedded,) = re.findall(
+        r"data:text/html;charset=\w+;filename=synthetic_tiny_vit\.html;base64,([A-Za-z0-9+/=]+)", html
+    )
+    page = base64.b64decode(embedded).decode()
+    assert page.count("<table>") >= 10
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", page)
+    for cell in ("state", "dense best", "refill best", "MACs kept %", "dense state 0", "retention at last state %"):
+        assert cell in headers
+    assert page.count('src="data:image/png;base64,') == 4

@@ -111,7 +111,12 @@ def test_reference_config_plans_the_full_matrix(tmp_path):
     )  # cifar10/100 ViT-S, cifar10 ResNet-56
     # every trained state is timed by its own job; a shared state 0 once, not once per copy
     assert counts["measure_state"] == str(8 * 15 + 9 * 9 + 3 + 4)
-    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(247 + 208)
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(250 + 208)
+    # one prepare job (check the model, fetch its data and weights) per dataset x model, before the states
+    assert counts["prepare"] == "3"
+    # each state asks for what its model and epochs need: ViT-S at 224 px (60 epochs), ResNet-56 (30)
+    resources = dict(re.findall(r"wildcards: run=shared/(\w+)-\S+\n\s+resources: .*?runtime=(\d+)", proc.stdout))
+    assert int(resources["vit"]) > 2 * int(resources["cnn"]) > 0
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

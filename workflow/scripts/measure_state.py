@@ -6,6 +6,10 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from prunebench.cli import configure_logging
 from prunebench.config import runtime_settings
+from prunebench.prepare import use_job_environment
+
+use_job_environment(snakemake.config.get("weights_dir"))  # a job never downloads
+
 from prunebench.export.measure import measure_state
 
 configure_logging()

@@ -13,5 +13,6 @@ write_comparison_from_files(
     dataset=snakemake.wildcards.dataset,
     model=snakemake.wildcards.model,
     output=snakemake.output.report,
+    html=snakemake.output.html,
     plot_dir=Path(snakemake.output.accuracy_vs_state).parent,
 )

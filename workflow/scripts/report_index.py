@@ -11,4 +11,5 @@ write_index_from_files(
     experiments=snakemake.params.experiments,
     reports=snakemake.params.reports,
     output=snakemake.output.index,
+    html=snakemake.output.html,
 )

@@ -6,4 +6,6 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from prunebench.report.summary import write_summary_report
 
-write_summary_report(summary_paths=snakemake.input.summaries, output=snakemake.output.report)
+write_summary_report(
+    summary_paths=snakemake.input.summaries, output=snakemake.output.report, html=snakemake.output.html
+)

@@ -2,13 +2,18 @@
 
 import sys
 
-from prunebench.logs import log_every_attempt  # no torch: loads in an instant
+from prunebench.logs import log_every_attempt, state_done_line  # no torch: loads in an instant
 
 # Snakemake deletes the log before a rerun: the lines of every attempt also go to logs/attempts/.
 sys.stderr = log_every_attempt(snakemake.log[0])
 
 from prunebench.cli import configure_logging
 from prunebench.config import job_experiment
+from prunebench.prepare import use_job_environment
+
+# before torch and timm load: the data and weights come from what the prepare rule fetched
+use_job_environment(snakemake.config.get("weights_dir"))
+
 from prunebench.train.state import StatePaths, run_state
 
 
@@ -17,7 +22,8 @@ def main(name, config_hash, state, output, inputs, recovery, config, threads):
     # the rule passes only the name and the training hash it was planned with (its rerun trigger)
     experiment, resolved = job_experiment(config, name, config_hash)
     paths = StatePaths(output.last.rsplit("/", 1)[0], recovery, inputs.get("previous"), inputs.get("init"))
-    run_state(experiment, state, paths, threads=threads, **resolved.runtime)
+    summary = run_state(experiment, state, paths, threads=threads, **{**resolved.runtime, "download": False})
+    print(state_done_line(summary), flush=True)  # stdout is still the Snakemake console's
 
 
 main(

@@ -80,9 +80,10 @@ def _cifar(name: str, data_dir: str, download: bool):
     where = root / folder
     if not where.is_dir() and not download:  # checked before anything is created in data_dir
         raise DataError(
-            f"{label} not found: looked for {where}/ (data_dir={data_dir!r}, download: false). "
-            f"Set download: true on a machine with internet, or extract the CIFAR 'python version' "
-            f"archive from {CIFAR_URL} into {root}/"
+            f"{label} not found: looked for {where}/ (data_dir={data_dir!r}; training jobs never download). "
+            f"Run `prunebench prepare CONFIG` with download: true on a machine with internet (the workflow's "
+            f"prepare rule does it before any job, where Snakemake runs), or extract the CIFAR 'python "
+            f"version' archive from {CIFAR_URL} into {root}/"
         )
     # Concurrent jobs share data_dir: one downloads, the others wait and then read. Without a
     # download there is nothing to wait for, and data_dir may be read-only.

@@ -11,16 +11,13 @@ import difflib
 
 from torch import nn
 
+from prunebench.archs import VIT_MODULES, family_of
 from prunebench.errors import ModelError
 from prunebench.models.cnn import CNN_ARCHS, build_cnn
-from prunebench.models.vit import VIT_MODULES, build_vit, timm_vit_names
+from prunebench.models.vit import build_vit, timm_vit_names
 from prunebench.models.widths import apply_widths
 
 __all__ = ["build_model", "check_arch", "model_spec", "family_of"]
-
-
-def family_of(arch: str) -> str:
-    return "cnn" if arch in CNN_ARCHS else "vit"
 
 
 def check_arch(arch: str) -> None:

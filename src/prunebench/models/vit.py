@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -9,8 +10,6 @@ import torch
 from torch import nn
 
 from prunebench.errors import ModelError
-
-VIT_MODULES = ("vision_transformer", "deit")
 
 
 @cache
@@ -80,13 +79,22 @@ def build_vit(spec: dict, pretrained: bool | str) -> nn.Module:
 
     kwargs = _timm_kwargs(spec)
     if pretrained is True:
+        # the config's weights_dir, set by prepare and the training jobs (prunebench.prepare)
+        cache_dir = os.environ.get("PRUNEBENCH_WEIGHTS_DIR") or None
         try:
-            return timm.create_model(spec["arch"], pretrained=True, **kwargs)
+            return timm.create_model(spec["arch"], pretrained=True, cache_dir=cache_dir, **kwargs)
         except Exception as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+            where = f"the weights cache {cache_dir}" if cache_dir else "the Hugging Face cache"
+            fix = (
+                f"they are read from {where} only (no download in a training job): run `prunebench prepare "
+                "CONFIG` where there is internet (the workflow runs it before any job), with the same weights_dir"
+                if offline
+                else "on a machine without internet run `prunebench prepare CONFIG` elsewhere first"
+            )
             raise ModelError(
-                f"could not load the timm hub weights of {spec['arch']} ({type(exc).__name__}: {exc}); "
-                "on a machine without internet set the model's `pretrained` to a local weights file "
-                "or to false"
+                f"could not load the timm hub weights of {spec['arch']} ({type(exc).__name__}: {exc}); {fix}, "
+                "or set the model's `pretrained` to a local weights file or to false"
             ) from None
     model = timm.create_model(spec["arch"], pretrained=False, **kwargs)
     if pretrained:

@@ -201,7 +201,9 @@ def matched_levels(states: pd.DataFrame, grid: float = MACS_GRID) -> list[float]
     levels = {float(v) for v in np.arange(grid, 100.0 + grid / 2, grid) if lo - 1e-9 <= v <= hi + 1e-9}
     pruning = measured[measured["method"] != "dense"]
     if pruning["method"].nunique() >= 1:
-        levels.add(float(pruning.groupby("method")["macs_kept"].min().max()))
+        floor = float(pruning.groupby("method")["macs_kept"].min().max())
+        # a grid level that would print as the floor (one decimal) gives way to it: one row per level
+        levels = {v for v in levels if abs(v - floor) >= 0.05} | {floor}
     return sorted(levels, reverse=True)
 
 

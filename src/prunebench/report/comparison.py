@@ -6,15 +6,18 @@ analyses in ``prunebench.report.analysis``; the templates only lay the tables ou
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from prunebench.config import SHARED_DIR
-from prunebench.io import atomic_write_text
 from prunebench.report import analysis as A
+from prunebench.report.html import write_report
 from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments
 from prunebench.report.plots import write_plots
 from prunebench.report.summary import render_summary
@@ -282,11 +285,122 @@ def _completeness(results: Results) -> tuple[dict, list[str], int, int]:
     return tab, missing, int(comp["done"].sum()), int(comp["planned"].sum())
 
 
-def comparison_context(results: Results, dataset: str, model: str, plots: dict[str, str]) -> dict:
-    """Everything the comparison template shows, as formatted tables and sentences."""
+# Fields of a resolved experiment that tell its experiments apart within a group (listed as the
+# group's methods and seeds instead)
+_PER_EXPERIMENT = ("name", "method", "seed")
+
+
+def _stored_configs(states: pd.DataFrame) -> list[dict]:
+    """The resolved experiments the comparison's finished states were trained under (their summaries'
+    provenance), one per experiment: its latest state's."""
+    if states.empty or "experiment_config" not in states:
+        return []
+    latest = states.sort_values("state").drop_duplicates("experiment", keep="last")
+    return [json.loads(c) for c in latest["experiment_config"] if isinstance(c, str)]
+
+
+def _group_configs(configs: list[dict]) -> dict[str, dict]:
+    """Per group: its resolved settings (one YAML mapping: group, dataset, model, methods and seeds
+    first), and the settings on which its experiments disagree (trained under different configs)."""
+    groups: dict[str, list[dict]] = {}
+    for exp in configs:
+        groups.setdefault(exp.get("group", "?"), []).append(exp)
+    out = {}
+    for group, exps in sorted(groups.items()):
+        shared = [{k: v for k, v in e.items() if k not in _PER_EXPERIMENT} for e in exps]
+        differ = sorted({k for s in shared for k in s if any(t.get(k) != s.get(k) for t in shared)})
+        first = shared[0]
+        head = {k: first[k] for k in ("group", "dataset", "model_key") if k in first}
+        head["methods"] = A.method_order({e["method"] for e in exps})
+        head["seeds"] = sorted({e["seed"] for e in exps})
+        out[group] = {"config": {**head, **{k: v for k, v in first.items() if k not in head}}, "differ": differ}
+    return out
+
+
+def _code_block(text: str) -> dict:
+    """A fenced code block whose fence no backtick run inside ``text`` can close."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return {"fence": "`" * max(3, longest + 1), "text": text.rstrip("\n")}
+
+
+def _distinct(values, fmt=str) -> str:
+    vals = sorted({fmt(v) for v in values if not _missing(v)})
+    return ", ".join(vals) if vals else "not recorded"
+
+
+def _versions(states: pd.DataFrame) -> dict | None:
+    """What the comparison's states ran on: source, packages, devices, hosts, jobs, time and memory."""
+    if states.empty:
+        return None
+
+    def col(name):
+        return states[name] if name in states else pd.Series([float("nan")] * len(states))
+
+    source = []
+    for version, commit, dirty in zip(col("prov_version"), col("prov_commit"), col("prov_dirty")):
+        if _missing(version):
+            continue
+        label = str(version)
+        if not _missing(commit):
+            label += f" (git {str(commit)[:12]}{', modified' if dirty is True else ''})"
+        source.append(label)
+    devices = [
+        f"{name} (driver {driver})" if not _missing(driver) else name
+        for name, driver in zip(col("prov_device_name"), col("prov_driver"))
+        if not _missing(name)
+    ]
+    cuda = [
+        f"{c} (cuDNN {d})" if not _missing(d) else str(c)
+        for c, d in zip(col("prov_cuda"), col("prov_cudnn"))
+        if not _missing(c)
+    ]
+    hosts = {h for h in col("prov_host") if not _missing(h)}
+    jobs = {j for j in col("prov_slurm_job_id") if not _missing(j)}
+    starts = [t for t in col("prov_started_at") if not _missing(t)]
+    ends = [t for t in col("prov_finished_at") if not _missing(t)]
+    gpu, host = col("prov_peak_gpu_mb").astype(float), col("prov_peak_host_mb").astype(float)
+    recorded = int(col("prov_host").notna().sum())
+    rows = [
+        ["states with provenance", f"{recorded} of {len(states)}" + ("" if recorded == len(states) else
+                                   " (the others were written before prunebench recorded it)")],
+        ["prunebench", _distinct(source)],
+        *[[pkg, _distinct(col(f"prov_{pkg.lower()}"))] for pkg in ("Python", "torch", "torchvision", "timm")],
+        ["CUDA build", _distinct(cuda) if cuda else "none (CPU-only torch) or not recorded"],
+        ["devices", _distinct(devices)],
+        ["hosts", f"{len(hosts)}: {', '.join(sorted(hosts)[:4])}{', ...' if len(hosts) > 4 else ''}" if hosts
+         else "not recorded"],
+        ["SLURM jobs", f"{len(jobs)}" if jobs else "none (not run under SLURM) or not recorded"],
+        ["trained", f"{min(starts)} to {max(ends)}" if starts and ends else "not recorded"],
+        ["peak GPU memory (MB)", num(gpu.max(), 0) if gpu.notna().any() else "-"],
+        ["peak host memory (MB)", num(host.max(), 0) if host.notna().any() else "-"],
+    ]  # fmt: skip
+    return table(["", "recorded by the states"], rows, "ll")
+
+
+def _produced(states: pd.DataFrame, experiments: dict[str, dict] | None, dataset: str, model: str) -> dict:
+    """The "How it was produced" section: each group's resolved config and the versions."""
+    stored = _group_configs(_stored_configs(states))
+    planned = [e for e in (experiments or {}).values() if e["dataset"] == dataset and e["model_key"] == model]
+    groups = []
+    for group, entry in {**_group_configs(planned), **stored}.items():
+        groups.append({
+            "group": group,
+            "source": "the summaries of its finished states" if group in stored else "the workflow's config (no state of it has finished)",
+            "differ": entry["differ"],
+            "block": _code_block(yaml.safe_dump(entry["config"], sort_keys=False, default_flow_style=False)),
+        })  # fmt: skip
+    return {"groups": sorted(groups, key=lambda g: g["group"]), "versions": _versions(states)}
+
+
+def comparison_context(
+    results: Results, dataset: str, model: str, plots: dict[str, str], experiments: dict[str, dict] | None = None
+) -> dict:
+    """Everything the comparison template shows, as formatted tables and sentences. ``experiments``
+    (the workflow's resolved experiments) give the config of groups none of whose states has finished."""
     res = results.select(dataset, model)
     states, epochs = res.states, res.epochs
     ctx = {"dataset": dataset, "model": model, "plots": plots}
+    ctx["produced"] = _produced(states, experiments, dataset, model)
     ctx["completeness"], ctx["missing"], ctx["done"], ctx["planned"] = _completeness(res)
     ctx["has_results"] = not states.empty
     if states.empty:
@@ -315,17 +429,30 @@ def comparison_context(results: Results, dataset: str, model: str, plots: dict[s
     return ctx
 
 
-def render_comparison(results: Results, dataset: str, model: str, plots: dict[str, str]) -> str:
-    return _env().get_template("comparison.md.j2").render(**comparison_context(results, dataset, model, plots))
+def render_comparison(
+    results: Results, dataset: str, model: str, plots: dict[str, str], experiments: dict[str, dict] | None = None
+) -> str:
+    ctx = comparison_context(results, dataset, model, plots, experiments)
+    return _env().get_template("comparison.md.j2").render(**ctx)
 
 
-def write_comparison_report(results: Results, dataset: str, model: str, output: str | Path, plot_dir: str | Path):
-    """Plots into ``plot_dir`` and the Markdown report (linking them by relative path) to ``output``."""
+def write_comparison_report(
+    results: Results,
+    dataset: str,
+    model: str,
+    output: str | Path,
+    plot_dir: str | Path,
+    html: str | Path | None = None,
+    experiments: dict[str, dict] | None = None,
+):
+    """Plots into ``plot_dir``, the Markdown report (linking them by relative path) to ``output`` and,
+    when given, its HTML version (plots embedded) to ``html``; ``experiments``: the workflow's resolved
+    experiments, for the configs of groups with no finished state."""
     output = Path(output)
     res = results.select(dataset, model)
     paths = write_plots(res.states, res.epochs, plot_dir, f"{dataset} · {model}", res.references)
     rel = {k: Path(os.path.relpath(p, output.parent)).as_posix() for k, p in paths.items()}
-    atomic_write_text(output, render_comparison(results, dataset, model, rel))
+    write_report(render_comparison(results, dataset, model, rel, experiments), output, html)
 
 
 def index_context(results: Results, reports: dict[tuple[str, str], str]) -> dict:
@@ -360,11 +487,14 @@ def render_index(results: Results, reports: dict[tuple[str, str], str]) -> str:
     return _env().get_template("index.md.j2").render(**index_context(results, reports))
 
 
-def write_index(results: Results, output: str | Path, reports: dict[tuple[str, str], str | Path]) -> None:
-    """The index report linking every comparison report (paths made relative to the index)."""
+def write_index(
+    results: Results, output: str | Path, reports: dict[tuple[str, str], str | Path], html: str | Path | None = None
+) -> None:
+    """The index report linking every comparison report (paths made relative to the index), and
+    its HTML version (linking theirs) when ``html`` is given."""
     output = Path(output)
     rel = {k: Path(os.path.relpath(v, output.parent)).as_posix() for k, v in reports.items()}
-    atomic_write_text(output, render_index(results, rel))
+    write_report(render_index(results, rel), output, html)
 
 
 def comparison_paths(reports_dir: str | Path, dataset: str, model: str) -> tuple[Path, Path]:
@@ -373,10 +503,14 @@ def comparison_paths(reports_dir: str | Path, dataset: str, model: str) -> tuple
     return Path(reports_dir) / f"{name}.md", Path(reports_dir) / name
 
 
-def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> tuple[list[Path], list[str]]:
+def build_reports(
+    results_dir: str | Path, plan: pd.DataFrame | None = None, experiments: dict[str, dict] | None = None
+) -> tuple[list[Path], list[str]]:
     """Every report from whatever states exist now (the partial-results path of ``prunebench report``).
 
-    Returns the files written and one line per experiment with missing states.
+    ``experiments`` (the config's resolved experiments) give the config of groups with no finished
+    state in the reports' closing section. Returns the files written and one line per experiment
+    with missing states.
     """
     summaries = find_summaries(results_dir)
     if plan is not None:
@@ -390,12 +524,14 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
     written, reports = [], {}
     for dataset, model in results.comparisons():
         md, plot_dir = comparison_paths(reports_dir, dataset, model)
-        write_comparison_report(results, dataset, model, md, plot_dir)
+        write_comparison_report(results, dataset, model, md, plot_dir, md.with_suffix(".html"), experiments)
         reports[(dataset, model)] = md
         written.append(md)
-    write_index(results, reports_dir / "index.md", reports)
-    atomic_write_text(reports_dir / "summary.md", render_summary(results.states))  # the states loaded above
+    write_index(results, reports_dir / "index.md", reports, reports_dir / "index.html")
+    # the states loaded above
+    write_report(render_summary(results.states), reports_dir / "summary.md", reports_dir / "summary.html")
     written += [reports_dir / "index.md", reports_dir / "summary.md"]
+    written += [p.with_suffix(".html") for p in written]
     comp = A.completeness(results.plan, results.states)
     missing = [f"{r.experiment}: {r.done}/{r.planned} states done, missing {', '.join(map(str, r.missing))}"
                for r in comp.itertuples() if r.missing]  # fmt: skip
@@ -403,15 +539,16 @@ def build_reports(results_dir: str | Path, plan: pd.DataFrame | None = None) -> 
 
 
 def write_comparison_from_files(
-    summary_paths, experiments: dict[str, dict], dataset: str, model: str, output, plot_dir
+    summary_paths, experiments: dict[str, dict], dataset: str, model: str, output, plot_dir, html=None
 ) -> None:
     """The workflow's comparison job: load the listed states, plan from the resolved experiments."""
-    write_comparison_report(_load_planned(summary_paths, experiments), dataset, model, output, plot_dir)
+    results = _load_planned(summary_paths, experiments)
+    write_comparison_report(results, dataset, model, output, plot_dir, html, experiments)
 
 
-def write_index_from_files(summary_paths, experiments: dict[str, dict], reports: list, output) -> None:
+def write_index_from_files(summary_paths, experiments: dict[str, dict], reports: list, output, html=None) -> None:
     """The workflow's index job; ``reports`` holds (dataset, model, path of the comparison report)."""
-    write_index(_load_planned(summary_paths, experiments), output, {(d, m): p for d, m, p in reports})
+    write_index(_load_planned(summary_paths, experiments), output, {(d, m): p for d, m, p in reports}, html)
 
 
 def _load_planned(summary_paths, experiments: dict[str, dict]) -> Results:

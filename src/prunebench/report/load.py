@@ -42,6 +42,27 @@ REFERENCE_COLUMNS = [
     "reference", "source", "dataset", "model", "seed", "best_test_acc", "final_test_acc", "test_size",
     "cost_dense_macs", "cost_dense_params", "params_dense",
 ]  # fmt: skip
+# The summary's `provenance` (prunebench.provenance) as columns: column -> path in the field.
+# Summaries written before it existed give NaN (their package versions come from `versions`).
+PROVENANCE_FIELDS = {
+    "prov_version": ("source", "version"),
+    "prov_commit": ("source", "git_commit"),
+    "prov_dirty": ("source", "git_dirty"),
+    "prov_host": ("host",),
+    "prov_device_name": ("device", "name"),
+    "prov_driver": ("device", "driver"),
+    "prov_python": ("packages", "python"),
+    "prov_torch": ("packages", "torch"),
+    "prov_torchvision": ("packages", "torchvision"),
+    "prov_timm": ("packages", "timm"),
+    "prov_cuda": ("packages", "cuda"),
+    "prov_cudnn": ("packages", "cudnn"),
+    "prov_slurm_job_id": ("slurm", "job_id"),
+    "prov_started_at": ("started_at",),
+    "prov_finished_at": ("finished_at",),
+    "prov_peak_gpu_mb": ("peak_gpu_mb",),
+    "prov_peak_host_mb": ("peak_host_mb",),
+}
 # The RSST summary field (CONTRACTS): accuracy of the unmasked and masked model at the hard mask.
 RSST_FIELDS = {
     "rsst_mask_epoch": ("mask_epoch",),
@@ -115,7 +136,33 @@ def _nested(summary: dict) -> dict:
     out["budget_kind"], out["budget_target"] = budget.get("kind"), _nan(budget.get("target"))
     sizes = summary.get("data_sizes") or {}
     out["test_size"] = _nan(summary.get("test_size", sizes.get("test")))
+    out.update(_provenance(summary))
     return out
+
+
+def _provenance(summary: dict) -> dict:
+    """The provenance columns, and the resolved experiment the state trained under (as canonical
+    JSON text, ``experiment_config``: a cell pandas can compare; NaN when the summary predates it)."""
+    prov = summary.get("provenance") or {}
+    out = {}
+    for col, keys in PROVENANCE_FIELDS.items():
+        value = prov
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        out[col] = _nan(value)
+    old = summary.get("versions") or {}  # the four versions every summary has had
+    for key in ("python", "torch", "timm"):
+        if _missing_value(out[f"prov_{key}"]):
+            out[f"prov_{key}"] = _nan(old.get(key))
+    if _missing_value(out["prov_version"]):
+        out["prov_version"] = _nan(old.get("prunebench"))
+    exp = prov.get("experiment")
+    out["experiment_config"] = json.dumps(exp, sort_keys=False) if isinstance(exp, dict) else math.nan
+    return out
+
+
+def _missing_value(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _is_shared_run(row: dict, path: Path) -> bool:

@@ -152,36 +152,91 @@ def plot_accuracy_vs_cost(
     _save(fig, path)
 
 
-def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> None:
-    """Test accuracy and training loss per epoch through the chain of states (seed 0 of each method)."""
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+# The panels of the training curves: metric column of metrics.jsonl -> axis label
+CURVE_PANELS = {
+    "train_acc": "training accuracy (%)",
+    "val_acc": "validation accuracy (%)",
+    "test_acc": "test accuracy (%)",
+    "train_loss": "training loss",
+    "lr": "learning rate",
+    "reg_lambda": "RSST lambda",
+}
+# Epoch 0 of a state is its evaluation right after pruning: nothing is trained, so it has no
+# training metrics, learning rate or penalty (its 0 would draw a false dip at every state's start).
+_TRAINED_ONLY = ("train_acc", "train_loss", "lr", "reg_lambda")
+
+
+def _chain_x(part: pd.DataFrame) -> pd.Series:
+    """Epochs through one experiment's chain: state k's epoch 0 (just after pruning) follows state
+    k-1's last epoch. Seeds of a method share the positions, so they can be averaged point by point."""
+    x = pd.Series(np.nan, index=part.index)
+    offset = 0
+    for _, st in part.groupby("state", sort=True):
+        x[st.index] = st["epoch"] + offset
+        offset += int(st["epoch"].max()) + 1
+    return x
+
+
+def training_curve_series(epochs: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
+    """What the training curves plot: per panel (CURVE_PANELS) and method, one row per position x
+    along the chain of states with the mean over seeds, min and max (the band) and the seed count."""
+    out: dict[str, dict[str, pd.DataFrame]] = {metric: {} for metric in CURVE_PANELS}
     if epochs.empty:
-        return _save_empty(fig, axes, title, path)
+        return out
+    df = epochs.copy()
+    df["x"] = np.nan
+    for _, part in df.groupby("experiment", sort=False):
+        df.loc[part.index, "x"] = _chain_x(part.sort_values(["state", "epoch"]))
+    for metric in CURVE_PANELS:
+        values = pd.to_numeric(df[metric], errors="coerce")
+        if metric in _TRAINED_ONLY:
+            values = values.where(df["epoch"] > 0)
+        for method in method_order(df["method"]):
+            sel = df["method"] == method
+            stats = values[sel].groupby(df.loc[sel, "x"]).agg(["mean", "min", "max", "count"])
+            out[metric][method] = stats.rename(columns={"count": "seeds"}).rename_axis("x").reset_index()
+    return out
+
+
+def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> dict[str, str]:
+    """Training, validation and test accuracy, training loss, learning rate and RSST's lambda per
+    epoch through the chain of states: a line per method (the mean over its seeds), shaded between
+    the seeds' min and max. Returns the panels' y-axis labels by metric."""
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex=True)
+    axes = axes.ravel()
+    labels = {metric: ax.set_ylabel(label).get_text() for ax, (metric, label) in zip(axes, CURVE_PANELS.items())}
+    if epochs.empty:
+        _save_empty(fig, axes, title, path)
+        return labels
+    series = training_curve_series(epochs)
     colors = _colors(epochs["method"])
     boundaries = set()
-    for method in method_order(epochs["method"]):
-        part = epochs[epochs["method"] == method]
-        part = part[part["seed"] == part["seed"].min()].sort_values(["state", "epoch"])
-        offset, xs, ends = 0, [], []
-        # States are laid end to end: epoch 0 of state k (just after pruning) follows state k-1's last.
-        for _, st in part.groupby("state", sort=True):
-            xs.append(st["epoch"].to_numpy() + offset)
-            offset += int(st["epoch"].max()) + 1
-            ends.append(offset - 0.5)
-        boundaries.update(ends[:-1])  # the end of a method's last state starts no new state
-        x = np.concatenate(xs)
-        axes[0].plot(x, part["test_acc"], color=colors[method], label=method, lw=1.2)
-        axes[1].plot(x, part["train_loss"], color=colors[method], label=method, lw=1.2)
-    for ax in axes:
+    for _, part in epochs.groupby("experiment"):
+        ends = np.cumsum([int(st["epoch"].max()) + 1 for _, st in part.groupby("state", sort=True)]) - 0.5
+        boundaries.update(ends[:-1])  # the end of a chain's last state starts no new state
+    seeds = max((int(s["seeds"].max()) for per in series.values() for s in per.values() if len(s)), default=1)
+    for ax, metric in zip(axes, CURVE_PANELS):
+        drawn = False
+        for method, s in series[metric].items():
+            if s["mean"].isna().all() or (metric == "reg_lambda" and not (s["max"].fillna(0) > 0).any()):
+                continue  # lambda: only the methods with a penalty
+            ax.plot(s["x"], s["mean"], color=colors[method], label=method, lw=1.2)
+            if (s["seeds"] > 1).any():
+                ax.fill_between(s["x"], s["min"], s["max"], color=colors[method], alpha=0.2, lw=0)
+            drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "no RSST penalty here" if metric == "reg_lambda" else "not recorded",
+                    ha="center", va="center", transform=ax.transAxes, color="grey")  # fmt: skip
         for b in sorted(boundaries):
             ax.axvline(b, color="grey", alpha=0.3, lw=0.8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[1].set_ylabel("training loss")
-    axes[1].set_xlabel("epoch through the states (grey lines: a new prune state starts)")
-    axes[0].legend()
-    fig.suptitle(title)
+    for ax in axes[-2:]:
+        ax.set_xlabel("epoch through the states (grey lines: a new prune state starts)")
+    axes[0].legend(fontsize="small")
+    band = f"; shaded: min-max over {seeds} seeds" if seeds > 1 else ""
+    fig.suptitle(f"{title}\nlines: mean over seeds{band}")
     _save(fig, path)
+    return labels
 
 
 def write_plots(

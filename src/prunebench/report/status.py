@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunebench.report.load import find_summaries, read_epochs, read_summary
+from prunebench.config import SHARED_DIR
+from prunebench.report.load import find_summaries, plan_from_experiments, read_epochs, read_summary
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -113,6 +114,18 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
             "eta_seconds",
         ],  # fmt: skip
     )
+
+
+def shared_progress(results_dir: str | Path, state0_runs: dict[str, dict]) -> pd.DataFrame:
+    """Like :func:`progress`, for the dense states 0 trained once per group, dataset, model and seed
+    under ``results/shared/`` (``ResolvedConfig.state0_runs``); the ``experiment`` column holds their folder."""
+    shared = {run: exp for run, exp in state0_runs.items() if run.startswith(f"{SHARED_DIR}/")}
+    # a shared run's summary names the experiment it trains (no folder prefix): that is how progress finds it
+    plan = plan_from_experiments({exp["name"]: exp for exp in shared.values()})
+    plan["states"], plan["state0_run"] = 1, list(shared)
+    df = progress(results_dir, plan)
+    df["experiment"] = list(shared)
+    return df
 
 
 def format_progress(df: pd.DataFrame) -> str:

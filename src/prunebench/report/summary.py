@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from prunebench.io import atomic_write_text
 from prunebench.report.analysis import method_order
+from prunebench.report.html import write_report
 from prunebench.report.load import method_labels, read_summary
 from prunebench.report.tables import accuracy_by_state, md_escape
 
@@ -48,6 +48,7 @@ def render_summary(df: pd.DataFrame) -> str:
     )
 
 
-def write_summary_report(summary_paths, output) -> None:
-    """Render the summary report from state summary files and write it atomically."""
-    atomic_write_text(output, render_summary(load_summaries(summary_paths)))
+def write_summary_report(summary_paths, output, html=None) -> None:
+    """Render the summary report from state summary files and write it (and its HTML version, when
+    ``html`` is given) atomically."""
+    write_report(render_summary(load_summaries(summary_paths)), output, html)

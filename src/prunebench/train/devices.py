@@ -19,7 +19,9 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import stat
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -205,25 +207,102 @@ def lease_gpu(
         time.sleep(poll)
 
 
+def driver_version() -> str | None:
+    """The NVIDIA driver's version on this machine (nvidia-smi, else /proc/driver/nvidia/version), or None."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        versions = sorted(set(out.stdout.split()))
+        if out.returncode == 0 and versions:
+            return versions[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]+)", text)
+    return match.group(1) if match else text.splitlines()[0].strip()
+
+
+# The oldest Linux driver each CUDA major version runs on (NVIDIA's minor-version compatibility table)
+MIN_DRIVER = {13: 580, 12: 525, 11: 450}
+TORCH_INSTALL = "https://pytorch.org/get-started/locally/"
+
+
+def _major(version: str | None) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def _torch_build_advice(driver: str | None) -> str:
+    """What to do about it: a torch build for a CUDA this driver runs, or a node with a GPU."""
+    if driver is None:
+        return (
+            "No NVIDIA driver on this node (no nvidia-smi, no /proc/driver/nvidia/version): the job ran on a "
+            "node without a GPU; check the partition (slurm_partition in the profile) and that the job asks "
+            "for a GPU (the rules' gpu=1 resource)"
+        )
+    build, driver_major = _major(torch.version.cuda), _major(driver) or 0
+    runs = [cuda for cuda, oldest in sorted(MIN_DRIVER.items(), reverse=True) if driver_major >= oldest]
+    if build is None:
+        return f"This torch is a CPU-only build: install a CUDA build ({TORCH_INSTALL}; README: 'GPU drivers')"
+    if build in runs:
+        return (
+            f"Driver {driver} runs CUDA {torch.version.cuda}: the GPU may be failing, busy in exclusive mode, "
+            "or hidden by CUDA_VISIBLE_DEVICES; run nvidia-smi on the node"
+        )
+    index = {12: "cu126", 11: "cu118"}.get(runs[0]) if runs else None
+    if index is None:
+        return f"Driver {driver} is too old for any current torch: ask the cluster's admins for a newer one"
+    return (
+        f"CUDA {build} needs driver >= {MIN_DRIVER.get(build, '?')}: install a torch build for CUDA {runs[0]} "
+        f"in the jobs' environment, e.g. pip install --force-reinstall torch=={torch.__version__.split('+')[0]} "
+        f"torchvision --index-url https://download.pytorch.org/whl/{index} (check the versions built for it "
+        f"at {TORCH_INSTALL}; README: 'GPU drivers')"
+    )
+
+
+def no_gpu_error(requested: str) -> TrainingError:
+    """Why a job that needs a GPU has none usable: the driver, torch's CUDA build, and what to do."""
+    slurm = os.environ.get("SLURM_JOB_ID")
+    why = f"device: {requested}" if requested != "auto" else f"a SLURM job ({slurm}) with device: auto"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f"CUDA_VISIBLE_DEVICES={visible} is set but " if visible else ""
+    driver = driver_version()
+    return TrainingError(
+        f"no usable CUDA GPU for {why}: {seen}torch {torch.__version__} (CUDA build {torch.version.cuda}) "
+        f"sees none; NVIDIA driver: {driver or 'none found'}. {_torch_build_advice(driver)}. Stopped at once "
+        "instead of training on the CPU until the time limit; to train on the CPU on purpose, set device: cpu"
+    )
+
+
 def acquire_device(requested: str = "auto", lock_dir: Path | None = None) -> Lease:
     """The device a training job runs on: a leased GPU when there is one, else the CPU.
 
-    ``requested`` is ``auto`` (lease any visible GPU, fall back to the CPU), ``cpu``, ``cuda`` (lease
-    any GPU; fail without one) or ``cuda:N`` (that GPU, leased).
+    ``requested`` is ``auto`` (lease any visible GPU; outside SLURM fall back to the CPU with a
+    warning, in a SLURM job stop), ``cpu``, ``cuda`` (lease any GPU; stop without one) or ``cuda:N``
+    (that GPU, leased). Stopping names the driver and torch's CUDA build (:func:`no_gpu_error`).
     """
     if requested == "cpu":
         log.info("no GPU in use: training on the CPU (device: cpu in the config)")
         return Lease(None, None)
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        if requested != "auto":
-            raise TrainingError(
-                f"device {requested!r} was asked for but no CUDA GPU is visible; set device: auto or cpu"
-            )
+        if requested != "auto" or os.environ.get("SLURM_JOB_ID"):
+            raise no_gpu_error(requested)
         assigned = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if assigned:  # e.g. SLURM granted a GPU on a node whose driver torch cannot use
+        if assigned:  # a GPU granted on a machine whose driver torch cannot use
             log.warning("CUDA_VISIBLE_DEVICES=%s is set, but torch sees no usable CUDA GPU", assigned)
-        log.info("no GPU in use: training on the CPU")
+        log.warning(
+            "no GPU in use: training on the CPU (device: auto found no usable CUDA GPU; set device: cpu to say so)"
+        )
         return Lease(None, None)
     ids = visible_gpu_ids(count)
     if requested.startswith("cuda:"):

@@ -18,6 +18,7 @@ from prunebench.io import atomic_write_json
 from prunebench.train.checkpoint import load_trained, save_checkpoint
 from prunebench.train.metrics import experiment_ids, read_rows, write_rows
 from prunebench.train.recovery import release_finished
+from prunebench.train.tracking import CSV_NAME, write_csv
 
 CHECKPOINTS = ("last.pt", "best.pt", "init.pt")
 log = logging.getLogger("prunebench")
@@ -40,9 +41,13 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) 
         )  # fmt: skip
         ckpt["shared_state0"] = str(source_dir)
         save_checkpoint(out_dir / name, ckpt)
-    write_rows(out_dir / "metrics.jsonl", [{**row, **ids} for row in read_rows(source_dir / "metrics.jsonl")])
+    rows = [{**row, **ids} for row in read_rows(source_dir / "metrics.jsonl")]
+    write_rows(out_dir / "metrics.jsonl", rows)
+    write_csv(out_dir / CSV_NAME, rows)
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
     summary.update(ids, shared_state0=str(source_dir), config_hash=training_hash(experiment))
+    if isinstance(summary.get("provenance"), dict):  # where and how it ran stays; the config is the copy's
+        summary["provenance"].update(config_hash=summary["config_hash"], experiment=experiment)
     atomic_write_json(out_dir / "summary.json", summary)  # last: the copy is whole once this exists
     log.info(
         "state 0 of %s is the dense state 0 trained once in %s (final test %.2f)",

@@ -31,7 +31,7 @@ from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
 from prunebench.io import atomic_torch_save
 from prunebench.models import build_model, model_spec
-from prunebench.provenance import versions
+from prunebench.provenance import now_iso, provenance, reset_peak_memory, versions
 from prunebench.pruning.groups import (
     MaskedParams,
     alive_params,
@@ -57,6 +57,7 @@ from prunebench.train.loop import (
 from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows, write_rows
 from prunebench.train.recovery import adopt_finished, drop_progress, finish_state, lock_state, release_finished
 from prunebench.train.seeding import seed_everything, state_seed
+from prunebench.train.tracking import CSV_NAME, Tracker, write_csv
 
 log = logging.getLogger("prunebench")
 
@@ -118,6 +119,7 @@ class _Progress:
     best_epoch: int = -1
     train_seconds: float = 0.0
     wall_seconds: float = 0.0  # of the processes before a resume, up to their last resume.pt
+    started_at: str = ""  # when the state's first attempt started (ISO 8601 UTC)
     rows: list = field(default_factory=list)
 
 
@@ -179,11 +181,13 @@ def run_state(
     download: bool = True,
     device: str = "auto",
     threads: int | None = None,
+    logging: dict | None = None,
 ) -> dict:
     """Train prune state ``state`` of ``experiment`` and write its files; returns the summary.
 
     The state's recovery folder is locked for as long as this runs (a second trainer of the state
     stops with StateBusyError). A state an earlier attempt finished is adopted, not trained again.
+    ``logging`` is the config's tracking settings (prunebench.train.tracking).
     """
     lock = lock_state(paths.recovery_dir, f"state {state} of {experiment['name']}")
     try:
@@ -191,15 +195,19 @@ def run_state(
         if paths.previous is not None:
             release_finished(Path(paths.previous).parent)  # this job started: Snakemake recorded it
         if done is not None:
+            write_csv(paths.out_dir / CSV_NAME, read_rows(paths.out_dir / "metrics.jsonl"))
             return done
         return _train_state(
-            experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads
-        )
+            experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads,
+            tracking=logging,
+        )  # fmt: skip
     finally:
         lock.release()
 
 
-def _train_state(experiment: dict, state: int, paths: StatePaths, *, data_dir, download, device, threads) -> dict:
+def _train_state(
+    experiment: dict, state: int, paths: StatePaths, *, data_dir, download, device, threads, tracking
+) -> dict:
     if threads:
         torch.set_num_threads(threads)
     log.info(
@@ -216,16 +224,22 @@ def _train_state(experiment: dict, state: int, paths: StatePaths, *, data_dir, d
         log.info("placement: %s", " ".join(placement))
     lease = acquire_device(device)
     try:
-        return _run_state(experiment, state, paths, lease.device, data_dir=data_dir, download=download, threads=threads)
+        return _run_state(
+            experiment, state, paths, lease.device, data_dir=data_dir, download=download, threads=threads,
+            tracking=tracking,
+        )  # fmt: skip
     finally:
         lease.release()
 
 
 def _run_state(
-    experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download, threads
+    experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download, threads, tracking
 ) -> dict:
-    run = _StateRun(experiment, state, paths, dev, data_dir=data_dir, download=download)
-    run.train()
+    run = _StateRun(experiment, state, paths, dev, data_dir=data_dir, download=download, tracking=tracking)
+    try:
+        run.train()
+    finally:
+        run.tracker.close()
     summary = _summary(run, threads)
     _write_outputs(run, summary)
     log.info(
@@ -243,8 +257,11 @@ class _StateRun:
     see it through :class:`prunebench.pruning.hooks.StateRun`.
     """
 
-    def __init__(self, experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download):
-        self.wall_start = time.time()
+    def __init__(
+        self, experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download, tracking=None
+    ):
+        self.wall_start, self.process_started_at = time.time(), now_iso()
+        reset_peak_memory(dev)
         self.experiment, self.state, self.paths, self.dev = experiment, state, paths, dev
         self.tcfg = tcfg = experiment["train"]
         self.seed = state_seed(experiment["seed"], state)
@@ -308,7 +325,7 @@ class _StateRun:
         self.generator = torch.Generator(device=dev).manual_seed(self.seed)
         self.ids = experiment_ids(experiment, state)
         paths.recovery_dir.mkdir(parents=True, exist_ok=True)
-        self.prog = _Progress()
+        self.prog = _Progress(started_at=self.process_started_at)
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.generator.set_state(resume["generator"].to(self.generator.get_state().device))
@@ -322,6 +339,7 @@ class _StateRun:
             )
         else:
             paths.progress_metrics.unlink(missing_ok=True)
+        self.tracker = Tracker.open(paths.out_dir, paths.recovery_dir, experiment, state, tracking, self.prog.rows)
         self.method.start(self, self.prog.epoch)
 
     # --- what the method's hooks use (pruning.hooks.StateRun) ---
@@ -376,6 +394,7 @@ class _StateRun:
                 save_checkpoint(self.paths.best_at(epoch), self.checkpoint(epoch, row))
         append_row(self.paths.progress_metrics, row)
         prog.rows.append(row)
+        self.tracker.epoch(row, prog.rows)
         return row
 
     def checkpoint(self, epoch: int, metrics: dict) -> dict:
@@ -485,6 +504,14 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
         # (the workflow's measure_state, into throughput.json), so `throughput` stays null here
         **state_measures(model, run.spec, plan.final_masks, None, dev),
         **run.method.summary(run),
+        # how it was produced: source, host, device and driver, packages, job, times, peak memory (last:
+        # its end time and peaks cover the whole state)
+        "provenance": provenance(
+            dev,
+            run.experiment,
+            started_at=prog.started_at or run.process_started_at,
+            process_started_at=run.process_started_at,
+        ),
     }
 
 
@@ -499,6 +526,7 @@ def _write_outputs(run: _StateRun, summary: dict) -> None:
             experiment=run.experiment, model_spec=run.spec, model=init_model, masks=run.plan.final_masks,
             state=0, epoch=0, metrics={},
         )  # fmt: skip
+    write_csv(run.paths.out_dir / CSV_NAME, run.prog.rows)  # beside the outputs, not one of them (tracking)
     finish_state(
         run.paths, run.experiment, run.state, last=run.checkpoint(run.epochs, run.prog.rows[-1]),
         best=run.paths.best_at(run.prog.best_epoch), rows=run.prog.rows, summary=summary, init=init,

@@ -93,6 +93,14 @@ def test_matched_cost_interpolates_only_inside_the_measured_range():
     assert math.isnan(m.at[(40.0, "rsst"), "mean"])  # below it: never extrapolated
 
 
+def test_a_floor_that_prints_as_a_grid_level_is_one_row():
+    s = pd.DataFrame({"method": ["refill", "refill", "random", "random"], "seed": 0, "state": [0, 1, 0, 1],
+                      "macs_kept": [100.0, 29.9, 100.0, 29.98], "final_test_acc": 90.0, "test_size": 359})  # fmt: skip
+    levels = A.matched_levels(s)
+    assert levels[-1] == 29.98 and 30.0 not in levels
+    assert len({f"{v:.1f}" for v in levels}) == len(levels)
+
+
 def test_method_order_puts_baselines_between_dense_and_methods():
     assert A.method_order(["rsst", "random", "dense", "refill", "oneshot"]) == [
         "dense",

@@ -1,0 +1,72 @@
+"""What a training job asks the scheduler for: memory and time per state (no torch: Snakemake reads it).
+
+A state's runtime is its epochs x the model's minutes per epoch x ``resources.safety_factor``, plus
+``resources.overhead_minutes``. Minutes per epoch come from ``resources.models.<key>`` when the
+config gives them, else from built-in estimates for one CIFAR epoch (45,000 training images, then
+15,000 evaluated) on a V100-class GPU: 1.5 minutes for ViT-S/16 at 224 px, 0.5 for ResNet-56.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prunebench.archs import family_of
+from prunebench.config import finetune_epochs, state_epochs
+
+# One CIFAR epoch (training + evaluation), in minutes, for prunebench's CNNs
+CNN_MINUTES = {"small_cnn": 0.1, "resnet20": 0.2, "resnet32": 0.3, "resnet56": 0.5, "resnet110": 1.0, "resnet18": 1.0}
+# timm ViT sizes, relative to ViT-S (compute per token grows with width^2 x depth)
+VIT_SIZE = {"tiny": 0.3, "small": 1.0, "base": 3.5, "large": 12.0, "huge": 30.0, "giant": 60.0}
+VIT_SMALL_224_MINUTES = 1.5  # ViT-S/16 at 224 px: 196 tokens
+CNN_MEM_MB, VIT_MEM_MB, VIT_224_MEM_MB = 8000, 8000, 12000
+# training images per epoch of each dataset (CIFAR: 50,000 less the 5,000 held out for validation)
+DATASET_IMAGES = {"cifar10": 45000, "cifar100": 45000, "digits": 1617, "synthetic": 900}
+CIFAR_IMAGES = 45000
+
+
+def _vit_minutes(model: dict) -> float:
+    arch, kwargs = model["arch"], model.get("kwargs") or {}
+    size = next(
+        (f for name, f in VIT_SIZE.items() if f"_{name}_" in f"_{arch}_" or arch.startswith(f"deit_{name}")), 1.0
+    )
+    if "embed_dim" in kwargs or "depth" in kwargs:  # a resized ViT: from ViT-S's 384 x 12
+        size = (kwargs.get("embed_dim", 384) / 384) ** 2 * kwargs.get("depth", 12) / 12
+    digits = [int(part.removeprefix("patch")) for part in arch.split("_") if part.removeprefix("patch").isdigit()]
+    patch = model.get("patch_size") or (digits[0] if digits else 16)
+    img = model.get("img_size") or (digits[1] if len(digits) > 1 else 224)
+    tokens = (img // patch) ** 2 + 1
+    return VIT_SMALL_224_MINUTES * size * tokens / 197
+
+
+def minutes_per_epoch(model_key: str, model: dict, dataset: str, train_limit: int | None, settings: dict) -> float:
+    """Estimated minutes of one epoch of ``model`` on ``dataset`` (the config's figure if it gives one)."""
+    given = (settings.get("models") or {}).get(model_key, {}).get("minutes_per_epoch")
+    if given is not None:
+        return float(given)
+    if family_of(model["arch"]) == "cnn":
+        per_cifar_epoch = CNN_MINUTES.get(model["arch"], 1.0)
+    else:
+        per_cifar_epoch = _vit_minutes(model)
+    images = DATASET_IMAGES.get(dataset, CIFAR_IMAGES)
+    if train_limit:
+        images = min(images, train_limit)
+    return per_cifar_epoch * images / CIFAR_IMAGES
+
+
+def mem_mb(model_key: str, model: dict, settings: dict) -> int:
+    """Host memory of a training job of ``model``, in MB (the config's figure if it gives one)."""
+    given = (settings.get("models") or {}).get(model_key, {}).get("mem_mb")
+    if given is not None:
+        return int(given)
+    if family_of(model["arch"]) == "cnn":
+        return CNN_MEM_MB
+    return VIT_224_MEM_MB if (model.get("img_size") or 224) >= 224 else VIT_MEM_MB
+
+
+def state_resources(experiment: dict, state: int, settings: dict) -> dict[str, int]:
+    """``mem_mb`` and ``runtime`` (minutes) of one training state; ``settings`` is the config's `resources`."""
+    key, model = experiment["model_key"], experiment["model"]
+    epochs = state_epochs(experiment, state) + finetune_epochs(experiment, state)
+    per_epoch = minutes_per_epoch(key, model, experiment["dataset"], experiment["data"]["train_limit"], settings)
+    minutes = epochs * per_epoch * settings.get("safety_factor", 1.5) + settings.get("overhead_minutes", 10)
+    return {"mem_mb": mem_mb(key, model, settings), "runtime": math.ceil(minutes)}
