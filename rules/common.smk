@@ -66,6 +66,7 @@ def get_state0_training_hash(wildcards):
 
 
 def get_state0_name(wildcards):
+    """The run a state-0 job trains: an experiment, or a shared/ run (its settings: STATE0_RUNS)."""
     return wildcards.run
 
 
@@ -82,17 +83,8 @@ def num_states(experiment):
     return EXPERIMENTS[experiment]["prune"]["states"]
 
 
-def get_experiment(wildcards):
-    return EXPERIMENTS[wildcards.experiment]
-
-
 def get_recovery_dir(wildcards):
     return recovery_dir(wildcards.experiment, wildcards.state)
-
-
-def get_state0_experiment(wildcards):
-    """The experiment a state-0 run trains (for a shared run: the group's settings, method dense)."""
-    return STATE0_RUNS[wildcards.run]
 
 
 def get_state0_recovery_dir(wildcards):
