@@ -288,11 +288,20 @@ def shares_state0(experiment: dict) -> bool:
     return experiment["method"] != "reprune"
 
 
+# What dense training of state 0 reads of the pruning settings: the group kinds its (all-true)
+# masks name. The schedule, budget, ranking and the methods' own sections shape later states only.
+STATE0_PRUNE_KEYS = ("groups",)
+
+
 def shared_state0_run(experiment: dict) -> tuple[str, dict]:
     """The run that trains state 0 for all methods of the experiment's group, dataset, model and seed:
-    its folder under results/, and the experiment it trains (the group's settings, method dense)."""
+    its folder under results/, and the experiment it trains: the group's settings that state 0 reads,
+    method dense. Pruning settings that only shape later states are left out, so that changing them
+    (a sweep of target_sparsity, another schedule) keeps the dense state 0 and its training hash."""
     name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
-    return f"{SHARED_DIR}/{name}", {**experiment, "name": name, "method": "dense"}
+    trained = {k: v for k, v in experiment.items() if k not in ("rsst", "reprune")}
+    trained["prune"] = {k: experiment["prune"][k] for k in STATE0_PRUNE_KEYS if k in experiment["prune"]}
+    return f"{SHARED_DIR}/{name}", {**trained, "name": name, "method": "dense"}
 
 
 def reference_key(experiment: dict) -> tuple:
@@ -679,6 +688,12 @@ def _check_reprune(source: str, group: str, spec: dict, models: dict, settings: 
             )
     if "channels" not in settings["prune"]["groups"]:
         raise ConfigError(f"{where}: method reprune needs `channels` in prune.groups (set it in the group's overrides)")
+    if settings["prune"].get("round_to", 1) > 1:
+        raise ConfigError(
+            f"{where}: prune.round_to = {settings['prune']['round_to']}, but reprune keeps any number of "
+            "channels per layer (its counts come from one |BN gamma| threshold), so its widths would not be "
+            "rounded like the other methods'; set round_to: 1 in this group, or run reprune in a group of its own"
+        )
     rcfg, total = settings["reprune"], chain_epochs(settings)
     if round(rcfg["prune_until"] * total) < rcfg["interval_epochs"] or rcfg["interval_epochs"] >= total:
         raise ConfigError(

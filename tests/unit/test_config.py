@@ -169,7 +169,10 @@ def test_state0_is_shared_per_group_dataset_model_and_seed_except_by_reprune(tin
     assert of["c-synthetic-cnn-reprune-s0"] == "c-synthetic-cnn-reprune-s0"  # prunes from epoch 1: its own
     trained = resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"]
     rsst = resolved.experiments["t-synthetic-tiny_vit-rsst-s0"]
-    assert trained == {**rsst, "name": "t-synthetic-tiny_vit-s0", "method": "dense"}
+    # the group's settings that state 0 reads: everything but the pruning schedule and the methods' own
+    expected = {k: v for k, v in rsst.items() if k not in ("rsst", "reprune")}
+    expected.update(name="t-synthetic-tiny_vit-s0", method="dense", prune={"groups": rsst["prune"]["groups"]})
+    assert trained == expected
     # adding a method changes nothing for the others: no reruns
     tiny_config["experiments"]["t"]["methods"] = ["refill"]
     assert resolve_config(tiny_config).state0_runs["shared/t-synthetic-tiny_vit-s0"] == trained

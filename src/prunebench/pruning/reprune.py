@@ -151,10 +151,11 @@ def layer_keep_counts(
 
     Channels are removed in order of |gamma| (already-masked channels first), until either
     ``channel_sparsity`` of all prunable channels are gone, or the removed channels' ``cost`` (MACs
-    or parameters, counted exactly) is as close as one channel allows to ``reduction`` of the dense
-    model's: near the target a channel whose removal would overshoot it by more than it leaves
-    missing is passed over for a cheaper one further down the order. A layer keeps at least
-    ``min_keep[layer]`` channels (default 1): a global threshold alone can empty a layer whose BN
+    or parameters, counted exactly) reaches ``reduction`` of the dense model's, so that the kept cost
+    ends at or under the target as for every method's budget: near the target a channel whose
+    removal would overshoot it by more than it leaves missing is passed over for a cheaper one
+    further down the order, and a shortfall left at the end is closed by the one channel that covers
+    it most closely. A layer keeps at least ``min_keep[layer]`` channels (default 1): a global threshold alone can empty a layer whose BN
     scales happen to be small, which disconnects a plain CNN.
     """
     floor = {name: max(1, (min_keep or {}).get(name, 1)) for name in gammas}
@@ -182,6 +183,16 @@ def layer_keep_counts(
                 continue  # overshoots by more than it closes: a cheaper channel may fit
             keep[name] -= 1
             saved += step
+    # The kept cost ends at or under the target, as every method's budget does (pruning.budget):
+    # while short of it, one more channel from the layer whose channel covers the rest most closely.
+    while saved < target:
+        steps = {name: cost.saving(keep, name) for name in keep if keep[name] > floor[name]}
+        if not steps:
+            break
+        reaching = {name: s for name, s in steps.items() if saved + s >= target}
+        name = min(reaching, key=reaching.get) if reaching else max(steps, key=steps.get)
+        keep[name] -= 1
+        saved += steps[name]
     return keep
 
 

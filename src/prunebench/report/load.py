@@ -270,7 +270,7 @@ def plan_from_experiments(experiments: dict[str, dict]) -> pd.DataFrame:
             "model": exp["model_key"],
             "method": exp["method"],
             "seed": exp["seed"],
-            "states": exp["prune"]["states"],
+            "states": exp["prune"].get("states", 1),  # a shared state-0 run: state 0 only
             "epochs": state_epochs(exp, 1) + finetune_epochs(exp, 1),
             "state0_epochs": state_epochs(exp, 0),
         }

@@ -56,3 +56,17 @@ def test_a_schedule_without_any_event_is_refused(tiny_config):
     # an event after all 8 epochs would have no epoch left to train the pruned model
     with pytest.raises(ConfigError, match="would never prune"):
         resolve_config(_cnn(tiny_config, interval_epochs=8, prune_until=1.0))
+
+
+def test_round_to_is_refused_for_reprune(tiny_config):
+    """REPrune's per-layer counts come from a |gamma| threshold: a round_to would silently not apply."""
+    from prunebench.config import resolve_config
+    from prunebench.errors import ConfigError
+
+    tiny_config["models"]["cnn"] = {"arch": "small_cnn"}
+    tiny_config["experiments"]["t"] = {
+        "datasets": ["synthetic"], "models": ["cnn"], "methods": ["refill", "reprune"],
+        "overrides": {"prune": {"groups": ["channels"], "round_to": 8}, "reprune": {"interval_epochs": 1}},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="round_to = 8, but reprune keeps any number of channels"):
+        resolve_config(tiny_config)

@@ -118,7 +118,25 @@ def test_marked_settings_are_skipped_only_at_their_default(tiny_config):
     tiny_config["defaults"]["rsst"] = {"peak_at": 1.0}  # explicitly the default: the same training
     assert _hashes(tiny_config) == base
     tiny_config["defaults"]["rsst"] = {"peak_at": 0.5}
-    assert set(_hashes(tiny_config).values()).isdisjoint(base.values())
+    changed = _hashes(tiny_config)
+    assert all(changed[name] != base[name] for name in resolve_config(tiny_config).experiments)
+
+
+def test_pruning_settings_keep_the_shared_dense_state0():
+    """A sweep of the final target retrains states 1 and later, not the dense state 0 they share."""
+    from tests.conftest import TINY_CONFIG
+
+    config = {**TINY_CONFIG, "experiments": {"t": {**TINY_CONFIG["experiments"]["t"], "methods": ["refill", "rsst"]}}}
+    base = _hashes(config)
+    config["defaults"] = {**config["defaults"], "prune": {**config["defaults"]["prune"], "target_sparsity": 0.6}}
+    config["defaults"]["rsst"] = {"peak_at": 0.5}
+    swept = _hashes(config)
+    runs = resolve_config(config).state0_runs
+    shared = [name for name in runs if name.startswith("shared/")]
+    assert shared and all(swept[name] == base[name] for name in shared)
+    assert all(swept[name] != base[name] for name in resolve_config(config).experiments)
+    config["defaults"]["prune"]["groups"] = ["heads"]  # the groups its masks name: state 0 itself changes
+    assert all(_hashes(config)[name] != base[name] for name in shared)
 
 
 def test_an_old_checkpoint_config_without_a_new_key_hashes_as_before(tiny_config):

@@ -94,3 +94,12 @@ def test_layer_floor_holds_back_the_threshold(model):
     # removed in |gamma| order: 0.001 (conv3), 0.01 (conv1, now at its floor), 0.03 and 0.04,
     # then 0.5 and 0.6 of conv2 because 0.02 (conv1) and 0.05 (conv3) are held by the floors
     assert keep == {"conv1.channels": 3, "conv2.channels": 1, "conv3.channels": 2}
+
+
+def test_macs_budget_never_keeps_more_than_its_target(model):
+    """The kept cost ends at or under the target, as for Refill, RSST and the baselines (pruning.budget)."""
+    gs = groupsets_of(model, ["channels"])
+    cost = ChannelCost(model, gs, 32, "macs")
+    for reduction in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+        keep = layer_keep_counts(bn_gammas(model, gs), full_masks(gs), cost=cost, reduction=reduction, min_keep=None)
+        assert 1 - cost.cost(keep) / cost.total >= reduction - 1e-12
