@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunebench.pruning import budget
+from prunebench.pruning.budget import choose_masks  # noqa: F401  (the methods' one way to choose masks)
 from prunebench.pruning.groups import GroupSet, Masks, param_masks
 
 
@@ -36,21 +36,6 @@ def alive_fraction(masks: Masks) -> float:
     """Fraction of all groups that the masks keep."""
     total = sum(m.numel() for m in masks.values())
     return sum(int(m.sum()) for m in masks.values()) / total if total else 1.0
-
-
-def choose_masks(
-    model: nn.Module,
-    groupsets: list[GroupSet],
-    prev: Masks,
-    prune_cfg: dict,
-    state: int,
-    *,
-    batches=None,
-    rng: torch.Generator | None = None,
-) -> tuple[float, Masks]:
-    """The state's budget target (fraction of the dense groups, params or MACs kept) and the masks
-    that meet it, scored on the model's current weights (see :mod:`prunebench.pruning.budget`)."""
-    return budget.choose_masks(model, groupsets, prev, prune_cfg, state, batches=batches, rng=rng)
 
 
 def plan_state(
