@@ -646,6 +646,13 @@ def _check_settings(
             f"{where}: train.min_lr = {train['min_lr']} is above train.lr = {train['lr']} (from defaults or the "
             "group's overrides); the learning rate decays from lr to min_lr, so set min_lr <= lr"
         )
+    world = train["gpus"] * train["nodes"]
+    if train["batch_size"] % world:
+        raise ConfigError(
+            f"{where}: train.batch_size = {train['batch_size']} does not split into {world} equal shards "
+            f"(train.gpus x train.nodes = {train['gpus']} x {train['nodes']}); set batch_size to a multiple "
+            f"of {world} (it is the global batch of all GPUs together)"
+        )
     if set(spec["methods"]) <= {"dense"}:
         return  # nothing is pruned: the groups do not matter
     for model_key in spec["models"]:

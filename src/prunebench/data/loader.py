@@ -10,24 +10,32 @@ import torch.nn.functional as F
 from prunebench.data.datasets import Splits
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by ``padding`` and crop back to size at a random offset per image (batched)."""
+def random_crop(
+    x: torch.Tensor, padding: int, generator: torch.Generator, part: tuple[slice, int] | None = None
+) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back to size at a random offset per image (batched).
+
+    With ``part`` = (slice, n), ``x`` is that slice of a batch of n: the offsets are drawn for all n
+    (consuming ``generator`` as for the whole batch) and those of the slice used, so a shard is
+    cropped exactly as in the undivided batch."""
     if padding <= 0:
         return x
     b, _, h, w = x.shape
+    part, n = part or (slice(0, b), b)
     padded = F.pad(x, (padding, padding, padding, padding))
     dev = x.device
-    oy = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=generator.device).to(dev)
-    ox = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=generator.device).to(dev)
+    oy = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=generator.device)[part].to(dev)
+    ox = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=generator.device)[part].to(dev)
     rows = (oy + torch.arange(h, device=dev))[:, :, None]  # (b, h, 1)
     cols = (ox + torch.arange(w, device=dev))[:, None, :]  # (b, 1, w)
     batch = torch.arange(b, device=dev)[:, None, None]
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image horizontally with probability 1/2."""
-    flip = torch.rand(x.shape[0], generator=generator, device=generator.device).to(x.device) < 0.5
+def random_flip(x: torch.Tensor, generator: torch.Generator, part: tuple[slice, int] | None = None) -> torch.Tensor:
+    """Flip each image horizontally with probability 1/2 (``part``: as in :func:`random_crop`)."""
+    part, n = part or (slice(0, x.shape[0]), x.shape[0])
+    flip = torch.rand(n, generator=generator, device=generator.device)[part].to(x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -42,8 +50,12 @@ class DeviceData:
         augment: tuple[str, ...] = ("crop", "flip"),
         crop_padding: int = 4,
         channels_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.splits = splits
+        # (rank, world): this process trains on slice `rank` of `world` equal slices of every global
+        # batch (multi-GPU states); the permutation and augmentation are those of the whole batch
+        self.rank, self.world = shard
         self.device = torch.device(device)
         self.img_size = img_size or splits.image_size
         self.augment = tuple(augment)
@@ -69,17 +81,28 @@ class DeviceData:
         return x
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of shuffled, augmented batches (the last incomplete batch is dropped)."""
+        """One epoch of shuffled, augmented batches (the last incomplete batch is dropped).
+
+        ``batch_size`` is global: with a shard, each yielded batch is this process's equal slice of it,
+        the same samples, crops and flips as in the undivided batch."""
         n = len(self)
         perm = torch.randperm(n, generator=generator, device=generator.device).to(self.device)
         bs = min(batch_size, n)
+        if bs % self.world:
+            raise ValueError(f"a global batch of {bs} does not split into {self.world} equal shards")
+        part = None
+        if self.world > 1:
+            per = bs // self.world
+            part = (slice(self.rank * per, (self.rank + 1) * per), bs)
         for i in range(self.steps_per_epoch(batch_size)):
             idx = perm[i * bs : (i + 1) * bs]
+            if part is not None:
+                idx = idx[part[0]]
             x = self.x["train"][idx]
             if "crop" in self.augment:
-                x = random_crop(x, self.crop_padding, generator)
+                x = random_crop(x, self.crop_padding, generator, part)
             if "flip" in self.augment:
-                x = random_flip(x, generator)
+                x = random_flip(x, generator, part)
             yield self._prepare(x), self.y["train"][idx]
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

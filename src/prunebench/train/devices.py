@@ -1,4 +1,4 @@
-"""One GPU per job: a lease on a lock file per GPU.
+"""One GPU per job (N at once for a multi-GPU state): a lease on a lock file per GPU.
 
 Snakemake counts GPUs (``--resources gpu=4``) but does not say which one a job gets. Each training
 job therefore leases a device: it takes an exclusive ``flock`` on a lock file named after the
@@ -205,6 +205,71 @@ def lease_gpu(
             log.warning("all GPUs are leased by other jobs; waiting for one to be released")
             warned = True
         time.sleep(poll)
+
+
+def lease_gpus(
+    gpu_ids: list[str], count: int, lock_dir: Path | None = None, wait_seconds: float = 3600.0, poll: float = 2.0
+) -> list[Lease]:
+    """Lease ``count`` GPUs of ``gpu_ids`` at once (a multi-GPU state), waiting while fewer are free.
+
+    All or none: a job that finds fewer free GPUs than it needs releases those it got and tries
+    again later, so two multi-GPU jobs never hold part of what the other waits for.
+    """
+    if count > len(gpu_ids):
+        raise TrainingError(
+            f"a state with train.gpus: {count} needs {count} GPUs, but {len(gpu_ids)} are visible "
+            f"({', '.join(gpu_ids) or 'none'}); lower train.gpus or run it where {count} GPUs are visible"
+        )
+    lock_dir = prepare_lock_dir(Path(lock_dir or default_lock_dir()))
+    deadline = time.monotonic() + wait_seconds
+    warned = False
+    while True:
+        held: list[Lease] = []
+        for index, gpu_id in enumerate(gpu_ids):
+            fd = _try_lock(lock_dir / f"gpu-{gpu_id}.lock")
+            if fd is not None:
+                held.append(Lease(index, gpu_id, fd))
+                if len(held) == count:
+                    return held
+        for lease in held:
+            lease.release()
+        if time.monotonic() > deadline:
+            raise TrainingError(
+                f"fewer than {count} of the {len(gpu_ids)} GPUs were free for {wait_seconds:.0f} s (locks in "
+                f"{lock_dir}); give Snakemake --resources gpu=N with N the number of GPUs of this machine"
+            )
+        if not warned:
+            log.warning("fewer than %d GPUs are free; waiting for other jobs to release theirs", count)
+            warned = True
+        time.sleep(poll)
+
+
+def acquire_devices(requested: str, count: int, lock_dir: Path | None = None) -> list[Lease]:
+    """The devices of a multi-GPU state's ``count`` processes on this machine: ``count`` leased GPUs,
+    or no lease at all (an empty list) when it trains on the CPU. As :func:`acquire_device` decides
+    between GPU and CPU; ``cuda:N`` names one GPU and is refused here."""
+    if requested.startswith("cuda:"):
+        raise TrainingError(
+            f"device: {requested} names one GPU, but the state trains on train.gpus: {count} GPUs; "
+            "set device: cuda (or auto) to lease any free ones, and CUDA_VISIBLE_DEVICES to choose among them"
+        )
+    if requested == "cpu":
+        log.info("no GPU in use: %d processes train on the CPU (device: cpu in the config)", count)
+        return []
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        acquire_device(requested, lock_dir)  # stops or warns as for one GPU; leases nothing
+        return []
+    leases = lease_gpus(visible_gpu_ids(visible), count, lock_dir)
+    log.info("leased GPUs %s", ", ".join(f"{x.gpu_id} (cuda:{x.index})" for x in leases))
+    return leases
+
+
+def visible_devices_of(leases: list[Lease]) -> str:
+    """CUDA_VISIBLE_DEVICES for child processes that are to see just the leased GPUs, in lease order."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    current = [x.strip() for x in env.split(",") if x.strip()] if env and env.strip() else None
+    return ",".join(current[x.index] if current else str(x.index) for x in leases)
 
 
 def driver_version() -> str | None:

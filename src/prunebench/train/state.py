@@ -43,6 +43,7 @@ from prunebench.pruning.groups import (
 from prunebench.pruning.hooks import budget_kind
 from prunebench.pruning.methods import StatePlan, alive_fraction
 from prunebench.pruning.registry import method_for
+from prunebench.train import distributed as ddp
 from prunebench.train.checkpoint import load_trained, make_checkpoint, save_checkpoint
 from prunebench.train.devices import acquire_device
 from prunebench.train.loop import (
@@ -197,6 +198,11 @@ def run_state(
         if done is not None:
             write_csv(paths.out_dir / CSV_NAME, read_rows(paths.out_dir / "metrics.jsonl"))
             return done
+        if ddp.world_of(experiment) > 1:  # train.gpus x train.nodes processes (train/distributed.py)
+            return ddp.launch(
+                experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads,
+                tracking=logging,
+            )  # fmt: skip
         return _train_state(
             experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads,
             tracking=logging,
@@ -240,6 +246,8 @@ def _run_state(
         run.train()
     finally:
         run.tracker.close()
+    if not ddp.is_main():
+        return None  # rank 0 writes the state's files
     summary = _summary(run, threads)
     _write_outputs(run, summary)
     log.info(
@@ -298,12 +306,12 @@ class _StateRun:
         self.net = prepare_model(self.model, spec["family"], dev, compile=tcfg["compile"])
         self.data = DeviceData(
             splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
-            channels_last=uses_channels_last(spec["family"], dev),
+            channels_last=uses_channels_last(spec["family"], dev), shard=ddp.shard(),
         )  # fmt: skip
         self.img_size = self.data.img_size
 
         # --- the plan: this state's masks, or those a killed run of it had reached ---
-        resume = _try_resume(paths, experiment, state)
+        resume = ddp.on_main(lambda: _try_resume(paths, experiment, state))  # every rank: rank 0's
         if resume is not None:
             r = resume["plan"]
             plan = StatePlan(r["density"], r["train"], r["final"], r["penalized"])
@@ -316,6 +324,8 @@ class _StateRun:
                 _load_into(self.model, init["state_dict"], paths.init)
         self.plan = plan
         self._bind_masks()
+        ddp.agree(self)
+        self.train_net = ddp.wrap(self.net, dev)  # the training passes' module (DDP with several ranks)
 
         self.epochs = state_epochs(experiment, state) + finetune_epochs(experiment, state)
         self.steps_per_epoch = self.data.steps_per_epoch(tcfg["batch_size"])
@@ -332,14 +342,19 @@ class _StateRun:
             torch.set_rng_state(resume["torch_rng"])
             self.prog = _Progress(**resume["progress"])
             self.prog.rows = resume["rows"]
-            write_rows(paths.progress_metrics, self.prog.rows)
+            if ddp.is_main():
+                write_rows(paths.progress_metrics, self.prog.rows)
             self.wall_start -= self.prog.wall_seconds  # the state's wall time counts the processes before this one
             log.info(
                 "resuming state %d after epoch %d of %d from %s", state, self.prog.epoch, self.epochs, paths.resume
             )
-        else:
+        elif ddp.is_main():
             paths.progress_metrics.unlink(missing_ok=True)
-        self.tracker = Tracker.open(paths.out_dir, paths.recovery_dir, experiment, state, tracking, self.prog.rows)
+        self.tracker = (
+            Tracker.open(paths.out_dir, paths.recovery_dir, experiment, state, tracking, self.prog.rows)
+            if ddp.is_main()
+            else Tracker(paths.recovery_dir / CSV_NAME, {})  # records nothing: ranks > 0 write no file
+        )
         self.method.start(self, self.prog.epoch)
 
     # --- what the method's hooks use (pruning.hooks.StateRun) ---
@@ -391,10 +406,12 @@ class _StateRun:
             })  # fmt: skip
             if epoch > 0 and val_acc > prog.best_val:
                 prog.best_val, prog.best_epoch = val_acc, epoch
-                save_checkpoint(self.paths.best_at(epoch), self.checkpoint(epoch, row))
-        append_row(self.paths.progress_metrics, row)
+                if ddp.is_main():
+                    save_checkpoint(self.paths.best_at(epoch), self.checkpoint(epoch, row))
         prog.rows.append(row)
-        self.tracker.epoch(row, prog.rows)
+        if ddp.is_main():
+            append_row(self.paths.progress_metrics, row)
+            self.tracker.epoch(row, prog.rows)
         return row
 
     def checkpoint(self, epoch: int, metrics: dict) -> dict:
@@ -415,11 +432,13 @@ class _StateRun:
         first_epoch, resumed_at = prog.epoch + 1, time.time()
         for epoch in range(first_epoch, self.epochs + 1):
             extra = method.epoch_start(self, epoch)
+            ddp.agree(self)
             stats = train_one_epoch(
-                self.net, self.data, self.optimizer, tcfg, step0=self.lr_offset + prog.step,
+                self.train_net, self.data, self.optimizer, tcfg, step0=self.lr_offset + prog.step,
                 total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
                 hard=self.hard, penalty=method.gradient_hook(),
             )  # fmt: skip
+            stats = ddp.reduce_train_stats(stats, self.dev)
             loss = stats["train_loss"]
             if math.isnan(loss) or loss > tcfg["divergence_loss"]:
                 msg = (
@@ -433,6 +452,7 @@ class _StateRun:
             prog.train_seconds += stats["seconds"]
             ips = stats["images"] / max(stats["seconds"], 1e-9)
             extra.update(method.epoch_end(self, epoch))
+            ddp.agree(self)
             row = self._eval_row(epoch, {
                 "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
                 "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
@@ -451,6 +471,8 @@ class _StateRun:
 
 
 def _save_resume(paths: StatePaths, run: _StateRun, prog: _Progress) -> None:
+    if not ddp.is_main():
+        return
     plan = run.plan
     atomic_torch_save(paths.resume, {
         "version": RESUME_VERSION,

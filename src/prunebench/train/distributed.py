@@ -1,0 +1,313 @@
+"""Multi-GPU prune states: one DistributedDataParallel job per state (``train.gpus``, ``train.nodes``).
+
+The process that Snakemake (or ``prunebench train-state``) starts holds the state's lock, adopts a
+state an earlier attempt finished, and otherwise launches the state's processes with the standard
+tools, then waits for them:
+
+- on one machine, ``torchrun --standalone --nproc-per-node=N`` after leasing N GPUs at once
+  (``train/devices.py``; the children see only those, through CUDA_VISIBLE_DEVICES);
+- inside a SLURM allocation, ``srun`` with one task per GPU over ``train.nodes`` nodes; each task
+  takes its rank, world size and local rank from SLURM's variables (env:// initialisation, with
+  MASTER_ADDR the first node of the step and MASTER_PORT derived from the job id).
+
+Every process runs :func:`main`, which joins the process group (nccl on GPUs, gloo on the CPU) and
+trains the state with :mod:`prunebench.train.state`, where these helpers make the run distributed:
+each process trains on its equal shard of every global batch (``DeviceData(shard=...)``, the same
+permutation and augmentation as one process), gradients are averaged by DDP, the method's plan and
+events are computed on every rank and rank 0's result (masks and the method's state) is adopted by
+all, evaluations run identically on every rank, and only rank 0 writes checkpoints, metrics, logs
+and the summary. A resume restores every rank from what rank 0 read from ``resume.pt``. When one
+process dies, torchrun (or srun's --kill-on-bad-exit) stops the others, the launcher exits with an
+error and no declared output is written: a rerun resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from prunebench.errors import TrainingError
+
+log = logging.getLogger("prunebench")
+
+LEASED_ENV = "PRUNEBENCH_DDP_LEASED"  # set by the local launcher: the children's GPUs are leased already
+
+
+def world_of(experiment: dict) -> int:
+    """How many processes train a state of ``experiment``: train.gpus x train.nodes."""
+    train = experiment["train"]
+    return int(train.get("gpus", 1)) * int(train.get("nodes", 1))
+
+
+# --- inside a state's process: which rank this is -------------------------------------------------
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Whether this process writes the state's files: rank 0, or the only process."""
+    return rank() == 0
+
+
+def shard() -> tuple[int, int]:
+    """(rank, world) for ``DeviceData(shard=...)``."""
+    return rank(), world()
+
+
+def wrap(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``net`` for the training passes: DDP-wrapped in a distributed run (gradients averaged over the
+    ranks during backward), else ``net`` itself. Evaluations use ``net`` unwrapped."""
+    if not active():
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _map_tensors(obj, fn):
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)})
+    return obj
+
+
+def broadcast(obj):
+    """Rank 0's ``obj`` on every rank (its tensors arrive on the CPU); ``obj`` itself when not distributed."""
+    if not active():
+        return obj
+    box = [_map_tensors(obj, lambda t: t.detach().cpu()) if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_main(fn):
+    """``fn()`` run on rank 0 only (it may read and tidy files), its result given to every rank."""
+    return broadcast(fn() if is_main() else None)
+
+
+def agree(run) -> None:
+    """Every rank continues with rank 0's plan (masks) and method state.
+
+    The method's hooks run on every rank with the same weights and batches, so their results agree
+    up to the order of floating-point reductions on the device; rank 0's are taken so that ties
+    broken differently can never leave the ranks with different masks."""
+    if not active():
+        return
+    plan, method_state = broadcast((run.plan, run.method.state_dict()))
+    if is_main():
+        return
+    run.method.load_state_dict(method_state)
+    mine = run.plan
+    same = all(
+        torch.equal(getattr(plan, part)[k], getattr(mine, part)[k].cpu())
+        for part in ("train_masks", "final_masks", "penalized")
+        for k in plan.final_masks
+    )
+    if not same:
+        log.warning("rank %d: the method's masks differed from rank 0's; rank 0's are used", rank())
+        run.plan = plan
+        run._bind_masks()
+
+
+def reduce_train_stats(stats: dict, device: torch.device) -> dict:
+    """An epoch's training loss, accuracy and images over all ranks (each saw only its shards)."""
+    if not active():
+        return stats
+    n = stats["images"]
+    sums = torch.tensor(
+        [stats["train_loss"] * n, stats["train_acc"] * n / 100.0, float(n), stats["seconds"]],
+        dtype=torch.float64,
+        device=device if device.type == "cuda" else "cpu",
+    )
+    seconds = sums[3:].clone()
+    dist.all_reduce(sums)
+    dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+    total = float(sums[2])
+    return {
+        **stats,
+        "train_loss": float(sums[0]) / total,
+        "train_acc": 100.0 * float(sums[1]) / total,
+        "images": int(round(total)),
+        "seconds": float(seconds[0]),  # the slowest rank's: the step waits for it
+    }
+
+
+# --- the launcher: the one process Snakemake starts ---------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the launched child: receive SIGTERM when the launcher dies, however it dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _command(experiment: dict, payload: str, threads: int | None, env: dict) -> list[str]:
+    gpus, nodes = int(experiment["train"]["gpus"]), int(experiment["train"]["nodes"])
+    worker = [sys.executable, "-m", "prunebench.train.distributed", payload]
+    if os.environ.get("SLURM_JOB_ID"):
+        # one task per GPU in this allocation (the rule asked SLURM for them); the tasks see the
+        # job's GPUs of their node and take the one of their local rank
+        env["MASTER_PORT"] = str(20000 + int(os.environ["SLURM_JOB_ID"]) % 20000)
+        return [
+            "srun", f"--ntasks={gpus * nodes}", f"--nodes={nodes}", f"--ntasks-per-node={gpus}",
+            f"--cpus-per-task={threads or 1}", "--kill-on-bad-exit=1", "--export=ALL", *worker,
+        ]  # fmt: skip
+    if nodes > 1:
+        raise TrainingError(
+            f"train.nodes: {nodes} needs a SLURM allocation (snakemake --profile profiles/slurm); on one "
+            "machine set train.nodes: 1 and train.gpus to the GPUs it should use"
+        )
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", *worker[1:]]
+
+
+def launch(
+    experiment: dict, state: int, paths, *, data_dir, download, device, threads, tracking
+) -> dict:  # fmt: skip
+    """Train the state with its train.gpus x train.nodes processes; returns its summary.
+
+    Called with the state's lock held; the processes' output goes to this process's stderr (the
+    job's log). Raises TrainingError when any process fails; the state's recovery files stay for
+    the rerun."""
+    from prunebench.train.devices import acquire_devices, visible_devices_of
+
+    n = world_of(experiment)
+    payload = json.dumps({
+        "experiment": experiment, "state": state, "out_dir": str(paths.out_dir),
+        "recovery_dir": str(paths.recovery_dir), "previous": paths.previous and str(paths.previous),
+        "init": paths.init and str(paths.init), "data_dir": str(data_dir), "download": download,
+        "device": device, "threads": threads, "tracking": tracking,
+    })  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads or 1)}
+    cmd = _command(experiment, payload, threads, env)
+    leases = [] if os.environ.get("SLURM_JOB_ID") else acquire_devices(device, n)
+    if leases:
+        env.update({"CUDA_VISIBLE_DEVICES": visible_devices_of(leases), LEASED_ENV: "1"})
+    log.info("state %d of %s: %d processes (%s)", state, experiment["name"], n, " ".join(cmd[: cmd.index("-m")]))
+    previous = signal.signal(signal.SIGTERM, _terminated)  # so that the finally below stops the children
+    proc = None
+    try:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent
+        )
+        for line in proc.stdout:
+            sys.stderr.write(line)
+        code = proc.wait()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        signal.signal(signal.SIGTERM, previous)
+        for lease in leases:
+            lease.release()
+    if code != 0:
+        raise TrainingError(
+            f"state {state} of {experiment['name']}: a process of its {n}-process run failed (exit {code}; its "
+            "error is above); the others were stopped and no output was written. Rerun to resume from the "
+            f"last finished epoch ({paths.recovery_dir})"
+        )
+    return json.loads((Path(paths.out_dir) / "summary.json").read_text())
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# --- a state's process ------------------------------------------------------------------------------
+
+
+def _first_host(nodelist: str) -> str:
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    return out.stdout.split()[0]
+
+
+def _from_slurm() -> None:
+    """torch's env:// variables from those srun gives each task (torchrun sets them itself)."""
+    env = os.environ
+    if "RANK" in env or "SLURM_PROCID" not in env:
+        return
+    env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"] = env["SLURM_PROCID"], env["SLURM_NTASKS"], env["SLURM_LOCALID"]
+    if "MASTER_ADDR" not in env:
+        env["MASTER_ADDR"] = _first_host(env.get("SLURM_STEP_NODELIST") or env["SLURM_JOB_NODELIST"])
+
+
+def _device(requested: str, local_rank: int):
+    """This process's device and its lease (None where the launcher leased, or on the CPU)."""
+    from prunebench.train.devices import acquire_device
+
+    count = torch.cuda.device_count() if requested != "cpu" and torch.cuda.is_available() else 0
+    if count == 0:
+        return acquire_device(requested).device, None  # the CPU (said in the log), or stop without a GPU
+    index = local_rank if count > local_rank else 0 if count == 1 else None
+    if index is None:
+        raise TrainingError(f"process of local rank {local_rank} sees {count} GPUs: fewer than the processes per node")
+    if os.environ.get(LEASED_ENV):
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index), None
+    lease = acquire_device(f"cuda:{index}")  # under SLURM: the GPU of this task, leased like any job's
+    return lease.device, lease
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One process of a multi-GPU state (started by :func:`launch` through torchrun or srun)."""
+    from prunebench.cli import configure_logging
+
+    job = json.loads((argv or sys.argv[1:])[0])  # the job environment (weights, data) is the launcher's
+    configure_logging()
+    _from_slurm()
+    dev, lease = _device(job["device"], int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://")
+    try:
+        placement = " ".join(
+            f"{k}={os.environ[k]}" for k in ("SLURM_JOB_ID", "SLURM_GPUS", "CUDA_VISIBLE_DEVICES") if k in os.environ
+        )
+        log.info("rank %d of %d on %s, %s %s", rank(), world(), socket.gethostname(), dev, placement)
+        if not is_main():
+            log.setLevel(logging.WARNING)  # rank 0 tells the state's progress
+        from prunebench.train.state import StatePaths, _run_state
+
+        if job["threads"]:
+            torch.set_num_threads(job["threads"])
+        paths = StatePaths(job["out_dir"], job["recovery_dir"], job["previous"], job["init"])
+        _run_state(
+            job["experiment"], job["state"], paths, dev, data_dir=job["data_dir"], download=job["download"],
+            threads=job["threads"], tracking=job["tracking"],
+        )  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+        if lease is not None:
+            lease.release()
+
+
+if __name__ == "__main__":
+    main()
