@@ -141,7 +141,8 @@ def get_state_resources(wildcards):
 
 
 def get_state0_mem_mb(wildcards):
-    return get_state0_resources(wildcards)["mem_mb"]
+    # per node: each of its train.gpus processes holds a model and the data
+    return get_state0_resources(wildcards)["mem_mb"] * _gpus_nodes(wildcards)[0]
 
 
 def get_state0_runtime(wildcards):
@@ -149,11 +150,40 @@ def get_state0_runtime(wildcards):
 
 
 def get_state_mem_mb(wildcards):
-    return get_state_resources(wildcards)["mem_mb"]
+    return get_state_resources(wildcards)["mem_mb"] * _gpus_nodes(wildcards)[0]
 
 
 def get_state_runtime(wildcards):
     return get_state_resources(wildcards)["runtime"]
+
+
+# A multi-GPU state (train.gpus x train.nodes > 1) is one job with all its GPUs: Snakemake's `gpu`
+# resource counts them (--resources gpu=N runs states side by side while their GPUs add up to N).
+# Under SLURM (snakemake-executor-plugin-slurm) the job asks for `nodes` nodes and one task per GPU,
+# and `mpi` tells the plugin that the job starts its tasks itself: prunebench.train.distributed
+# runs srun inside the allocation. A one-GPU state has none of these but gpu=1, as before.
+def _gpus_nodes(wildcards):
+    exp = EXPERIMENTS.get(wildcards.get("experiment")) or STATE0_RUNS[wildcards.run]
+    return exp["train"]["gpus"], exp["train"]["nodes"]
+
+
+def _multi(value):
+    def get(wildcards):
+        gpus, nodes = _gpus_nodes(wildcards)
+        return value(gpus, nodes) if gpus * nodes > 1 else None
+
+    return get
+
+
+def get_state_gpus(wildcards):
+    gpus, nodes = _gpus_nodes(wildcards)
+    return gpus * nodes
+
+
+get_state_nodes = _multi(lambda gpus, nodes: nodes)
+get_state_tasks = _multi(lambda gpus, nodes: gpus * nodes)
+get_state_tasks_per_gpu = _multi(lambda gpus, nodes: 1)
+get_state_mpi = _multi(lambda gpus, nodes: "srun")
 
 
 def get_previous_state(wildcards):

@@ -1,7 +1,7 @@
 # One job per prune state: state k reads state k-1's last.pt and writes its own checkpoints.
 # A training rule's params are the experiment's name and its training hash: only a setting that
 # changes what the state trains reruns it (the job resolves the experiment from the config itself).
-# One thread per state: on a GPU the data and its augmentation live on the device, so
+# One thread per state (per process of a multi-GPU state, common.smk): on a GPU the data and its augmentation live on the device, so
 # `--cores 4 --resources gpu=4` runs four states at once. Give CPU-only runs more with
 # `--set-threads train_state0=N train_state=N` (profiles/slurm asks SLURM for 4 CPUs per state).
 
@@ -25,7 +25,11 @@ rule train_state0:
         "../envs/prunebench.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=get_state_gpus,
+        nodes=get_state_nodes,
+        tasks=get_state_tasks,
+        tasks_per_gpu=get_state_tasks_per_gpu,
+        mpi=get_state_mpi,
         mem_mb=get_state0_mem_mb,
         runtime=get_state0_runtime,
     params:
@@ -77,7 +81,11 @@ rule train_state:
         "../envs/prunebench.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=get_state_gpus,
+        nodes=get_state_nodes,
+        tasks=get_state_tasks,
+        tasks_per_gpu=get_state_tasks_per_gpu,
+        mpi=get_state_mpi,
         mem_mb=get_state_mem_mb,
         runtime=get_state_runtime,
     params:

@@ -23,6 +23,7 @@ error and no declared output is written: a rerun resumes from the last finished 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -93,7 +94,9 @@ def _map_tensors(obj, fn):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_map_tensors(v, fn) for v in obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: _map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)})
+        return dataclasses.replace(
+            obj, **{f.name: _map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)}
+        )
     return obj
 
 
@@ -163,10 +166,8 @@ def reduce_train_stats(stats: dict, device: torch.device) -> dict:
 
 def _die_with_parent() -> None:
     """In the launched child: receive SIGTERM when the launcher dies, however it dies (Linux)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _command(experiment: dict, payload: str, threads: int | None, env: dict) -> list[str]:
