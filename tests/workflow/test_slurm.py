@@ -64,3 +64,32 @@ def test_every_state_runs_as_a_slurm_job_with_a_gpu_request(slurm, tmp_path):
     placements = [re.search(r"placement: SLURM_JOB_ID=(\d+) .*CUDA_VISIBLE_DEVICES=(\d)", p.read_text()) for p in logs]
     assert len(logs) == 3 and all(placements), "\n".join(p.read_text()[:500] for p in logs)
     assert {m.group(1) for m in placements} == job_ids
+
+
+@pytest.mark.slow
+def test_a_two_gpu_state_is_one_slurm_job_granted_two_gpus(slurm, tmp_path):
+    """train.gpus: 2 under the slurm profile: one job of two tasks (one per GPU, started by srun inside
+    the allocation, gloo on the CPU here), granted 2 of the cluster's fake GPUs."""
+    config = json.loads(json.dumps(TINY_CONFIG))
+    config["defaults"]["train"]["gpus"] = 2
+    config["defaults"]["prune"]["states"] = 1
+    before = JOBCOMP.read_text().count("\n") if JOBCOMP.exists() else 0
+    run_snakemake(
+        tmp_path, config,
+        "--profile", str(REPO / "profiles" / "slurm"),
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--set-resources", "train_state0:mem_mb=3000", "--set-threads", "train_state0=1",
+        timeout=900,
+    )  # fmt: skip
+    assert (tmp_path / "results" / "t-synthetic-tiny_vit-refill-s0" / "state0" / "summary.json").is_file()
+    ours = [j for j in JOBCOMP.read_text().splitlines()[before:] if f"WorkDir={tmp_path}" in j]
+    assert len(ours) == 1 and "JobState=COMPLETED" in ours[0] and "ProcCnt=2" in ours[0], ours
+    job_id = re.search(r"JobId=(\d+)", ours[0]).group(1)
+    (log,) = (tmp_path / "logs" / "train_state").rglob("*.log")
+    text = log.read_text()
+    assert "srun --ntasks=2 --nodes=1 --ntasks-per-node=2" in text, text[-3000:]
+    for rank in (0, 1):  # each task saw the job's two GPUs (it takes the one of its local rank)
+        assert re.search(rf"rank {rank} of 2 on .*SLURM_JOB_ID={job_id} CUDA_VISIBLE_DEVICES=0,1\n", text), text
+    # the controller keeps a finished job's record for MinJobAge (600 s on the CI cluster)
+    job = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    assert "gres:gpu:2" in job and "NumTasks=2" in job, job
