@@ -212,11 +212,20 @@ def launch(
     if leases:
         env.update({"CUDA_VISIBLE_DEVICES": visible_devices_of(leases), LEASED_ENV: "1"})
     log.info("state %d of %s: %d processes (%s)", state, experiment["name"], n, " ".join(cmd[: cmd.index("-m")]))
-    previous = signal.signal(signal.SIGTERM, _terminated)  # so that the finally below stops the children
+    try:  # SIGTERM (Snakemake, SLURM) raises here, so that the finally below stops the children
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous = None
     proc = None
     try:
         proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            preexec_fn=_die_with_parent,
         )
         for line in proc.stdout:
             sys.stderr.write(line)
@@ -228,7 +237,8 @@ def launch(
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         for lease in leases:
             lease.release()
     if code != 0:
