@@ -166,7 +166,9 @@ def test_rsst_penalty_adds_lambda_w_to_exactly_the_penalised_entries():
     # conv2's penalty covers its own penalised filters and its inputs from conv1's penalised channels
     m = dict(zip(penalty.names, penalty.masks))["conv2.weight"]
     assert m.shape == (8, 6, 1, 1)
-    assert torch.equal(m[:, :, 0, 0].bool(), penalized["conv1.channels"][None, :] | penalized["conv2.channels"][:, None])
+    assert torch.equal(
+        m[:, :, 0, 0].bool(), penalized["conv1.channels"][None, :] | penalized["conv2.channels"][:, None]
+    )
 
 
 def test_masks_must_broadcast_to_their_parameter():
