@@ -14,7 +14,9 @@ For one model, with ~50 % of every layer's heads and neurons masked and RSST's p
   (``unmasked``), with the old masks (``full``) and with the broadcast ones (``broadcast``).
 
 Rounds interleave the variants in a rotating order, so a noisy shared machine slows all alike;
-medians over rounds and medians of per-round ratios are reported, with the masks' memory.
+medians over rounds and medians of per-round ratios are reported, with the masks' memory. On the
+CPU the clock is the process's CPU time (run with ``--threads 1``), so time spent descheduled by
+other jobs does not count; on CUDA it is wall time after a synchronize.
 
     PYTHONPATH=src python bench/bench_masks.py --model vit_small --batch 8 --threads 1 \
         --json bench/results/masks_cpu_vit_small.json
@@ -96,7 +98,7 @@ class Impl:
                     shape = [*p.shape[: sl.dim], sl.tile, gs.size, sl.width, *p.shape[sl.dim + 1 :]]
                     mshape = [1] * len(shape)
                     mshape[sl.dim + 1] = gs.size
-                    self.views.append((p, shape, keep[gs.name].to(p.dtype).view(mshape)))
+                    self.views.append((p, shape, keep[gs.name].to(p.device, p.dtype).view(mshape)))
         if kind == "index_fill":  # (param, dim, masked indices along dim)
             self.fills = []
             for gs in groupsets:
@@ -104,7 +106,7 @@ class Impl:
                     continue
                 for sl in gs.slices:
                     dead = (~gs.element_mask(keep[gs.name], sl)).nonzero().flatten()
-                    self.fills.append((params[sl.param], sl.dim, dead))
+                    self.fills.append((params[sl.param], sl.dim, dead.to(params[sl.param].device)))
 
     def mask_bytes(self) -> int:
         masks = [*self.masked.masks, *self.pen.masks]
@@ -134,9 +136,9 @@ class Impl:
         self.hard(grads=False)
 
 
-def setup(name: str, seed: int = 0):
+def setup(name: str, device: str = "cpu", seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model(model_spec(MODELS[name], 10))
+    model = build_model(model_spec(MODELS[name], 10)).to(device)
     groupsets = groupsets_of(model, ["heads", "neurons"])
     g = torch.Generator().manual_seed(seed)
     keep, penalized = {}, {}
@@ -149,26 +151,39 @@ def setup(name: str, seed: int = 0):
     return model, groupsets, keep, penalized
 
 
-def check_equal(name: str) -> None:
+def check_equal(name: str, device: str) -> None:
     """The broadcast masks and penalty give bit for bit the old ones' gradients and weights."""
     results = []
     for kind in ("full", "broadcast", "group_view", "index_fill", "loop"):
-        model, groupsets, keep, penalized = setup(name)
+        model, groupsets, keep, penalized = setup(name, device)
         for p in model.parameters():
-            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()))
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())).to(device)
         Impl(kind, model, groupsets, keep, penalized, 10).ops(5)
         results.append([t for p in model.parameters() for t in (p.detach(), p.grad)])
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other)), "an implementation differs"
 
 
-def time_ops(impls: dict, reps: int) -> dict[str, float]:
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def clock(device: str) -> float:
+    """The process's CPU time on the CPU (time spent descheduled on a shared machine does not count;
+    run with --threads 1), wall time on CUDA."""
+    return time.perf_counter() if device.startswith("cuda") else time.process_time()
+
+
+def time_ops(impls: dict, reps: int, device: str) -> dict[str, float]:
     out = {}
     for kind, impl in impls.items():
-        start = time.perf_counter()
+        sync(device)
+        start = clock(device)
         for i in range(reps):
             impl.ops(i % 10)
-        out[kind] = (time.perf_counter() - start) / reps
+        sync(device)
+        out[kind] = (clock(device) - start) / reps
     return out
 
 
@@ -186,13 +201,14 @@ def train_step(model, opt, impl, x, y, step):
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    check_equal(args.model)
-    model, groupsets, keep, penalized = setup(args.model)
+    check_equal(args.model, args.device)
+    model, groupsets, keep, penalized = setup(args.model, args.device)
     n_params = sum(p.numel() for p in model.parameters())
     spec = MODELS[args.model]
     g = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch, 3, spec["img_size"], spec["img_size"], generator=g)
     y = torch.randint(0, 10, (args.batch,), generator=g)
+    x, y = x.to(args.device), y.to(args.device)
 
     # mask work alone, on one model with gradients in place
     ops_model = copy.deepcopy(model)
@@ -215,14 +231,16 @@ def run(args) -> dict:
     ops_rounds, step_rounds = [], []
     for r in range(args.rounds):
         order = OPS[r % len(OPS) :] + OPS[: r % len(OPS)]
-        ops_rounds.append(time_ops({k: impls[k] for k in order}, args.op_reps))
+        ops_rounds.append(time_ops({k: impls[k] for k in order}, args.op_reps, args.device))
         steps = {}
         for kind in STEPS[r % len(STEPS) :] + STEPS[: r % len(STEPS)]:
             m, opt, impl = runs[kind]
-            start = time.perf_counter()
+            sync(args.device)
+            start = clock(args.device)
             for s in range(args.steps):
                 train_step(m, opt, impl, x, y, s)
-            steps[kind] = (time.perf_counter() - start) / args.steps
+            sync(args.device)
+            steps[kind] = (clock(args.device) - start) / args.steps
         step_rounds.append(steps)
         print(f"round {r + 1}/{args.rounds}: ops {json.dumps({k: round(v * 1e6) for k, v in ops_rounds[-1].items()})} us; "
               f"steps {json.dumps({k: round(v * 1e3, 1) for k, v in steps.items()})} ms", flush=True)  # fmt: skip
@@ -240,13 +258,17 @@ def run(args) -> dict:
         "params": n_params,
         "batch": args.batch,
         "threads": args.threads,
+        "device": args.device,
+        "clock": "wall" if args.device.startswith("cuda") else "process CPU time",
         "rounds": args.rounds,
         "steps_per_round": args.steps,
         "op_reps": args.op_reps,
         "masked_fraction_of_groups": 0.5,
         "penalised_fraction_of_groups": 0.15,
         "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        "machine": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine(),
         "ops_seconds_median": {k: med(ops_rounds, k) for k in OPS},
         "ops_ratio_to_full": {k: ratio(ops_rounds, k, "full") for k in OPS},
         "ops_share_of_unmasked_step": {k: med(ops_rounds, k) / unmasked_step for k in OPS},
@@ -265,6 +287,7 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="demo_vit")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (fp32 either way)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=3, help="training steps per variant and round")
     parser.add_argument(

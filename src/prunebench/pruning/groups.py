@@ -191,8 +191,11 @@ def bind_masks(
     masks = []
     for n in names:
         p, m = params[n], pmasks[n]
-        if m.dim() != p.dim() or torch.broadcast_shapes(m.shape, p.shape) != p.shape:
-            raise ValueError(f"mask of {n} has shape {tuple(m.shape)}, which does not broadcast to {tuple(p.shape)}")
+        if m.dim() != p.dim() or any(a not in (1, b) for a, b in zip(m.shape, p.shape)):
+            raise ValueError(
+                f"mask of {n} has shape {tuple(m.shape)}, which does not broadcast to {tuple(p.shape)}; "
+                "make masks with prunebench.pruning.groups.param_masks"
+            )
         masks.append(m.to(device=p.device, dtype=p.dtype))
     return names, [params[n] for n in names], masks
 

@@ -175,6 +175,8 @@ def test_masks_must_broadcast_to_their_parameter():
     model, groupsets, keep, _ = build("vit_qkv_bias")
     with pytest.raises(ValueError, match="does not broadcast"):
         MaskedParams(model, {"blocks.0.attn.qkv.weight": torch.ones(96)})
+    with pytest.raises(ValueError, match="does not broadcast"):
+        RSSTPenalty(model, {"blocks.0.attn.qkv.weight": torch.ones(1, 96)}, RSST, 10)
     with pytest.raises(KeyError, match="does not have"):
         MaskedParams(model, {"nope.weight": torch.ones(1)})
 
