@@ -5,6 +5,13 @@ its columns of ``attn.proj``), a ViT MLP neuron (its row of ``mlp.fc1`` and colu
 or a CNN output channel (conv filter, BN entries and the consumer's input channel). A
 :class:`GroupSet` holds the groups of one layer and knows which slices of which parameters each
 group owns; masks are one bool per group, keyed by the GroupSet's name.
+
+While a model trains, masks are applied per parameter by broadcasting (:func:`param_masks`): each
+masked parameter gets a 0/1 factor that has the parameter's length along the dims its groups cut
+and length 1 along every other dim, so that ``weight * factor`` zeroes exactly the pruned groups'
+entries. No weight-sized mask exists: a factor is one row or column vector (a ViT's qkv rows are
+its 3 tiles x heads x head_dim), or, for a conv that both owns output channels and consumes
+another conv's channels, an (out, in, 1, 1) factor, 1/(kh*kw) of its weight.
 """
 
 from __future__ import annotations
@@ -104,7 +111,14 @@ def full_masks(groupsets: list[GroupSet], device=None) -> Masks:
 
 
 def param_masks(model: nn.Module, groupsets: list[GroupSet], masks: Masks) -> dict[str, torch.Tensor]:
-    """Per-parameter float masks (full shape) for every parameter a masked group touches."""
+    """Per-parameter 0/1 float masks, in broadcastable form, for every parameter a masked group touches.
+
+    The mask of a parameter has the parameter's length along each dim that groups cut and length 1
+    elsewhere (e.g. ``(3*D, 1)`` for a qkv weight, ``(1, hidden)`` for fc2's weight, ``(out, in, 1,
+    1)`` for a conv that owns output channels and consumes another conv's channels); multiplying the
+    parameter by it zeroes exactly the entries of the masked groups. Layers whose groups are all
+    kept get no mask.
+    """
     params = dict(model.named_parameters())
     out: dict[str, torch.Tensor] = {}
     for gs in groupsets:
@@ -116,8 +130,8 @@ def param_masks(model: nn.Module, groupsets: list[GroupSet], masks: Masks) -> di
             em = gs.element_mask(gmask.to(p.device), sl).to(p.dtype)
             shape = [1] * p.dim()
             shape[sl.dim] = -1
-            current = out.get(sl.param, torch.ones_like(p))
-            out[sl.param] = current * em.view(shape)
+            factor = em.view(shape)
+            out[sl.param] = out[sl.param] * factor if sl.param in out else factor
     return out
 
 
@@ -153,21 +167,50 @@ def kept_counts(groupsets: list[GroupSet], masks: Masks) -> dict[str, dict[str, 
 
 
 def alive_params(model: nn.Module, pmasks: dict[str, torch.Tensor]) -> int:
-    """Parameters that are not masked out."""
+    """Parameters that are not masked out (``pmasks``: 0/1 masks broadcastable to their parameters)."""
     total = 0
     for name, p in model.named_parameters():
-        total += int(pmasks[name].count_nonzero()) if name in pmasks else p.numel()
+        if name in pmasks:
+            m = pmasks[name]  # each entry of a broadcast mask stands for p.numel() // m.numel() entries of p
+            total += int(m.count_nonzero()) * (p.numel() // m.numel())
+        else:
+            total += p.numel()
     return total
 
 
+def bind_masks(
+    model: nn.Module, pmasks: dict[str, torch.Tensor]
+) -> tuple[list[str], list[nn.Parameter], list[torch.Tensor]]:
+    """(names, parameters, masks on the parameters' device and dtype), sorted by name; every mask must
+    broadcast to its parameter's shape without changing it."""
+    params = dict(model.named_parameters())
+    names = sorted(pmasks)
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise KeyError(f"masks name parameters the model does not have: {unknown[:3]}")
+    masks = []
+    for n in names:
+        p, m = params[n], pmasks[n]
+        if m.dim() != p.dim() or any(a not in (1, b) for a, b in zip(m.shape, p.shape)):
+            raise ValueError(
+                f"mask of {n} has shape {tuple(m.shape)}, which does not broadcast to {tuple(p.shape)}; "
+                "make masks with prunebench.pruning.groups.param_masks"
+            )
+        masks.append(m.to(device=p.device, dtype=p.dtype))
+    return names, [params[n] for n in names], masks
+
+
 class MaskedParams:
-    """Hard masks bound to a model's parameters, applied with fused foreach ops."""
+    """Hard masks bound to a model's parameters, applied in place by broadcasting.
+
+    ``torch._foreach_mul_`` takes the whole list in one call (broadcasting is supported: per
+    parameter it runs one in-place multiply, reading the weight and a vector-sized mask). Every op is
+    in place on the parameters and their gradients, so a ``torch.compile``-d model or a captured
+    CUDA graph that reads the same parameters sees the masked values.
+    """
 
     def __init__(self, model: nn.Module, pmasks: dict[str, torch.Tensor]):
-        params = dict(model.named_parameters())
-        self.names = sorted(pmasks)
-        self.params = [params[n] for n in self.names]
-        self.masks = [pmasks[n].to(device=params[n].device, dtype=params[n].dtype) for n in self.names]
+        self.names, self.params, self.masks = bind_masks(model, pmasks)
 
     def __bool__(self) -> bool:
         return bool(self.names)

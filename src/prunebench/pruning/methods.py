@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from prunebench.pruning.budget import choose_masks  # noqa: F401  (the methods' one way to choose masks)
-from prunebench.pruning.groups import GroupSet, Masks, param_masks
+from prunebench.pruning.groups import GroupSet, Masks, bind_masks, param_masks
 
 
 @dataclass
@@ -67,13 +67,14 @@ def rsst_lambda(step: int, total_steps: int, schedule: str, g: float, p: float) 
 
 
 class RSSTPenalty:
-    """Adds lambda_t * w to the gradient of every weight of the penalised groups, before the optimizer step."""
+    """Adds lambda_t * w to the gradient of every weight of the penalised groups, before the optimizer step.
+
+    ``pen_pmasks`` are 0/1 masks (1: penalised) broadcastable to their parameters, as
+    :func:`~prunebench.pruning.groups.param_masks` makes them: the penalty reads no weight-sized mask.
+    """
 
     def __init__(self, model: nn.Module, pen_pmasks: dict[str, torch.Tensor], rsst_cfg: dict, total_steps: int):
-        params = dict(model.named_parameters())
-        self.names = sorted(pen_pmasks)
-        self.params = [params[n] for n in self.names]
-        self.masks = [pen_pmasks[n].to(device=params[n].device, dtype=params[n].dtype) for n in self.names]
+        self.names, self.params, self.masks = bind_masks(model, pen_pmasks)
         self.cfg = rsst_cfg
         self.total_steps = total_steps
 
@@ -96,6 +97,6 @@ class RSSTPenalty:
         pairs = [(p.grad, p, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
         if pairs and lam != 0.0:
             grads, ws, ms = (list(t) for t in zip(*pairs))
-            # grad += lam * w * m in one fused pass, without allocating a w * m copy every step.
+            # grad += lam * w * m in one pass per parameter (m broadcast), without allocating a w * m copy.
             torch._foreach_addcmul_(grads, ws, ms, value=lam)
         return lam

@@ -71,9 +71,11 @@ def test_refill_masks_and_rsst_penalty_give_the_plain_loops_weights(tiny_vit):
     got, want = dict(tiny_vit.named_parameters()), dict(reference.named_parameters())
     for name in got:
         assert torch.allclose(got[name], want[name], atol=1e-6, rtol=1e-5), name
-    for name, m in hard.items():  # pruned weights are still exactly zero
-        assert not got[name][m == 0].any()
+    for name, m in hard.items():  # pruned weights are still exactly zero (masks broadcast to their weights)
+        assert not got[name][(m == 0).expand_as(got[name])].any()
     # The penalty really acted: penalised weights shrank relative to the unpenalised ones.
     assert any(
-        (got[n][m == 1].abs().mean() < 0.99 * got[n][(m == 0) & (hard[n] == 1)].abs().mean()) for n, m in pen.items()
+        got[n][(m == 1).expand_as(got[n])].abs().mean()
+        < 0.99 * got[n][((m == 0) & (hard[n] == 1)).expand_as(got[n])].abs().mean()
+        for n, m in pen.items()
     )
