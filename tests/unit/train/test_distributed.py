@@ -53,13 +53,15 @@ def _rows(path):
 def test_two_processes_train_as_one_process_with_the_same_global_batch(tiny_config, tmp_path):
     import copy
 
+    # RSST: a Taylor ranking (gradients), the penalty on the DDP-averaged gradients, the mask at the end
+    tiny_config["experiments"]["t"]["methods"] = ["rsst"]
     one = _train(_config(copy.deepcopy(tiny_config), 1), tmp_path, "one")
     two = _train(_config(copy.deepcopy(tiny_config), 2), tmp_path, "two")
     for k in (0, 1):
         a, b = _rows(one / f"state{k}" / "metrics.jsonl"), _rows(two / f"state{k}" / "metrics.jsonl")
         assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
         for ra, rb in zip(a, b):
-            for key in ("train_loss", "val_loss"):
+            for key in ("train_loss", "val_loss", "reg_lambda", "penalized_norm_ratio"):
                 if ra.get(key) is not None:
                     assert rb[key] == pytest.approx(ra[key], rel=TOL), (k, ra["epoch"], key)
             for key in ("train_acc", "val_acc", "test_acc", "density", "params_alive"):
