@@ -167,3 +167,27 @@ def test_a_shard_is_its_slice_of_the_global_batch():
     assert len(batches) == len(halves[0]) == len(halves[1]) == whole.steps_per_epoch(16)
     for (x, y), (x0, y0), (x1, y1) in zip(batches, *halves):
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+
+
+def test_what_a_multi_gpu_state_cannot_run_on_is_said_before_it_starts(tiny_config, monkeypatch):
+    from prunebench.train import distributed
+    from prunebench.train.devices import acquire_devices
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    tiny_config["defaults"]["train"].update(gpus=2, nodes=2)
+    with pytest.raises(TrainingError, match="train.nodes: 2 needs a SLURM allocation"):
+        distributed._command(resolved_experiment(tiny_config), "{}", 1, {})
+    with pytest.raises(TrainingError, match="device: cuda:1 names one GPU"):
+        acquire_devices("cuda:1", 2)
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    env = {}
+    cmd = distributed._command(resolved_experiment(tiny_config), "{}", 3, env)
+    assert cmd[:6] == [
+        "srun",
+        "--ntasks=4",
+        "--nodes=2",
+        "--ntasks-per-node=2",
+        "--cpus-per-task=3",
+        "--kill-on-bad-exit=1",
+    ]
+    assert env["MASTER_PORT"] == str(20000 + 1234)
