@@ -521,6 +521,7 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": threads or torch.get_num_threads(),
+        "processes": ddp.world(),  # train.gpus x train.nodes: the ranks that trained it together (DDP)
         "versions": versions(),
         # params/MACs of the dense and the physically slimmed model; their throughput is timed apart
         # (the workflow's measure_state, into throughput.json), so `throughput` stays null here

@@ -72,9 +72,10 @@ def test_two_processes_train_as_one_process_with_the_same_global_batch(tiny_conf
         assert ca["masks"].keys() == cb["masks"].keys()
         assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
         assert any(not bool(m.all()) for m in cb["masks"].values()) or k == 0  # state 1 did prune
-    # only rank 0 wrote: one metrics file, and the summary says which device trained
+    # the summary says how many processes trained the state
     summary = json.loads((two / "state1" / "summary.json").read_text())
-    assert summary["images_per_second"] > 0
+    assert summary["processes"] == 2 and summary["images_per_second"] > 0
+    assert json.loads((one / "state1" / "summary.json").read_text())["processes"] == 1
 
 
 def _processes_with(tag: str, rank: str) -> list[int]:
@@ -191,3 +192,50 @@ def test_what_a_multi_gpu_state_cannot_run_on_is_said_before_it_starts(tiny_conf
         "--kill-on-bad-exit=1",
     ]
     assert env["MASTER_PORT"] == str(20000 + 1234)
+
+
+class _Method:
+    def __init__(self, value):
+        self.value = value
+
+    def state_dict(self):
+        return {"value": self.value}
+
+    def load_state_dict(self, state):
+        self.value = state["value"]
+
+
+class _Run:
+    """What distributed.agree reads and sets of a running state (train.state._StateRun)."""
+
+    def __init__(self, plan, method):
+        self.plan, self.method, self.bound = plan, method, 0
+
+    def _bind_masks(self):
+        self.bound += 1
+
+
+def _agree_on(rank, init_file, results):
+    from prunebench.pruning.methods import StatePlan
+    from prunebench.train import distributed
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        mask = torch.tensor([True, rank == 0, True])  # rank 1 broke a tie the other way
+        run = _Run(StatePlan(0.5, {"g": mask}, {"g": mask}, {"g": ~mask}), _Method(f"rank {rank}"))
+        distributed.agree(run)
+        results[rank] = (run.plan.final_masks["g"].tolist(), run.method.value, run.bound)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_every_rank_continues_with_rank_0s_masks_and_method_state(tmp_path):
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_agree_on, args=(str(tmp_path / "init"), results), nprocs=2)
+        results = dict(results)
+    assert results[0] == ([True, True, True], "rank 0", 0)  # rank 0 keeps its own
+    assert results[1] == ([True, True, True], "rank 0", 1)  # rank 1 adopted and rebound them
