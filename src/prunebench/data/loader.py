@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from prunebench.data.batches import PAD_LABEL, EvalBatch
 from prunebench.data.datasets import Splits
 
 
@@ -105,7 +106,29 @@ class DeviceData:
                 x = random_flip(x, generator, part)
             yield self._prepare(x), self.y["train"][idx]
 
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x_all, y_all = self.x[split], self.y[split]
-        for i in range(0, len(y_all), batch_size):
-            yield self._prepare(x_all[i : i + batch_size]), y_all[i : i + batch_size]
+    def eval_batches(
+        self,
+        splits: str | tuple[str, ...],
+        batch_size: int,
+        shard: tuple[int, int] | None = None,
+        pad: bool = True,
+    ) -> Iterator[EvalBatch]:
+        """Un-augmented batches of ``splits``, one split after the other (a batch never spans two).
+
+        ``shard=(rank, world)``: this process's contiguous share of each split (the shares of all ranks
+        together are the split, each image once). ``pad``: the last batch of a split is padded to
+        ``batch_size`` rows (labels ``PAD_LABEL``), so every batch has the same shape and a compiled
+        model never recompiles for the leftover.
+        """
+        rank, world = shard or (0, 1)
+        for split in (splits,) if isinstance(splits, str) else splits:
+            x_all, y_all = self.x[split], self.y[split]
+            n = len(y_all)
+            lo, hi = n * rank // world, n * (rank + 1) // world
+            for i in range(lo, hi, batch_size):
+                j = min(i + batch_size, hi)
+                x, y = x_all[i:j], y_all[i:j]
+                if pad and j - i < batch_size:
+                    x = torch.cat([x, x.new_zeros((batch_size - (j - i), *x.shape[1:]))])
+                    y = torch.cat([y, y.new_full((batch_size - (j - i),), PAD_LABEL)])
+                yield EvalBatch(self._prepare(x), y, split)

@@ -138,6 +138,12 @@ def agree(run) -> None:
         run._bind_masks()
 
 
+def sum_over_ranks(sums: torch.Tensor) -> None:
+    """Sum ``sums`` in place over the ranks (evaluation's per-split counts); nothing when not distributed."""
+    if active():
+        dist.all_reduce(sums)
+
+
 def reduce_train_stats(stats: dict, device: torch.device) -> dict:
     """An epoch's training loss, accuracy and images over all ranks (each saw only its shards)."""
     if not active():

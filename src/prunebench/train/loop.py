@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunebench.data.batches import PAD_LABEL
 from prunebench.data.loader import DeviceData
 from prunebench.pruning.groups import MaskedParams
 from prunebench.pruning.methods import RSSTPenalty
@@ -139,20 +141,38 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: DeviceData, split: str, batch_size: int, amp: bool = True) -> tuple[float, float]:
-    """Mean loss and accuracy (%) on ``split``."""
+def evaluate(
+    model: nn.Module,
+    data: DeviceData,
+    splits: str | tuple[str, ...] = ("val", "test"),
+    batch_size: int = 1024,
+    amp: bool = True,
+    *,
+    shard: tuple[int, int] | None = None,
+    reduce: Callable[[torch.Tensor], None] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Mean loss and accuracy (%) of every split in ``splits``, evaluated in one pass over them.
+
+    Batches have one fixed shape (the last one padded, the padding counted nowhere), so a compiled
+    model compiles once. ``shard=(rank, world)`` evaluates this process's share only; ``reduce`` then
+    sums the per-split ``[loss, correct, images]`` tensor over the processes, in place. One read-back
+    at the end, none per batch.
+    """
     model.eval()
-    device = data.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    n = 0
-    for x, y in data.eval_batches(split, batch_size):
-        with autocast(device, amp):
+    names = (splits,) if isinstance(splits, str) else tuple(splits)
+    row_of = {name: i for i, name in enumerate(names)}
+    sums = torch.zeros(len(names), 3, dtype=torch.float64, device=data.device)
+    for x, y, split in data.eval_batches(names, batch_size, shard=shard):
+        with autocast(data.device, amp):
             logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(-1) == y).sum()
-        n += len(y)
-    return float(loss_sum) / n, 100.0 * float(correct) / n
+        row = sums[row_of[split]]
+        row[0] += F.cross_entropy(logits.float(), y, ignore_index=PAD_LABEL, reduction="sum")
+        row[1] += (logits.argmax(-1) == y).sum()
+        row[2] += (y != PAD_LABEL).sum()
+    if reduce is not None:
+        reduce(sums)
+    loss, correct, n = sums.cpu().unbind(1)
+    return {name: (float(loss[i] / n[i]), 100.0 * float(correct[i] / n[i])) for i, name in enumerate(names)}
 
 
 @contextlib.contextmanager

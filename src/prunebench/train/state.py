@@ -372,9 +372,15 @@ class _StateRun:
             self.prog.best_val, self.prog.best_epoch = -1.0, -1
 
     def evaluate(self) -> dict[str, float]:
-        _, val_acc = evaluate(self.net, self.data, "val", self.tcfg["eval_batch_size"], self.tcfg["amp"])
-        _, test_acc = evaluate(self.net, self.data, "test", self.tcfg["eval_batch_size"], self.tcfg["amp"])
-        return {"val_acc": val_acc, "test_acc": test_acc}
+        scores = self._evaluate()
+        return {"val_acc": scores["val"][1], "test_acc": scores["test"][1]}
+
+    def _evaluate(self) -> dict[str, tuple[float, float]]:
+        """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share."""
+        return evaluate(
+            self.net, self.data, ("val", "test"), self.tcfg["eval_batch_size"], self.tcfg["amp"],
+            shard=ddp.shard(), reduce=ddp.sum_over_ranks,
+        )  # fmt: skip
 
     # --- the parts of a state ---
     def _importance_batches(self) -> list | None:
@@ -382,7 +388,8 @@ class _StateRun:
         if not self.method.needs_batches:
             return None
         n = self.experiment["prune"].get("taylor_batches", 4)
-        return list(itertools.islice(self.data.eval_batches("train", self.tcfg["batch_size"]), n))
+        batches = self.data.eval_batches("train", self.tcfg["batch_size"], pad=False)
+        return [(b.x, b.y) for b in itertools.islice(batches, n)]
 
     def _bind_masks(self) -> None:
         plan = self.plan
@@ -398,8 +405,8 @@ class _StateRun:
     def _eval_row(self, epoch: int, values: dict) -> dict:
         prog = self.prog
         with masked_view(self.final if self.eval_masked else None):
-            val_loss, val_acc = evaluate(self.net, self.data, "val", self.tcfg["eval_batch_size"], self.tcfg["amp"])
-            _, test_acc = evaluate(self.net, self.data, "test", self.tcfg["eval_batch_size"], self.tcfg["amp"])
+            scores = self._evaluate()
+            (val_loss, val_acc), test_acc = scores["val"], scores["test"][1]
             row = make_row(self.ids, epoch, {
                 **values, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
                 "density": self.density, "params_alive": self.params_alive,

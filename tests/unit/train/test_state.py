@@ -108,7 +108,7 @@ def test_rsst_checkpoint_and_accuracies_are_those_of_the_masked_model(tiny_confi
     model = build_model(last["model_spec"])
     model.load_state_dict(last["state_dict"])
     data = DeviceData(load_dataset("synthetic", train_limit=256), "cpu", 32, ())
-    _, test_acc = evaluate(model, data, "test", 256)
+    _, test_acc = evaluate(model, data, "test", 256)["test"]
     assert test_acc == pytest.approx(s1["final_test_acc"])
     best = load_checkpoint(tmp_path / "state1/best.pt")
     assert pruned_weights_are_zero(best) and best["epoch"] == s1["best_epoch"]
@@ -231,9 +231,9 @@ def test_a_best_written_just_before_a_kill_does_not_outlive_its_rerun_epoch(tiny
     def val_scores(*scores):  # the val accuracy of each evaluation in turn
         it = iter(scores)
 
-        def evaluate(net, data, split, *args):
-            loss, acc = real_evaluate(net, data, split, *args)
-            return (loss, next(it)) if split == "val" else (loss, acc)
+        def evaluate(*args, **kwargs):
+            scores = real_evaluate(*args, **kwargs)
+            return {**scores, "val": (scores["val"][0], next(it))}
 
         return evaluate
 
