@@ -90,3 +90,25 @@ def run_snakemake(workdir: Path, config: dict | None, *args: str, check: bool = 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def write_image_folder(root: Path, classes: int = 3, train: int = 4, val: int = 2, test: int = 0) -> Path:
+    """A tiny ImageFolder of JPEGs written with PIL (train/ and val/, optionally test/, ``classes``
+    subfolders each), images of several sizes and aspect ratios whose colour depends on the class."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    sizes = [(40, 30), (32, 48), (64, 64), (50, 36)]
+    for split, n in (("train", train), ("val", val), ("test", test)):
+        for c in range(classes):
+            if not n:
+                continue
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                w, h = sizes[i % len(sizes)]
+                base = torch.tensor([(80 * c) % 256, (200 - 60 * c) % 256, (40 + 90 * c) % 256]).view(1, 1, 3)
+                noise = torch.randint(-30, 31, (h, w, 3), generator=g)
+                pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"img_{i}.jpg", quality=90)
+    return root
