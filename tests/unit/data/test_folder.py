@@ -89,7 +89,7 @@ def test_crop_box_stays_inside_the_image_within_the_ratio_range():
     for h, w in [(30, 40), (375, 500), (10, 400)]:
         for _ in range(50):
             top, left, ch, cw = crop_box(h, w, g)
-            assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w and ch > 0 and cw > 0
+            assert top >= 0 and left >= 0 and top + ch <= h and left + cw <= w and ch > 0 and cw > 0
     assert crop_box(10, 400, torch.Generator().manual_seed(0))[2:] == (10, round(10 * CROP_RATIO[1]))
 
 
