@@ -10,7 +10,7 @@ import difflib
 from prunebench.errors import ModelError
 
 # prunebench's own CNNs (prunebench.models.cnn.CNN_ARCHS builds them)
-CNN_ARCH_NAMES = ("small_cnn", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18")
+CNN_ARCH_NAMES = ("small_cnn", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18", "resnet34", "resnet50")
 # timm modules whose models prunebench prunes; their model names start with these prefixes
 VIT_MODULES = ("vision_transformer", "deit")
 VIT_PREFIXES = ("vit_", "deit")

@@ -334,7 +334,8 @@ def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str]
 # Fields of a resolved experiment that do not change what a state trains: its labels (the
 # experiment, method and state a checkpoint is for are checked on their own), the throughput timing
 # (its own rule, measure_state) and the tracking of metrics (`logging`, where a config has it).
-NOT_TRAINING = ("name", "group", "model_key", "measure", "logging")
+# An image folder's `dataset_source` (where it lives, who decodes it) is a runtime setting like data_dir.
+NOT_TRAINING = ("name", "group", "model_key", "measure", "logging", "dataset_source")
 
 # The schema marks a setting added after results existed with `x-neutral-default: true` when its
 # default reproduces the behaviour from before it existed. The training hash leaves such a setting
@@ -481,6 +482,7 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
             _check_model(source, key, model)
         models[key] = model
 
+    folders = _folder_datasets(config, source)
     experiments: dict[str, dict] = {}
     group_defaults = _defaults_of(schema["$defs"]["group"])
     for group, spec in config["experiments"].items():
@@ -490,6 +492,13 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
                 raise ConfigError(
                     f"invalid {source}:\n  experiments.{group}.models[{i}] = {model_key!r}: "
                     f"not defined under `models`; defined: {', '.join(sorted(models))}"
+                )
+        for i, dataset in enumerate(spec["datasets"]):
+            if dataset not in BUILTIN_DATASETS and dataset not in folders:
+                raise ConfigError(
+                    f"invalid {source}:\n  experiments.{group}.datasets[{i}] = {dataset!r}: not a built-in dataset "
+                    f"({', '.join(BUILTIN_DATASETS)}) nor defined under the top-level `datasets` "
+                    f"({', '.join(sorted(folders)) or 'none defined'}); define it there (kind: imagefolder, root: ...)"
                 )
         settings = deep_merge(base, spec.get("overrides") or {})
         settings["prune"].setdefault("budget", default_budget(settings["prune"]["groups"]))
@@ -510,6 +519,8 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
                 "seed": seed,
                 **copy.deepcopy(settings),
             }
+            if dataset in folders:
+                experiments[name]["dataset_source"] = copy.deepcopy(folders[dataset])
     state0_of, state0_runs = {}, {}
     share = config.get("share_state0", schema["properties"]["share_state0"]["default"])
     for name, exp in experiments.items():
@@ -538,7 +549,25 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
     )
 
 
-# Every dataset prunebench loads comes as 32 x 32 RGB images (see prunebench.data.datasets).
+# The datasets prunebench loads itself (prunebench.data.datasets.DATASETS; a test checks they agree)
+BUILTIN_DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
+
+
+def _folder_datasets(config: dict, source: str) -> dict[str, dict]:
+    """The config's image-folder datasets (its top-level `datasets`), defaults filled in."""
+    defaults = _defaults_of(load_schema()["$defs"]["dataset"])
+    out = {}
+    for name, spec in (config.get("datasets") or {}).items():
+        if name in BUILTIN_DATASETS:
+            raise ConfigError(
+                f"invalid {source}:\n  datasets.{name}: the name of a built-in dataset; give the image folder "
+                "another name (e.g. imagenet)"
+            )
+        out[name] = deep_merge(defaults, spec)
+    return out
+
+
+# Every built-in dataset prunebench loads comes as 32 x 32 RGB images (see prunebench.data.datasets).
 DATASET_IMAGE_SIZE = 32
 
 

@@ -51,13 +51,23 @@ def use_job_environment(weights_dir: str | None) -> None:
     _set_hub_offline(True)
 
 
-def _fetch_dataset(name: str, data_dir: str, download: bool, data: dict) -> dict:
-    """Load the dataset as a job will (``data``: an experiment's `data` settings), downloading it first
-    when ``download``."""
-    from prunebench.data import load_dataset
+def _fetch_dataset(experiment: dict, data_dir: str, download: bool) -> dict:
+    """Load the experiment's dataset as a job will, downloading it first when ``download``; an image
+    folder is never downloaded: its layout is checked and one image per class decoded."""
+    from prunebench.data import open_dataset
 
-    started = time.monotonic()
-    splits = load_dataset(name, data_dir, download, data["val_size"], data["train_limit"], data["split_seed"])
+    name, started = experiment["dataset"], time.monotonic()
+    splits = open_dataset(experiment, data_dir, download)
+    if "dataset_source" in experiment:
+        from prunebench.data.folder import decode
+
+        for split in ("train", "val", "test"):
+            firsts = {label: path for path, label in reversed(splits.samples[split])}
+            for path in firsts.values():
+                decode(path)
+        log.info("image folder %s at %s: %d classes, %s", name, splits.root, splits.num_classes, splits.sizes())
+        marker = {"name": name, "root": str(Path(splits.root).resolve()), "sizes": splits.sizes()}
+        return {**marker, "num_classes": splits.num_classes}
     log.info("dataset %s ready (%s) in %.1f s", name, splits.sizes(), time.monotonic() - started)
     return {"name": name, "data_dir": data_dir, "sizes": splits.sizes()}
 
@@ -119,11 +129,11 @@ def prepare(
     resolved: ResolvedConfig = resolve_config(config, source, build_models={m for _, m in pairs})
     data_dir, download = resolved.runtime["data_dir"], resolved.runtime["download"]
     models = {e["model_key"]: e["model"] for e in resolved.experiments.values()}
-    data = {(e["dataset"], e["model_key"]): e["data"] for e in resolved.experiments.values()}
+    data = {(e["dataset"], e["model_key"]): e for e in resolved.experiments.values()}
     datasets, weights, written = {}, {}, []
     for dataset, model_key in pairs:
         if dataset not in datasets:
-            datasets[dataset] = _fetch_dataset(dataset, data_dir, download, data[dataset, model_key])
+            datasets[dataset] = _fetch_dataset(data[dataset, model_key], data_dir, download)
         if model_key not in weights:
             weights[model_key] = _fetch_weights(model_key, models[model_key], download, resolved.weights_dir)
         marker = {

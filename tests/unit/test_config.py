@@ -106,8 +106,8 @@ def test_undefined_model_key_and_unknown_arch_are_named():
 
 def test_non_vit_timm_model_is_refused():
     cfg = reference()
-    cfg["models"]["vit_small"]["arch"] = "resnet50"
-    with pytest.raises(ConfigError, match="resnet50.*prunes timm Vision Transformers"):
+    cfg["models"]["vit_small"]["arch"] = "convnext_tiny"
+    with pytest.raises(ConfigError, match="convnext_tiny.*prunes timm Vision Transformers"):
         resolve_config(cfg)
 
 

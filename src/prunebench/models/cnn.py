@@ -1,7 +1,9 @@
-"""prunebench's own CNNs: the small CNN, CIFAR ResNet-20/32/56/110 and ResNet-18 at 32 px.
+"""prunebench's own CNNs: the small CNN, CIFAR ResNet-20/32/56/110, ResNet-18 at 32 px, and torchvision's
+ResNet-34/50 at ImageNet size (224 px).
 
 Every model exposes ``channel_chain()``: the (conv, bn, consumer) module names of its prunable
-convs. In residual blocks only the inner conv (conv1 -> bn1 -> conv2) is listed: the block's output
+convs. In residual blocks only the inner convs (conv1 -> bn1 -> conv2, and conv2 -> bn2 -> conv3 in a
+bottleneck) are listed: the block's output
 channels are tied to the shortcut, so pruning them would need the whole residual stream pruned alike.
 """
 
@@ -138,6 +140,46 @@ class ResNet18Cifar(nn.Module):
         return _inner_chain(self, ("layer1", "layer2", "layer3", "layer4"))
 
 
+class ImageNetResNet(nn.Module):
+    """torchvision's ResNet-34 or ResNet-50 for ImageNet-size inputs (224 px: 7x7 stride-2 stem, max-pool).
+
+    Prunable: in a basic block (ResNet-34) the first conv's outputs; in a bottleneck block (ResNet-50)
+    the outputs of the two inner convs (conv1 -> conv2 and conv2 -> conv3), as REPrune prunes them. The
+    block's output channels (conv3's, tied to the shortcut) are never pruned.
+    """
+
+    def __init__(self, depth: int, num_classes: int = 1000):
+        super().__init__()
+        from torchvision.models import resnet34, resnet50
+
+        net = {34: resnet34, 50: resnet50}[depth](weights=None, num_classes=num_classes)
+        for name, module in net.named_children():  # torchvision's parameter names (layer1.0.conv1...)
+            setattr(self, name, module)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def channel_chain(self) -> list[tuple[str, str, str]]:
+        """conv1 -> bn1 -> conv2 of every block, and conv2 -> bn2 -> conv3 of every bottleneck block."""
+        out = []
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            for j, block in enumerate(self.get_submodule(stage)):
+                p = f"{stage}.{j}"
+                out.append((f"{p}.conv1", f"{p}.bn1", f"{p}.conv2"))
+                if hasattr(block, "conv3"):
+                    out.append((f"{p}.conv2", f"{p}.bn2", f"{p}.conv3"))
+        return out
+
+
+def _imagenet_resnet(depth: int):
+    def build(spec: dict) -> nn.Module:
+        return ImageNetResNet(depth, num_classes=spec["num_classes"], **(spec.get("kwargs") or {}))
+
+    return build
+
+
 def _cifar_resnet(depth: int):
     def build(spec: dict) -> nn.Module:
         return CifarResNet(depth, num_classes=spec["num_classes"], **(spec.get("kwargs") or {}))
@@ -156,6 +198,8 @@ CNN_ARCHS = {
     "resnet56": _cifar_resnet(56),
     "resnet110": _cifar_resnet(110),
     "resnet18": _resnet18,
+    "resnet34": _imagenet_resnet(34),
+    "resnet50": _imagenet_resnet(50),
 }
 
 

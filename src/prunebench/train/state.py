@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from prunebench.config import finetune_epochs, state_epochs
-from prunebench.data import DeviceData, load_dataset
+from prunebench.data import make_data, open_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
 from prunebench.io import atomic_torch_save
@@ -274,10 +274,7 @@ class _StateRun:
         self.tcfg = tcfg = experiment["train"]
         self.seed = state_seed(experiment["seed"], state)
         seed_everything(self.seed)
-        dcfg = experiment["data"]
-        splits = load_dataset(
-            experiment["dataset"], data_dir, download, dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"]
-        )
+        splits = open_dataset(experiment, data_dir, download)  # in memory, or an image folder's file list
         log.info("data %s: %s", splits.name, splits.sizes())
         self.test_size = splits.sizes()["test"]  # the reports' test-set intervals need it
         self.spec = spec = model_spec(experiment["model"], splits.num_classes)
@@ -304,8 +301,8 @@ class _StateRun:
         self.method = method_for(experiment, state, self.groupsets)
         configure_device(dev)
         self.net = prepare_model(self.model, spec["family"], dev, compile=tcfg["compile"])
-        self.data = DeviceData(
-            splits, dev, spec["img_size"], tcfg["augment"], tcfg["crop_padding"],
+        self.data = make_data(
+            splits, experiment, dev, spec["img_size"],
             channels_last=uses_channels_last(spec["family"], dev), shard=ddp.shard(),
         )  # fmt: skip
         self.img_size = self.data.img_size
