@@ -1,7 +1,8 @@
 """What a training job asks the scheduler for: memory and time per state (no torch: Snakemake reads it).
 
 A state's runtime is its epochs x the model's minutes per epoch x ``resources.safety_factor``, plus
-``resources.overhead_minutes``. Minutes per epoch come from ``resources.models.<key>`` when the
+``resources.overhead_minutes``; a multi-GPU state divides the minutes per epoch by its GPUs (at
+:data:`MULTI_GPU_EFFICIENCY`). Minutes per epoch come from ``resources.models.<key>`` when the
 config gives them, else from built-in estimates for one CIFAR epoch (45,000 training images, then
 15,000 evaluated) on a V100-class GPU: 1.5 minutes for ViT-S/16 at 224 px, 0.5 for ResNet-56.
 """
@@ -13,12 +14,20 @@ import math
 from prunebench.archs import family_of
 from prunebench.config import finetune_epochs, state_epochs
 
-# One CIFAR epoch (training + evaluation), in minutes, for prunebench's CNNs
-CNN_MINUTES = {"small_cnn": 0.1, "resnet20": 0.2, "resnet32": 0.3, "resnet56": 0.5, "resnet110": 1.0, "resnet18": 1.0}
+# One CIFAR epoch (training + evaluation), in minutes, for prunebench's CNNs. ResNet-34/50 run at 224 px:
+# their figure is 45,000 images at 224 px with AMP (about 1,500 and 1,100 training images/s on a V100,
+# plus evaluation), estimates from published V100 throughputs, not measured here.
+CNN_MINUTES = {
+    "small_cnn": 0.1, "resnet20": 0.2, "resnet32": 0.3, "resnet56": 0.5, "resnet110": 1.0, "resnet18": 1.0,
+    "resnet34": 0.6, "resnet50": 0.8,
+}  # fmt: skip
 # timm ViT sizes, relative to ViT-S (compute per token grows with width^2 x depth)
 VIT_SIZE = {"tiny": 0.3, "small": 1.0, "base": 3.5, "large": 12.0, "huge": 30.0, "giant": 60.0}
 VIT_SMALL_224_MINUTES = 1.5  # ViT-S/16 at 224 px: 196 tokens
 CNN_MEM_MB, VIT_MEM_MB, VIT_224_MEM_MB = 8000, 8000, 12000
+FOLDER_WORKER_MEM_MB = 1000  # host memory of one decoding worker process of an image folder
+# The share of a GPU's speed that each GPU of a multi-GPU state keeps (gradient all-reduce, stragglers)
+MULTI_GPU_EFFICIENCY = 0.9
 # training images per epoch of each dataset (CIFAR: 50,000 less the 5,000 held out for validation)
 DATASET_IMAGES = {"cifar10": 45000, "cifar100": 45000, "digits": 1617, "synthetic": 900}
 CIFAR_IMAGES = 45000
@@ -38,8 +47,11 @@ def _vit_minutes(model: dict) -> float:
     return VIT_SMALL_224_MINUTES * size * tokens / 197
 
 
-def minutes_per_epoch(model_key: str, model: dict, dataset: str, train_limit: int | None, settings: dict) -> float:
-    """Estimated minutes of one epoch of ``model`` on ``dataset`` (the config's figure if it gives one)."""
+def minutes_per_epoch(
+    model_key: str, model: dict, dataset: str, train_limit: int | None, settings: dict, train_images: int | None = None
+) -> float:
+    """Estimated minutes of one epoch of ``model`` on ``dataset`` on one GPU (the config's figure if it gives
+    one); ``train_images``: the training images of an image folder (its `datasets` entry says how many)."""
     given = (settings.get("models") or {}).get(model_key, {}).get("minutes_per_epoch")
     if given is not None:
         return float(given)
@@ -47,26 +59,35 @@ def minutes_per_epoch(model_key: str, model: dict, dataset: str, train_limit: in
         per_cifar_epoch = CNN_MINUTES.get(model["arch"], 1.0)
     else:
         per_cifar_epoch = _vit_minutes(model)
-    images = DATASET_IMAGES.get(dataset, CIFAR_IMAGES)
+    images = train_images or DATASET_IMAGES.get(dataset, CIFAR_IMAGES)
     if train_limit:
         images = min(images, train_limit)
     return per_cifar_epoch * images / CIFAR_IMAGES
 
 
-def mem_mb(model_key: str, model: dict, settings: dict) -> int:
-    """Host memory of a training job of ``model``, in MB (the config's figure if it gives one)."""
+def mem_mb(model_key: str, model: dict, settings: dict, folder_workers: int = 0) -> int:
+    """Host memory of a training process of ``model``, in MB (the config's figure if it gives one), with
+    ``folder_workers`` processes decoding an image folder for it."""
     given = (settings.get("models") or {}).get(model_key, {}).get("mem_mb")
     if given is not None:
         return int(given)
     if family_of(model["arch"]) == "cnn":
-        return CNN_MEM_MB
-    return VIT_224_MEM_MB if (model.get("img_size") or 224) >= 224 else VIT_MEM_MB
+        return CNN_MEM_MB + FOLDER_WORKER_MEM_MB * folder_workers
+    base = VIT_224_MEM_MB if (model.get("img_size") or 224) >= 224 else VIT_MEM_MB
+    return base + FOLDER_WORKER_MEM_MB * folder_workers
 
 
 def state_resources(experiment: dict, state: int, settings: dict) -> dict[str, int]:
     """``mem_mb`` and ``runtime`` (minutes) of one training state; ``settings`` is the config's `resources`."""
     key, model = experiment["model_key"], experiment["model"]
     epochs = state_epochs(experiment, state) + finetune_epochs(experiment, state)
-    per_epoch = minutes_per_epoch(key, model, experiment["dataset"], experiment["data"]["train_limit"], settings)
+    folder = experiment.get("dataset_source") or {}
+    per_epoch = minutes_per_epoch(
+        key, model, experiment["dataset"], experiment["data"]["train_limit"], settings, folder.get("train_images")
+    )
+    world = experiment["train"].get("gpus", 1) * experiment["train"].get("nodes", 1)
+    if world > 1:  # the global batch is shared out: each GPU does 1/world of the work
+        per_epoch /= world * MULTI_GPU_EFFICIENCY
     minutes = epochs * per_epoch * settings.get("safety_factor", 1.5) + settings.get("overhead_minutes", 10)
-    return {"mem_mb": mem_mb(key, model, settings), "runtime": math.ceil(minutes)}
+    workers = folder.get("workers", 0) if folder.get("loader", "auto") != "dali" else 0
+    return {"mem_mb": mem_mb(key, model, settings, workers), "runtime": math.ceil(minutes)}
