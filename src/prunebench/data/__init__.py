@@ -7,6 +7,8 @@ data source serve the batches that prunebench.data.batches describes.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from prunebench.data.datasets import DATASETS, Splits, load_dataset
@@ -20,6 +22,7 @@ __all__ = [
 ]  # fmt: skip
 
 LOADERS = ("auto", "torchvision", "dali")
+log = logging.getLogger("prunebench")
 
 
 def open_dataset(experiment: dict, data_dir: str = "data", download: bool = True) -> Splits | FolderSplits:
@@ -72,6 +75,13 @@ def make_data(
         )
     source = experiment["dataset_source"]
     kind = choose_loader(dataset.name, source.get("loader", "auto"), device)
+    log.info(
+        "image folder %s (%s): decoded by %s, %d workers per process",
+        dataset.name,
+        dataset.root,
+        kind,
+        source["workers"],
+    )
     if kind == "dali":
         from prunebench.data.dali import DaliData  # imported only when chosen: it needs NVIDIA DALI
 

@@ -94,8 +94,9 @@ class DaliData:
         mean = [m * 255 for m in self.splits.mean]
         std = [s * 255 for s in self.splits.std]
         # one iteration per fed batch, in order: feed_input then run, with nothing prefetched ahead
+        device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
         pipe = Pipeline(
-            batch_size=batch_size, num_threads=self.threads, device_id=self.device.index or 0,
+            batch_size=batch_size, num_threads=self.threads, device_id=device_id,
             exec_pipelined=False, exec_async=False,
         )  # fmt: skip
         with pipe:
