@@ -142,3 +142,21 @@ def test_the_workflow_prepares_before_any_state(tmp_path, tiny_config):
     log = (tmp_path / "logs/prepare/synthetic-tiny_vit.log").read_text()
     assert "not a multiple of" in log and "Traceback" not in log
     assert not (tmp_path / "results/shared").exists() and not list((tmp_path / "results").glob("t-*"))
+
+
+def test_prepare_checks_an_image_folder_instead_of_downloading(tmp_path, tiny_config):
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "folder", classes=3, train=2, val=1)
+    tiny_config["download"] = True  # an image folder is never downloaded, whatever `download` says
+    tiny_config["datasets"] = {"tiny": {"kind": "imagefolder", "root": str(root)}}
+    tiny_config["experiments"]["t"]["datasets"] = ["tiny"]
+    (marker,) = prepare(tiny_config, markers=tmp_path / "markers")
+    assert marker["dataset"]["num_classes"] == 3 and marker["dataset"]["sizes"] == {"train": 6, "val": 3, "test": 3}
+    assert json.loads((tmp_path / "markers" / "tiny-tiny_vit.json").read_text())["dataset"]["root"] == str(root)
+    (root / "val" / "class_2" / "img_0.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DataError, match=r"cannot read image .*val/class_2/img_0\.jpg"):
+        prepare(tiny_config)
+    tiny_config["datasets"]["tiny"]["root"] = str(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"root .*elsewhere does not exist.*datasets\.tiny\.root"):
+        prepare(tiny_config)
