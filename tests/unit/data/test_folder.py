@@ -139,3 +139,14 @@ def test_loader_choice_falls_back_to_torchvision_and_refuses_dali_where_it_canno
     with pytest.raises(DataError, match=r"DALI is not installed.*prunebench\[dali\]"):
         choose_loader("imagenet", "dali", torch.device("cuda"))  # DALI is not installed here
     assert choose_loader("imagenet", "auto", torch.device("cuda")) == "torchvision"
+
+
+def test_the_dali_source_refuses_the_cpu_and_a_missing_dali_with_the_fix(folder):
+    from prunebench.data.dali import DaliData, dali_available
+
+    splits = scan_folder("tiny", folder)
+    with pytest.raises(DataError, match="decodes on a GPU.*set loader: torchvision"):
+        DaliData(splits, torch.device("cpu"))
+    assert not dali_available()  # DALI is not installed here: its pipelines are not exercised by these tests
+    with pytest.raises(DataError, match=r"datasets\.tiny\.loader chooses DALI, which is not installed.*\[dali\]"):
+        DaliData(splits, torch.device("cuda"))
