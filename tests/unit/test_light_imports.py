@@ -60,3 +60,17 @@ def test_status_and_validate_run_with_torch_unimportable(tmp_path):
     for argv in (["status", "--config", "config.yaml"], ["validate", "config.yaml"]):
         proc = run_blocked(f"from prunebench.cli import main\nraise SystemExit(main({argv!r}))", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_an_image_folder_config_validates_and_plans_with_torch_unimportable(tmp_path):
+    # the `datasets` section is checked without torch; nothing scans the folder in the Snakemake process
+    (tmp_path / "config.yaml").write_text((REPO / "config" / "imagenet.yaml").read_text())
+    proc = run_blocked("from prunebench.cli import main\nraise SystemExit(main(['validate', 'config.yaml']))", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = (
+        "from snakemake.cli import main\n"
+        f"main(['--snakefile', {str(REPO / 'Snakefile')!r}, '-n', '--quiet', 'rules', '--cores', '1'])\n"
+    )
+    proc = run_blocked(code, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "train_state0" in proc.stdout + proc.stderr
