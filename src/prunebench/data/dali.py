@@ -198,7 +198,10 @@ class DaliData:
     ) -> Iterator[EvalBatch]:
         """As prunebench.data.folder.FolderData.eval_batches (resize, center crop; padded last batches)."""
         rank, world = shard or (0, 1)
+        aliases: dict[int, list[str]] = {}  # splits that share one sample list are decoded once
         for split in (splits,) if isinstance(splits, str) else splits:
+            aliases.setdefault(id(self.splits.samples[split]), []).append(split)
+        for split, *others in aliases.values():
             n = len(self.splits.samples[split])
             lo, hi = n * rank // world, n * (rank + 1) // world
             for i in range(lo, hi, batch_size):
@@ -207,4 +210,5 @@ class DaliData:
                 if pad and len(y) < batch_size:
                     x = torch.cat([x, x.new_zeros((batch_size - len(y), *x.shape[1:]))])
                     y = torch.cat([y, y.new_full((batch_size - len(y),), PAD_LABEL)])
-                yield EvalBatch(x, y, split)
+                for name in (split, *others):
+                    yield EvalBatch(x, y, name)

@@ -304,21 +304,30 @@ class FolderData:
         shard: tuple[int, int] | None = None,
         pad: bool = True,
     ) -> Iterator[EvalBatch]:
-        """Un-augmented batches (resize, center crop) of ``splits``, one split after the other; ``shard``
-        and ``pad`` as for the device-resident data (data.loader.DeviceData.eval_batches)."""
+        """Un-augmented batches (resize, center crop) of ``splits``; ``shard`` and ``pad`` as for the
+        device-resident data (data.loader.DeviceData.eval_batches).
+
+        A split that is another one's images (``test`` when the folder has no test/: it is ``val``) is
+        decoded once: each of its batches is yielded for both splits in turn."""
         rank, world = shard or (0, 1)
+        names = (splits,) if isinstance(splits, str) else tuple(splits)
+        aliases: dict[int, list[str]] = {}  # the splits that share one sample list
+        for split in names:
+            aliases.setdefault(id(self.splits.samples[split]), []).append(split)
         batches, owners = [], []
-        for split in (splits,) if isinstance(splits, str) else splits:
+        for split, *others in aliases.values():
             n = len(self.splits.samples[split])
             lo, hi = n * rank // world, n * (rank + 1) // world
             for i in range(lo, hi, batch_size):
                 batches.append([(split, j, None) for j in range(i, min(i + batch_size, hi))])
-                owners.append(split)
-        for split, (x, y) in zip(owners, self._stream("eval", batches), strict=True):
+                owners.append((split, *others))
+        for both, (x, y) in zip(owners, self._stream("eval", batches), strict=True):
             if pad and len(y) < batch_size:
                 x = torch.cat([x, x.new_zeros((batch_size - len(y), *x.shape[1:]))])
                 y = torch.cat([y, y.new_full((batch_size - len(y),), PAD_LABEL)])
-            yield EvalBatch(self._prepare(x), y, split)
+            x = self._prepare(x)
+            for split in both:
+                yield EvalBatch(x, y, split)
 
     def close(self) -> None:
         """Stop the worker processes (they also stop when the data source is garbage-collected)."""

@@ -67,13 +67,16 @@ def test_shards_are_slices_of_the_global_batch(folder):
 def test_evaluation_is_center_cropped_padded_and_sharded(folder):
     data = _data(folder)
     batches = list(data.eval_batches(("val", "test"), 4))
-    assert [b.split for b in batches] == ["val", "val", "test", "test"]
+    # test is val (no test/ split): each batch is decoded once and served for both
+    assert [b.split for b in batches] == ["val", "test", "val", "test"]
     assert all(b.x.shape == (4, 3, 24, 24) for b in batches)
-    assert (batches[1].y == PAD_LABEL).sum() == 2
-    assert torch.equal(batches[0].x, batches[2].x)  # test is val: the same images, no augmentation
+    assert (batches[2].y == PAD_LABEL).sum() == 2
+    assert torch.equal(batches[0].x, batches[1].x) and torch.equal(batches[2].y, batches[3].y)
+    val = list(data.eval_batches("val", 4))
+    assert all(torch.equal(a.x, b.x) for a, b in zip(val, batches[::2], strict=True))  # no augmentation
     shares = [list(data.eval_batches("val", 4, shard=(r, 2), pad=False)) for r in range(2)]
     labels = torch.cat([b.y for share in shares for b in share])
-    assert torch.equal(labels, torch.cat([b.y for b in batches[:2]])[:6])
+    assert torch.equal(labels, torch.cat([b.y for b in val])[:6])
 
 
 def test_without_crop_in_augment_training_images_are_center_crops(folder):
@@ -91,6 +94,14 @@ def test_crop_box_stays_inside_the_image_within_the_ratio_range():
             top, left, ch, cw = crop_box(h, w, g)
             assert top >= 0 and left >= 0 and top + ch <= h and left + cw <= w and ch > 0 and cw > 0
     assert crop_box(10, 400, torch.Generator().manual_seed(0))[2:] == (10, round(10 * CROP_RATIO[1]))
+
+
+def test_a_test_split_of_its_own_is_decoded_on_its_own(tmp_path):
+    root = write_image_folder(tmp_path / "three", classes=3, train=2, val=1, test=2)
+    data = FolderData(scan_folder("three", root), torch.device("cpu"), img_size=16, workers=0)
+    assert data.splits.sizes() == {"train": 6, "val": 3, "test": 6}
+    batches = list(data.eval_batches(("val", "test"), 4, pad=False))
+    assert [(b.split, len(b.y)) for b in batches] == [("val", 3), ("test", 4), ("test", 2)]
 
 
 def test_a_missing_root_or_split_or_empty_class_is_one_error_naming_the_path(folder, tmp_path):
