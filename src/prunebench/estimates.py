@@ -89,5 +89,7 @@ def state_resources(experiment: dict, state: int, settings: dict) -> dict[str, i
     if world > 1:  # the global batch is shared out: each GPU does 1/world of the work
         per_epoch /= world * MULTI_GPU_EFFICIENCY
     minutes = epochs * per_epoch * settings.get("safety_factor", 1.5) + settings.get("overhead_minutes", 10)
+    # the training loader's workers and the evaluation loader's (half as many), all kept for the whole state
     workers = folder.get("workers", 0) if folder.get("loader", "auto") != "dali" else 0
+    workers += workers // 2
     return {"mem_mb": mem_mb(key, model, settings, workers), "runtime": math.ceil(minutes)}

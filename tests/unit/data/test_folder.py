@@ -52,6 +52,9 @@ def test_worker_processes_give_the_same_batches_as_the_main_process(folder):
     for _ in range(2):  # the workers are kept between epochs
         two = list(pooled.train_batches(6, torch.Generator().manual_seed(3)))
         assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(one, two))
+    first = next(pooled.eval_batches("train", 4))  # a pass left unfinished (as the importance batches do)...
+    again = list(pooled.eval_batches("train", 4))  # ...and the next one starts from the beginning
+    assert len(again) == 3 and torch.equal(again[0].x, first.x)
 
 
 def test_shards_are_slices_of_the_global_batch(folder):
