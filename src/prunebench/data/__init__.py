@@ -33,7 +33,10 @@ def open_dataset(experiment: dict, data_dir: str = "data", download: bool = True
         return load_dataset(
             experiment["dataset"], data_dir, download, dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"]
         )
-    return scan_folder(experiment["dataset"], source["root"], dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"])
+    return scan_folder(
+        experiment["dataset"], source["root"], dcfg["val_size"], dcfg["train_limit"], dcfg["split_seed"],
+        kind=source["kind"],
+    )  # fmt: skip
 
 
 def choose_loader(name: str, loader: str, device: torch.device) -> str:

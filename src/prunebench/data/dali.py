@@ -20,6 +20,7 @@ import torch
 
 from prunebench.data.batches import PAD_LABEL, EvalBatch
 from prunebench.data.folder import EVAL_RESIZE_RATIO, FolderSplits, crop_box
+from prunebench.data.shards import ShardMember, read_member
 from prunebench.errors import DataError
 
 DALI_HINT = "install the `dali` extra (`pip install 'prunebench[dali]'`, NVIDIA DALI for CUDA 12) on the GPU nodes"
@@ -35,12 +36,14 @@ def dali_available() -> bool:
         return False
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(height, width) of the image at ``path`` from its header (PIL reads no pixels for it)."""
+def _image_size(path, data: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the image ``data`` read from ``path``, from its header (PIL reads no pixels)."""
+    import io
+
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data.tobytes())) as img:
             width, height = img.size
     except Exception as exc:
         raise DataError(f"cannot read image {path} ({type(exc).__name__}: {exc}); replace or delete the file") from None
@@ -131,14 +134,17 @@ class DaliData:
         def one(item):
             split, index, seed = item
             path, label = self.splits.samples[split][index]
-            try:
-                data = np.fromfile(path, dtype=np.uint8)
-            except OSError as exc:
-                raise DataError(f"cannot read image {path} ({exc}); replace or delete the file") from None
+            if isinstance(path, ShardMember):
+                data = np.frombuffer(read_member(path), dtype=np.uint8)
+            else:
+                try:
+                    data = np.fromfile(path, dtype=np.uint8)
+                except OSError as exc:
+                    raise DataError(f"cannot read image {path} ({exc}); replace or delete the file") from None
             if seed is None:
                 return data, label, None
             g = torch.Generator().manual_seed(seed)
-            height, width = _image_size(path)
+            height, width = _image_size(path, data)
             if "crop" in self.augment:
                 top, left, h, w = crop_box(height, width, g)
             else:  # the evaluation crop's region: the center of the shorter side, 224/256 of it

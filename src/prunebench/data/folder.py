@@ -1,5 +1,7 @@
 """Image folders (ImageNet-1k, or any folder of class subfolders) streamed from disk by worker processes.
 
+The same data source reads WebDataset-style tar shards (``kind: webdataset``, prunebench.data.shards).
+
 Layout: ``root/train/<class>/<image>`` and ``root/val/<class>/<image>`` (and optionally ``root/test/``),
 the classes being the subfolders of ``train/`` in sorted order. The images never sit on the device:
 worker processes (a ``DataLoader`` that keeps them between epochs, pinned memory, several batches
@@ -46,7 +48,7 @@ class FolderSplits:
     name: str
     root: str
     classes: list[str]
-    samples: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    samples: dict[str, list[tuple]] = field(default_factory=dict)  # (file path or ShardMember, class index)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     sources: dict[str, str] = field(default_factory=dict)  # split -> the folder (and part) it comes from
@@ -91,14 +93,36 @@ def _scan_split(name: str, folder: Path, classes: list[str] | None) -> tuple[lis
     return classes, samples
 
 
+def _scan_shard_splits(name: str, path: Path, has_test: bool):
+    """train/val/test samples of a folder of tar shards; the classes are the indices 0..max of train/."""
+    from prunebench.data.shards import scan_shards
+
+    train = scan_shards(name, path / "train", IMAGE_EXTENSIONS)
+    classes = [str(i) for i in range(max(label for _, label in train) + 1)]
+    val = scan_shards(name, path / "val", IMAGE_EXTENSIONS)
+    test = scan_shards(name, path / "test", IMAGE_EXTENSIONS) if has_test else val
+    for split, samples in (("val", val), ("test", test)):
+        bad = next((m for m, label in samples if label >= len(classes)), None)
+        if bad is not None:
+            raise DataError(
+                f"dataset {name!r}: {bad} of {split}/ has a class index that no training sample has "
+                f"(train/ has classes 0..{len(classes) - 1}); fix its .cls member"
+            )
+    return classes, train, val, test
+
+
 def scan_folder(
     name: str,
     root: str | Path,
     val_size: int | None = None,
     train_limit: int | None = None,
     split_seed: int = 0,
+    kind: str = "imagefolder",
 ) -> FolderSplits:
     """Find the images of ``root``'s splits and check the layout (one DataError naming the path and fix).
+
+    ``kind`` ``imagefolder``: one subfolder of images per class; ``webdataset``: tar shards of images
+    and class indices (prunebench.data.shards).
 
     Without ``val_size``, ``val/`` is the validation split and ``test/`` the test split, or ``val/`` again
     when there is no ``test/`` (ImageNet's labelled val set is what papers report). With ``val_size``,
@@ -111,10 +135,13 @@ def scan_folder(
             f"dataset {name!r}: root {path} does not exist or is not a folder; set datasets.{name}.root to "
             f"the folder that holds train/ and val/ ({LAYOUT_HINT})"
         )
-    classes, train = _scan_split(name, path / "train", None)
-    _, val = _scan_split(name, path / "val", classes)
     has_test = (path / "test").is_dir()
-    test = _scan_split(name, path / "test", classes)[1] if has_test else val
+    if kind == "webdataset":
+        classes, train, val, test = _scan_shard_splits(name, path, has_test)
+    else:
+        classes, train = _scan_split(name, path / "train", None)
+        _, val = _scan_split(name, path / "val", classes)
+        test = _scan_split(name, path / "test", classes)[1] if has_test else val
     test_from = "test/" if has_test else "val/"
     sources = {"train": "train/", "val": "val/", "test": test_from}
     g = torch.Generator().manual_seed(split_seed)
@@ -158,14 +185,23 @@ def crop_box(height: int, width: int, g: torch.Generator) -> tuple[int, int, int
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def decode(path: str) -> torch.Tensor:
-    """The image at ``path`` as a uint8 RGB tensor (3, H, W); a DataError names a file it cannot read."""
+def decode(path) -> torch.Tensor:
+    """The image at ``path`` (a file, or a member of a tar shard) as a uint8 RGB tensor (3, H, W); a
+    DataError names a file it cannot read."""
     from torchvision.io import ImageReadMode, decode_image, read_file
+
+    from prunebench.data.shards import ShardMember, read_member
 
     try:
         with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec, which decodes no still images
             warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-            return decode_image(read_file(path), mode=ImageReadMode.RGB)
+            if isinstance(path, ShardMember):
+                data = torch.frombuffer(bytearray(read_member(path)), dtype=torch.uint8)
+            else:
+                data = read_file(path)
+            return decode_image(data, mode=ImageReadMode.RGB)
+    except DataError:
+        raise
     except Exception as exc:  # torchvision raises RuntimeError for corrupt files, OSError for unreadable ones
         raise DataError(
             f"cannot read image {path} ({type(exc).__name__}: {exc}); replace or delete the file "

@@ -41,6 +41,15 @@ def test_where_and_how_a_folder_is_read_changes_no_training_hash(folder_config):
     assert after == before
 
 
+def test_webdataset_shards_are_a_kind_of_folder_dataset(folder_config):
+    folder_config["datasets"]["imagenet"]["kind"] = "webdataset"
+    exp = resolve_config(folder_config, build_models=False).experiments["t-imagenet-tiny_vit-refill-s0"]
+    assert exp["dataset_source"]["kind"] == "webdataset"
+    folder_config["datasets"]["imagenet"]["kind"] = "lmdb"
+    with pytest.raises(ConfigError, match="kind = 'lmdb': must be one of imagefolder, webdataset"):
+        resolve_config(folder_config, build_models=False)
+
+
 def test_an_undefined_dataset_names_the_known_ones(folder_config):
     folder_config["experiments"]["t"]["datasets"] = ["imagenet1k"]
     with pytest.raises(ConfigError, match=r"datasets\[0\] = 'imagenet1k'.*cifar10.*\(imagenet\); define it there"):
