@@ -1,6 +1,6 @@
 """Image folders decoded on the GPU by NVIDIA DALI (the `dali` extra): JPEG decode, crop, resize, flip, normalise.
 
-Imported only when a dataset's ``loader`` chooses DALI (prunebench.data.choose_loader). The samples,
+``nvidia.dali`` is imported only when a dataset's ``loader`` chooses DALI (prunebench.data.choose_loader). The samples,
 the per-image seeds and the crop boxes are those of the torchvision path (prunebench.data.folder): the
 boxes are drawn on the host from each image's seed and size (its header, read with PIL), and DALI
 decodes only that region (``decoders.image_slice``), so the two paths crop the same regions and a
