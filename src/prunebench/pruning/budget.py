@@ -96,11 +96,13 @@ def _owners(model: nn.Module, groupsets: list[GroupSet]) -> dict[tuple[str, int]
     return owners
 
 
-def build_cost_model(model: nn.Module, groupsets: list[GroupSet]) -> CostModel:
+def build_cost_model(
+    model: nn.Module, groupsets: list[GroupSet], shape: tuple[int, int, int] | None = None
+) -> CostModel:
     """The closed-form cost of ``model``'s compact versions, calibrated on one counted dense pass.
 
-    One forward pass (under the same counter as :func:`prunebench.export.cost.count_macs`, with the
-    same input shape) gives every Linear/Conv2d's output positions per image and the dense MACs;
+    One forward pass (under the same counter as :func:`prunebench.export.cost.count_macs`, on one
+    image of ``shape``, (C, H, W); default :func:`prunebench.export.cost.input_shape`) gives every Linear/Conv2d's output positions per image and the dense MACs;
     whatever the counter counts beyond those layers and the attention matmuls of pruned heads does
     not depend on the kept groups and goes into the constant.
     """
@@ -123,7 +125,7 @@ def build_cost_model(model: nn.Module, groupsets: list[GroupSet]) -> CostModel:
 
     handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if isinstance(m, _COSTED)]
     try:
-        counted = count_macs(model, input_shape(model, {}))
+        counted = count_macs(model, shape or input_shape(model, {}))
     finally:
         for h in handles:
             h.remove()
@@ -177,15 +179,15 @@ def build_cost_model(model: nn.Module, groupsets: list[GroupSet]) -> CostModel:
 _CACHE: dict[tuple, CostModel] = {}
 
 
-def cost_model_of(model: nn.Module, groupsets: list[GroupSet]) -> CostModel:
+def cost_model_of(model: nn.Module, groupsets: list[GroupSet], shape: tuple[int, int, int] | None = None) -> CostModel:
     """:func:`build_cost_model`, once per architecture: the cost depends on the shapes only, not on the
     weights, so the states of a chain share one counted forward pass (0.8 s for ViT-S at 224 px on a CPU)."""
     shapes = tuple((name, tuple(p.shape)) for name, p in model.named_parameters())
-    key = (type(model).__qualname__, shapes, tuple((gs.name, gs.size) for gs in groupsets))
+    key = (type(model).__qualname__, shapes, tuple((gs.name, gs.size) for gs in groupsets), shape)
     if key not in _CACHE:
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = build_cost_model(model, groupsets)
+        _CACHE[key] = build_cost_model(model, groupsets, shape)
     return _CACHE[key]
 
 
@@ -369,13 +371,15 @@ def choose_masks(
     *,
     batches=None,
     rng: torch.Generator | None = None,
+    img_size: int | None = None,
 ) -> tuple[float, Masks]:
     """The state's target (fraction of the budget's dense quantity kept) and the masks that meet it.
 
     Groups are scored on the model's current weights (``batches``: an iterable of (images, labels)
     on the model's device, for ``importance: taylor``; ``rng``: a CPU torch.Generator whose random
     scores replace the importance, the ``random`` baseline), and only groups alive in ``prev`` can
-    be kept. In a mixed pool, Taylor scores (a loss change, extensive) are divided by the group's
+    be kept. Costs are counted at the model's input size (``img_size``: a CNN's training resolution,
+    32 when None; a ViT's own). In a mixed pool, Taylor scores (a loss change, extensive) are divided by the group's
     cost in the budget's unit, the greedy knapsack's value per cost; magnitudes are already per
     parameter (:func:`prunebench.pruning.importance.scale_fair_scores`).
     """
@@ -395,7 +399,9 @@ def choose_masks(
         if round_to > 1:
             keep = round_widths(groupsets, scores, prev, keep, round_to)
         return target, keep
-    cost_model = cost_model_of(model, groupsets)
+    from prunebench.export.cost import input_shape
+
+    cost_model = cost_model_of(model, groupsets, input_shape(model, {"img_size": img_size}))
     q = QUANTITIES.index(budget)
     if ranking == "mixed" and prune_cfg.get("importance") == "taylor" and rng is None:
         per_group = np.maximum(cost_model.marginal(cost_model.counts(prev))[q], 1.0)

@@ -26,7 +26,10 @@ class Refill(PruningMethod):
         return None
 
     def choose(self, model: nn.Module, prev: Masks, state: int, batches=None) -> tuple[float, Masks]:
-        return choose_masks(model, self.groupsets, prev, self.prune_cfg, state, batches=batches, rng=self.rng())
+        return choose_masks(
+            model, self.groupsets, prev, self.prune_cfg, state,
+            batches=batches, rng=self.rng(), img_size=self.experiment.get("model", {}).get("img_size"),
+        )  # fmt: skip
 
     def plan_pruned(self, model: nn.Module, prev: Masks, *, batches=None) -> StatePlan:
         target, keep = self.choose(model, prev, self.state, batches)

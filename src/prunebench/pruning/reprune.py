@@ -46,6 +46,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from torch import nn
 
 from prunebench.config import chain_epochs, state_epochs
+from prunebench.pruning.budget import QUANTITIES, cost_model_of
 from prunebench.pruning.groups import GroupSet, Masks
 from prunebench.pruning.hooks import PruningMethod, StateRun, budget_kind, keep_plan
 from prunebench.pruning.methods import StatePlan, alive_fraction
@@ -69,73 +70,25 @@ def bn_gammas(model: nn.Module, groupsets: list[GroupSet]) -> dict[str, torch.Te
 
 class ChannelCost:
     """The exact cost of the compact model for given channel counts per layer: MACs per image
-    (``kind="macs"``, as PyTorch's flop counter counts the slimmed model: conv and linear weights
-    times their output positions) or parameters (``kind="params"``).
-
-    Every parameter contributes the product of its dimensions, a dimension owned by a GroupSet
-    counting that layer's kept channels (a conv's filters, its BN entries, its consumer's input
-    channels), so chains of prunable convs are counted once, not per channel."""
+    (``kind="macs"``, as PyTorch's flop counter counts the slimmed model) or parameters
+    (``kind="params"``), read off the budget's closed-form :class:`~prunebench.pruning.budget.CostModel`
+    (the one every method's budget uses) at ``img_size``; chains of prunable convs are counted
+    once, not per channel."""
 
     def __init__(self, model: nn.Module, groupsets: list[GroupSet], img_size: int, kind: str):
-        if kind not in ("macs", "params"):
+        if kind not in QUANTITIES:
             raise ValueError(f"unknown cost kind {kind!r}; choose macs or params")
-        positions = _output_positions(model, img_size) if kind == "macs" else {}
-        owner = {(sl.param, sl.dim): gs.name for gs in groupsets for sl in gs.slices}
-        self.terms: list[tuple[int, list]] = []
-        for name, p in model.named_parameters():
-            module, leaf = name.rsplit(".", 1) if "." in name else ("", name)
-            if kind == "macs":
-                if leaf != "weight" or module not in positions:
-                    continue
-                factor = positions[module]
-            else:
-                factor = 1
-            dims = [owner.get((name, d), size) for d, size in enumerate(p.shape)]
-            self.terms.append((factor, dims))
-        self.of_layer = {gs.name: [t for t in self.terms if gs.name in t[1]] for gs in groupsets}
+        self.model = cost_model_of(model, groupsets, (3, img_size, img_size))
+        self.row = QUANTITIES.index(kind)
         self.total = self.cost({gs.name: gs.size for gs in groupsets})
-
-    @staticmethod
-    def _term(factor: int, dims: list, keep: dict[str, int]) -> int:
-        out = factor
-        for d in dims:
-            out *= keep[d] if isinstance(d, str) else d
-        return out
 
     def cost(self, keep: dict[str, int]) -> int:
         """Cost of the model that keeps ``keep[name]`` channels of every GroupSet."""
-        return sum(self._term(f, dims, keep) for f, dims in self.terms)
+        return round(self.model.cost([keep[name] for name in self.model.names])[self.row])
 
     def saving(self, keep: dict[str, int], name: str) -> int:
         """What removing one more channel of ``name`` saves, given the current counts."""
-        fewer = {**keep, name: keep[name] - 1}
-        return sum(self._term(f, dims, keep) - self._term(f, dims, fewer) for f, dims in self.of_layer[name])
-
-
-def _output_positions(model: nn.Module, img_size: int) -> dict[str, int]:
-    """Output positions per image of every conv (H x W) and linear layer (tokens), from one forward pass."""
-    out: dict[str, int] = {}
-
-    def hook(name):
-        def record(module, inputs, output):
-            out[name] = output[0, 0].numel() if isinstance(module, nn.Conv2d) else output[0].numel() // output.shape[-1]
-
-        return record
-
-    handles = [
-        m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p = next(model.parameters())
-            model(torch.zeros(1, 3, img_size, img_size, device=p.device, dtype=p.dtype))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return out
+        return self.cost(keep) - self.cost({**keep, name: keep[name] - 1})
 
 
 def layer_keep_counts(

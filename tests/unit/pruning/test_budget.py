@@ -141,3 +141,16 @@ def test_global_cost_budget_keeps_the_same_share_of_heads_and_of_neurons():
         pool = [gs for gs in groupsets if gs.kind == kind]
         share[kind] = sum(int(keep[gs.name].sum()) for gs in pool) / sum(gs.size for gs in pool)
     assert abs(share["head"] - share["neuron"]) <= 1 / 12 + 1e-9  # within one of the 12 heads
+
+
+def test_a_cnn_trained_at_another_resolution_is_costed_at_that_resolution():
+    """A CNN's MACs are counted at its img_size (an ImageNet ResNet's 224 px), not at CIFAR's 32 px."""
+    _, model, groupsets = build("small_cnn")
+    spec = model_spec({**MODELS["small_cnn"][0], "img_size": 48}, 10)
+    prune = {"states": 4, "target_sparsity": 0.6, "schedule": "geometric", "importance": "l1", "budget": "macs"}
+    prune["ranking"] = "layerwise"
+    cost_model = build_cost_model(model, groupsets, (3, 48, 48))
+    assert cost_model.dense()[1] == counted(model, spec, full_masks(groupsets))["macs"] != model_cost(model, {})["macs"]
+    target, keep = choose_masks(model, groupsets, full_masks(groupsets), prune, 3, img_size=48)
+    reached = counted(model, spec, keep)["macs"] / cost_model.dense()[1]
+    assert target - 0.01 <= reached <= target
