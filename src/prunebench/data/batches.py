@@ -25,3 +25,11 @@ class EvalBatch(NamedTuple):
     x: torch.Tensor
     y: torch.Tensor
     split: str
+
+
+def pad_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``y`` padded to ``batch_size`` rows: zero images labelled ``PAD_LABEL``."""
+    if len(y) >= batch_size:
+        return x, y
+    x = torch.cat([x, x.new_zeros((batch_size - len(y), *x.shape[1:]))])
+    return x, torch.cat([y, y.new_full((batch_size - len(y),), PAD_LABEL)])

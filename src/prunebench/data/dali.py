@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from prunebench.data.batches import PAD_LABEL, EvalBatch
-from prunebench.data.folder import EVAL_RESIZE_RATIO, FolderSplits, crop_box
+from prunebench.data.batches import EvalBatch, pad_batch
+from prunebench.data.folder import EVAL_RESIZE_RATIO, FolderSplits, crop_box, eval_items, train_items
 from prunebench.data.shards import ShardMember, read_member
 from prunebench.errors import DataError
 
@@ -182,18 +182,8 @@ class DaliData:
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """As prunebench.data.folder.FolderData.train_batches: the same samples, seeds and crop boxes."""
-        n = len(self)
-        bs = min(batch_size, n)
-        if bs % self.world:
-            raise ValueError(f"a global batch of {bs} does not split into {self.world} equal shards")
-        steps = self.steps_per_epoch(batch_size)
-        perm = torch.randperm(n, generator=generator, device=generator.device).tolist()
-        seeds = torch.randint(0, 2**62, (steps * bs,), generator=generator, device=generator.device).tolist()
-        per = bs // self.world
-        lo = self.rank * per
-        for i in range(steps):
-            items = [("train", perm[i * bs + j], seeds[i * bs + j]) for j in range(lo, lo + per)]
-            yield self._run("train", per, items)
+        for items in train_items(len(self), batch_size, generator, self.rank, self.world):
+            yield self._run("train", len(items), items)
 
     def eval_batches(
         self,
@@ -203,18 +193,10 @@ class DaliData:
         pad: bool = True,
     ) -> Iterator[EvalBatch]:
         """As prunebench.data.folder.FolderData.eval_batches (resize, center crop; padded last batches)."""
-        rank, world = shard or (0, 1)
-        aliases: dict[int, list[str]] = {}  # splits that share one sample list are decoded once
-        for split in (splits,) if isinstance(splits, str) else splits:
-            aliases.setdefault(id(self.splits.samples[split]), []).append(split)
-        for split, *others in aliases.values():
-            n = len(self.splits.samples[split])
-            lo, hi = n * rank // world, n * (rank + 1) // world
-            for i in range(lo, hi, batch_size):
-                items = [(split, j, None) for j in range(i, min(i + batch_size, hi))]
-                x, y = self._run("eval", batch_size, items)
-                if pad and len(y) < batch_size:
-                    x = torch.cat([x, x.new_zeros((batch_size - len(y), *x.shape[1:]))])
-                    y = torch.cat([y, y.new_full((batch_size - len(y),), PAD_LABEL)])
-                for name in (split, *others):
-                    yield EvalBatch(x, y, name)
+        batches, owners = eval_items(self.splits, splits, batch_size, shard)
+        for items, both in zip(batches, owners, strict=True):
+            x, y = self._run("eval", batch_size, items)
+            if pad:
+                x, y = pad_batch(x, y, batch_size)
+            for name in both:
+                yield EvalBatch(x, y, name)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from prunebench.data.batches import PAD_LABEL, EvalBatch
+from prunebench.data.batches import EvalBatch, pad_batch
 from prunebench.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -256,6 +256,42 @@ class _Batches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
+def train_items(
+    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1
+) -> list[list[tuple[str, int, int]]]:
+    """One epoch of a folder's training batches as ``(split, index, augmentation seed)`` items: a
+    shuffled order of the ``n`` images, the last incomplete global batch dropped, each global batch
+    cut into ``world`` equal shards of which this is ``rank``'s."""
+    bs = min(batch_size, n)
+    if bs % world:
+        raise ValueError(f"a global batch of {bs} does not split into {world} equal shards")
+    steps = max(1, n // batch_size)
+    perm = torch.randperm(n, generator=generator, device=generator.device).tolist()
+    seeds = torch.randint(0, 2**62, (steps * bs,), generator=generator, device=generator.device).tolist()
+    per = bs // world
+    lo = rank * per
+    return [[("train", perm[i * bs + j], seeds[i * bs + j]) for j in range(lo, lo + per)] for i in range(steps)]
+
+
+def eval_items(
+    samples: FolderSplits, splits: str | tuple[str, ...], batch_size: int, shard: tuple[int, int] | None = None
+) -> tuple[list[list[tuple[str, int, None]]], list[tuple[str, ...]]]:
+    """Evaluation batches of ``splits`` as items, and the splits each batch is scored for: a split that
+    is another one's images (``test`` when the folder has no test/) is listed once, for both."""
+    rank, world = shard or (0, 1)
+    aliases: dict[int, list[str]] = {}  # the splits that share one sample list
+    for split in (splits,) if isinstance(splits, str) else splits:
+        aliases.setdefault(id(samples.samples[split]), []).append(split)
+    batches, owners = [], []
+    for split, *others in aliases.values():
+        n = len(samples.samples[split])
+        lo, hi = n * rank // world, n * (rank + 1) // world
+        for i in range(lo, hi, batch_size):
+            batches.append([(split, j, None) for j in range(i, min(i + batch_size, hi))])
+            owners.append((split, *others))
+    return batches, owners
+
+
 class FolderData:
     """An image folder served in float batches on ``device`` (the data-source interface of data.batches)."""
 
@@ -320,16 +356,7 @@ class FolderData:
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled, augmented batches (the last incomplete batch dropped); ``batch_size`` is
         global, and with a shard each batch is this process's equal slice of it."""
-        n = len(self)
-        bs = min(batch_size, n)
-        if bs % self.world:
-            raise ValueError(f"a global batch of {bs} does not split into {self.world} equal shards")
-        steps = self.steps_per_epoch(batch_size)
-        perm = torch.randperm(n, generator=generator, device=generator.device).tolist()
-        seeds = torch.randint(0, 2**62, (steps * bs,), generator=generator, device=generator.device).tolist()
-        per = bs // self.world
-        lo = self.rank * per
-        batches = [[("train", perm[i * bs + j], seeds[i * bs + j]) for j in range(lo, lo + per)] for i in range(steps)]
+        batches = train_items(len(self), batch_size, generator, self.rank, self.world)
         for x, y in self._stream("train", batches):
             yield self._prepare(x), y
 
@@ -345,22 +372,10 @@ class FolderData:
 
         A split that is another one's images (``test`` when the folder has no test/: it is ``val``) is
         decoded once: each of its batches is yielded for both splits in turn."""
-        rank, world = shard or (0, 1)
-        names = (splits,) if isinstance(splits, str) else tuple(splits)
-        aliases: dict[int, list[str]] = {}  # the splits that share one sample list
-        for split in names:
-            aliases.setdefault(id(self.splits.samples[split]), []).append(split)
-        batches, owners = [], []
-        for split, *others in aliases.values():
-            n = len(self.splits.samples[split])
-            lo, hi = n * rank // world, n * (rank + 1) // world
-            for i in range(lo, hi, batch_size):
-                batches.append([(split, j, None) for j in range(i, min(i + batch_size, hi))])
-                owners.append((split, *others))
+        batches, owners = eval_items(self.splits, splits, batch_size, shard)
         for both, (x, y) in zip(owners, self._stream("eval", batches), strict=True):
-            if pad and len(y) < batch_size:
-                x = torch.cat([x, x.new_zeros((batch_size - len(y), *x.shape[1:]))])
-                y = torch.cat([y, y.new_full((batch_size - len(y),), PAD_LABEL)])
+            if pad:
+                x, y = pad_batch(x, y, batch_size)
             x = self._prepare(x)
             for split in both:
                 yield EvalBatch(x, y, split)

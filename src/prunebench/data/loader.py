@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from prunebench.data.batches import PAD_LABEL, EvalBatch
+from prunebench.data.batches import EvalBatch, pad_batch
 from prunebench.data.datasets import Splits
 
 
@@ -128,7 +128,6 @@ class DeviceData:
             for i in range(lo, hi, batch_size):
                 j = min(i + batch_size, hi)
                 x, y = x_all[i:j], y_all[i:j]
-                if pad and j - i < batch_size:
-                    x = torch.cat([x, x.new_zeros((batch_size - (j - i), *x.shape[1:]))])
-                    y = torch.cat([y, y.new_full((batch_size - (j - i),), PAD_LABEL)])
+                if pad:
+                    x, y = pad_batch(x, y, batch_size)
                 yield EvalBatch(self._prepare(x), y, split)
