@@ -21,7 +21,20 @@ from prunebench.report.html import write_report
 from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments
 from prunebench.report.plots import write_plots
 from prunebench.report.summary import render_summary
-from prunebench.report.tables import _missing, acc_cell, accuracy_by_state, ci, integer, md_escape, num, pm, table, text
+from prunebench.report.tables import (
+    RUN_STATE,
+    _missing,
+    acc_cell,
+    accuracy_by_state,
+    ci,
+    frame_table,
+    integer,
+    md_escape,
+    num,
+    pm,
+    table,
+    text,
+)
 
 
 def _env() -> Environment:
@@ -143,65 +156,56 @@ def _differences(states: pd.DataFrame) -> dict | None:
 
 
 def _rsst(states: pd.DataFrame) -> dict | None:
-    d = A.rsst_damage(states)
-    if d.empty:
-        return None
-    rows = [
-        [r.method, str(r.seed), str(r.state), integer(r.rsst_mask_epoch), num(r.rsst_unmasked_val_acc),
-         num(r.rsst_unmasked_test_acc), num(r.rsst_masked_val_acc), num(r.rsst_masked_test_acc), num(r.damage),
-         num(r.rsst_penalized_norm_ratio, 4)]
-        for r in d.itertuples()
-    ]  # fmt: skip
-    header = ["method", "seed", "state", "mask epoch", "unmasked val", "unmasked test", "masked val", "masked test",
-              "damage (test points)", "penalised norm ratio"]  # fmt: skip
-    return table(header, rows, "lrrrrrrrrr")
+    return frame_table(A.rsst_damage(states), [
+        *RUN_STATE,
+        ("mask epoch", "r", lambda r: integer(r.rsst_mask_epoch)),
+        ("unmasked val", "r", lambda r: num(r.rsst_unmasked_val_acc)),
+        ("unmasked test", "r", lambda r: num(r.rsst_unmasked_test_acc)),
+        ("masked val", "r", lambda r: num(r.rsst_masked_val_acc)),
+        ("masked test", "r", lambda r: num(r.rsst_masked_test_acc)),
+        ("damage (test points)", "r", lambda r: num(r.damage)),
+        ("penalised norm ratio", "r", lambda r: num(r.rsst_penalized_norm_ratio, 4)),
+    ])  # fmt: skip
 
 
 def _events(states: pd.DataFrame) -> dict | None:
-    d = A.reprune_events(states)
-    if d.empty:
-        return None
-    rows = [
-        [r.method, str(r.seed), str(r.state), ", ".join(str(int(e)) for e in r.event_epochs), str(int(r.best_epoch)),
-         "yes" if r.best_after_event else "no"]
-        for r in d.itertuples()
-    ]  # fmt: skip
-    header = ["method", "seed", "state", "event epochs", "best epoch", "best trained after the last event"]
-    return table(header, rows, "lrrlrl")
+    return frame_table(A.reprune_events(states), [
+        *RUN_STATE,
+        ("event epochs", "l", lambda r: ", ".join(str(int(e)) for e in r.event_epochs)),
+        ("best epoch", "r", lambda r: str(int(r.best_epoch))),
+        ("best trained after the last event", "l", lambda r: "yes" if r.best_after_event else "no"),
+    ])  # fmt: skip
 
 
 def _budgets(states: pd.DataFrame) -> dict | None:
-    d = A.budgets(states)
-    if d.empty:
-        return None
-    rows = [
-        [r.method, str(r.seed), str(r.state), text(r.budget_kind), num(r.target_kept), num(r.reached_kept),
-         num(r.gap)]
-        for r in d.itertuples()
-    ]  # fmt: skip
-    header = ["method", "seed", "state", "budget", "target kept %", "reached kept %", "reached - target"]
-    return table(header, rows, "lrrlrrr")
+    return frame_table(A.budgets(states), [
+        *RUN_STATE,
+        ("budget", "l", lambda r: text(r.budget_kind)),
+        ("target kept %", "r", lambda r: num(r.target_kept)),
+        ("reached kept %", "r", lambda r: num(r.reached_kept)),
+        ("reached - target", "r", lambda r: num(r.gap)),
+    ])  # fmt: skip
 
 
 def _recovery(states: pd.DataFrame) -> dict:
-    rec = A.recovery(states)
-    rows = [
-        [r.method, str(r.seed), str(r.state), num(r.acc_after_pruning), num(r.final_test_acc), num(r.recovery)]
-        for r in rec.sort_values(["method", "seed", "state"]).itertuples()
-    ]
-    return table(["method", "seed", "state", "after pruning", "final", "recovery"], rows, "lrrrrr")
+    return frame_table(A.recovery(states).sort_values(["method", "seed", "state"]), [
+        *RUN_STATE,
+        ("after pruning", "r", lambda r: num(r.acc_after_pruning)),
+        ("final", "r", lambda r: num(r.final_test_acc)),
+        ("recovery", "r", lambda r: num(r.recovery)),
+    ], empty_is_none=False)  # fmt: skip
 
 
 def _dynamics(epochs: pd.DataFrame) -> dict:
-    dyn = A.dynamics(epochs)
-    rows = [
-        [r.method, str(r.seed), str(r.state), str(r.window), num(r.last_mean), num(r.prev_mean), num(r.convergence),
-         num(r.stability), num(r.gap)]
-        for r in dyn.sort_values(["method", "seed", "state"]).itertuples()
-    ]  # fmt: skip
-    header = ["method", "seed", "state", "window", "last mean", "previous mean", "convergence", "stability (std)",
-              "train - val gap"]  # fmt: skip
-    return table(header, rows, "lrrrrrrrr")
+    return frame_table(A.dynamics(epochs).sort_values(["method", "seed", "state"]), [
+        *RUN_STATE,
+        ("window", "r", lambda r: str(r.window)),
+        ("last mean", "r", lambda r: num(r.last_mean)),
+        ("previous mean", "r", lambda r: num(r.prev_mean)),
+        ("convergence", "r", lambda r: num(r.convergence)),
+        ("stability (std)", "r", lambda r: num(r.stability)),
+        ("train - val gap", "r", lambda r: num(r.gap)),
+    ], empty_is_none=False)  # fmt: skip
 
 
 def _costs(states: pd.DataFrame) -> tuple[dict, dict, list[str]]:

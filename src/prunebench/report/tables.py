@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -58,6 +59,24 @@ def table(header: list[str], rows: list[list[str]], align: str | None = None) ->
         "align": ["---" if a == "l" else "---:" for a in align],
         "rows": [[md_escape(c) for c in r] for r in rows],
     }
+
+
+def frame_table(frame, columns: list[tuple[str, str, Callable]], *, empty_is_none: bool = True) -> dict | None:
+    """:func:`table` with one row per row of ``frame``: ``columns`` are ``(header, "l" or "r", cell)``,
+    ``cell`` turning a row (a namedtuple of ``frame.itertuples()``) into its text. None for an empty
+    frame unless ``empty_is_none`` is False."""
+    if empty_is_none and frame.empty:
+        return None
+    rows = [[cell(r) for _, _, cell in columns] for r in frame.itertuples()]
+    return table([h for h, _, _ in columns], rows, "".join(a for _, a, _ in columns))
+
+
+#: the columns that name a run's state: method, seed, state
+RUN_STATE = [
+    ("method", "l", lambda r: r.method),
+    ("seed", "r", lambda r: str(r.seed)),
+    ("state", "r", lambda r: str(r.state)),
+]
 
 
 def ci(lo, hi, digits: int = 1) -> str:
