@@ -211,33 +211,19 @@ def get_state_summaries(experiments=None):
     ]
 
 
-def measures(experiment):
-    """Whether the experiment's states are timed (measure.enabled)."""
-    return EXPERIMENTS[experiment]["measure"]["enabled"]
-
-
-def measured_dir(experiment, state):
-    """The folder whose throughput.json times an experiment's state: state 0 of an experiment that
-    copies a shared state 0 is timed once, in the shared run's folder."""
-    return state_dir(STATE0_OF[experiment] if state == 0 else experiment, state)
+# The (run, state) folders whose throughput measure_state times (measure.states: by default the
+# last state of each experiment and the dense state 0 it is compared against).
+TIMED = RESOLVED.timed_states()
 
 
 def get_throughputs(experiments=None):
     """throughput.json of every timed state of the given experiments (all by default)."""
-    files = {
-        f"{measured_dir(exp, k)}/throughput.json"
-        for exp in (EXPERIMENTS if experiments is None else experiments)
-        if measures(exp)
-        for k in range(num_states(exp))
-    }
-    return sorted(files)
+    timed = TIMED if experiments is None else RESOLVED.timed_states(experiments)
+    return [f"{state_dir(name, k)}/throughput.json" for name, k in timed]
 
 
-# The runs and experiments whose state folders can be timed (measure_state's {name} wildcard).
-MEASURED_NAMES = sorted(
-    {STATE0_OF[exp] for exp in EXPERIMENTS if measures(exp)}
-    | {exp for exp in EXPERIMENTS if measures(exp)}
-)
+# The runs and experiments whose state folders are timed (measure_state's {name} wildcard).
+MEASURED_NAMES = sorted({name for name, _ in TIMED})
 
 
 def get_measure_settings(wildcards):
@@ -252,7 +238,7 @@ def get_final_state(wildcards):
     exp = wildcards.experiment
     final = state_dir(exp, num_states(exp) - 1)
     files = {"checkpoint": f"{final}/last.pt", "summary": f"{final}/summary.json"}
-    if measures(exp):
+    if (exp, num_states(exp) - 1) in TIMED:
         files["throughput"] = f"{final}/throughput.json"
     return files
 
