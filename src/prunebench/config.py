@@ -536,7 +536,7 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
             raise ConfigError(
                 f"invalid {source}:\n  experiments.{group}: measure.states lists state {max(timed)}, but the group "
                 f"has {n} states (0..{n - 1}); list states below {n} (in the group's overrides if other groups "
-                "have more), or use \"last\" or \"all\""
+                'have more), or use "last" or "all"'
             )
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], spec["methods"], spec["seeds"]

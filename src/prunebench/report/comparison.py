@@ -270,8 +270,7 @@ def _throughput(states: pd.DataFrame) -> tuple[dict | None, str]:
     note = f"{len(timed)} of the {len(states)} finished states are timed"
     if len(timed) < len(states):
         note += ": " + "; ".join(
-            f"{method} seed {seed}: state{'s' if len(part) > 1 else ''} "
-            + ", ".join(map(str, sorted(part["state"])))
+            f"{method} seed {seed}: state{'s' if len(part) > 1 else ''} " + ", ".join(map(str, sorted(part["state"])))
             for (method, seed), part in timed.groupby(["method", "seed"], sort=False)
         )
     rows = [

@@ -27,7 +27,9 @@ def test_by_default_the_last_state_and_the_dense_reference_are_timed(tiny_config
     resolved = _resolved(tiny_config)
     assert [measured_states(e) for e in resolved.experiments.values()] == [[3], [3]]
     assert resolved.timed_states() == [
-        (SHARED, 0), ("t-synthetic-tiny_vit-refill-s0", 3), ("t-synthetic-tiny_vit-rsst-s0", 3)
+        (SHARED, 0),
+        ("t-synthetic-tiny_vit-refill-s0", 3),
+        ("t-synthetic-tiny_vit-rsst-s0", 3),
     ]
     # per experiment: its own last state and the reference it is compared against
     assert resolved.timed_states(["t-synthetic-tiny_vit-rsst-s0"]) == [(SHARED, 0), ("t-synthetic-tiny_vit-rsst-s0", 3)]
