@@ -65,11 +65,6 @@ def get_state0_training_hash(wildcards):
     return HASHES[wildcards.run]
 
 
-def get_state0_name(wildcards):
-    """The run a state-0 job trains: an experiment, or a shared/ run (its settings: STATE0_RUNS)."""
-    return wildcards.run
-
-
 def state_dir(experiment, state):
     return f"{RESULTS}/{experiment}/state{state}"
 
@@ -81,14 +76,6 @@ def recovery_dir(experiment, state):
 
 def num_states(experiment):
     return EXPERIMENTS[experiment]["prune"]["states"]
-
-
-def get_recovery_dir(wildcards):
-    return recovery_dir(wildcards.experiment, wildcards.state)
-
-
-def get_state0_recovery_dir(wildcards):
-    return recovery_dir(wildcards.run, 0)
 
 
 def get_shared_state0(wildcards):

@@ -33,9 +33,9 @@ rule train_state0:
         mem_mb=get_state0_mem_mb,
         runtime=get_state0_runtime,
     params:
-        experiment=get_state0_name,
+        experiment="{run}",
         config_hash=get_state0_training_hash,
-        recovery=get_state0_recovery_dir,
+        recovery=recovery_dir("{run}", 0),
     script:
         "../workflow/scripts/train_state.py"
 
@@ -57,7 +57,7 @@ rule share_state0:
     conda:
         "../envs/prunebench.yaml"
     params:
-        experiment=lambda wildcards: wildcards.experiment,
+        experiment="{experiment}",
         config_hash=get_training_hash,
     script:
         "../workflow/scripts/share_state0.py"
@@ -89,9 +89,9 @@ rule train_state:
         mem_mb=get_state_mem_mb,
         runtime=get_state_runtime,
     params:
-        experiment=lambda wildcards: wildcards.experiment,
+        experiment="{experiment}",
         config_hash=get_training_hash,
-        recovery=get_recovery_dir,
+        recovery=recovery_dir("{experiment}", "{state}"),
     script:
         "../workflow/scripts/train_state.py"
 
