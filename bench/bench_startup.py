@@ -35,10 +35,16 @@ EMPTY_WORKFLOW = 'rule all:\n    output:\n        "done"\n    shell:\n        "t
 
 def commands(models: bool) -> dict[str, list[str]]:
     py = sys.executable
-    snakemake = [py, "-m", "snakemake", "-n", "--quiet", "--cores", "1"]
+    loud = [py, "-m", "snakemake", "-n", "--cores", "1"]
+    snakemake = [*loud, "--quiet"]
     out = {
-        "snakemake -n (reference matrix, config.yaml)": [*snakemake, "--snakefile", str(REPO / "Snakefile")],
-        "snakemake -n --profile profiles/demo": [
+        "snakemake -n --quiet (reference matrix, config.yaml)": [*snakemake, "--snakefile", str(REPO / "Snakefile")],
+        "snakemake -n (the same, printing every job and its resources)": [
+            *loud,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        "snakemake -n --quiet --profile profiles/demo": [
             *snakemake,
             "--snakefile",
             str(REPO / "Snakefile"),
@@ -47,7 +53,7 @@ def commands(models: bool) -> dict[str, list[str]]:
             "--configfile",
             "demo.yaml",
         ],
-        "snakemake -n (a one-rule workflow: Snakemake's own floor)": [*snakemake, "--snakefile", "empty.smk"],
+        "snakemake -n --quiet (a one-rule workflow: Snakemake's own floor)": [*snakemake, "--snakefile", "empty.smk"],
         "prunebench status": [py, "-m", "prunebench.cli", "status", "--config", "config.yaml"],
         "prunebench validate": [py, "-m", "prunebench.cli", "validate", "config.yaml"],
     }

@@ -173,6 +173,24 @@ get_state_tasks_per_gpu = _multi(lambda gpus, nodes: 1)
 get_state_mpi = _multi(lambda gpus, nodes: "srun")
 
 
+# The GPU resources of the training rules. Snakemake calls a resource function once per job (and a
+# dry run prints them all), so where no state has more than one GPU they are plain values: gpu=1 and
+# none of the multi-GPU ones, what the functions would give every job.
+if any(
+    run["train"]["gpus"] * run["train"]["nodes"] > 1
+    for run in (*STATE0_RUNS.values(), *EXPERIMENTS.values())
+):
+    STATE_GPU_RESOURCES = dict(
+        gpu=get_state_gpus,
+        nodes=get_state_nodes,
+        tasks=get_state_tasks,
+        tasks_per_gpu=get_state_tasks_per_gpu,
+        mpi=get_state_mpi,
+    )
+else:
+    STATE_GPU_RESOURCES = dict(gpu=1)
+
+
 def get_previous_state(wildcards):
     """State k trains from state k-1's last checkpoint (and state 0's init weights when rewinding)."""
     exp, k = wildcards.experiment, int(wildcards.state)

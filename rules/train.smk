@@ -25,11 +25,7 @@ rule train_state0:
         "../envs/prunebench.yaml"
     threads: 1
     resources:
-        gpu=get_state_gpus,
-        nodes=get_state_nodes,
-        tasks=get_state_tasks,
-        tasks_per_gpu=get_state_tasks_per_gpu,
-        mpi=get_state_mpi,
+        **STATE_GPU_RESOURCES,
         mem_mb=get_state0_mem_mb,
         runtime=get_state0_runtime,
     params:
@@ -81,11 +77,7 @@ rule train_state:
         "../envs/prunebench.yaml"
     threads: 1
     resources:
-        gpu=get_state_gpus,
-        nodes=get_state_nodes,
-        tasks=get_state_tasks,
-        tasks_per_gpu=get_state_tasks_per_gpu,
-        mpi=get_state_mpi,
+        **STATE_GPU_RESOURCES,
         mem_mb=get_state_mem_mb,
         runtime=get_state_runtime,
     params:
