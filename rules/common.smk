@@ -233,7 +233,8 @@ MEASURED_NAMES = sorted({name for name, _ in TIMED})
 
 def get_measure_settings(wildcards):
     """measure_state's parameter (its rerun trigger): the settings of how a state is timed, not which
-    states are (`states`: choosing more or fewer states retimes none of those already timed)."""
+    states are (`states`: choosing more or fewer states retimes none of those already timed).
+    """
     exp = EXPERIMENTS.get(wildcards.name) or STATE0_RUNS[wildcards.name]
     return {k: v for k, v in exp["measure"].items() if k != "states"}
 
