@@ -65,11 +65,6 @@ def get_state0_training_hash(wildcards):
     return HASHES[wildcards.run]
 
 
-def get_state0_name(wildcards):
-    """The run a state-0 job trains: an experiment, or a shared/ run (its settings: STATE0_RUNS)."""
-    return wildcards.run
-
-
 def state_dir(experiment, state):
     return f"{RESULTS}/{experiment}/state{state}"
 
@@ -81,14 +76,6 @@ def recovery_dir(experiment, state):
 
 def num_states(experiment):
     return EXPERIMENTS[experiment]["prune"]["states"]
-
-
-def get_recovery_dir(wildcards):
-    return recovery_dir(wildcards.experiment, wildcards.state)
-
-
-def get_state0_recovery_dir(wildcards):
-    return recovery_dir(wildcards.run, 0)
 
 
 def get_shared_state0(wildcards):
@@ -186,6 +173,24 @@ get_state_tasks_per_gpu = _multi(lambda gpus, nodes: 1)
 get_state_mpi = _multi(lambda gpus, nodes: "srun")
 
 
+# The GPU resources of the training rules. Snakemake calls a resource function once per job (and a
+# dry run prints them all), so where no state has more than one GPU they are plain values: gpu=1 and
+# none of the multi-GPU ones, what the functions would give every job.
+if any(
+    run["train"]["gpus"] * run["train"]["nodes"] > 1
+    for run in (*STATE0_RUNS.values(), *EXPERIMENTS.values())
+):
+    STATE_GPU_RESOURCES = dict(
+        gpu=get_state_gpus,
+        nodes=get_state_nodes,
+        tasks=get_state_tasks,
+        tasks_per_gpu=get_state_tasks_per_gpu,
+        mpi=get_state_mpi,
+    )
+else:
+    STATE_GPU_RESOURCES = dict(gpu=1)
+
+
 def get_previous_state(wildcards):
     """State k trains from state k-1's last checkpoint (and state 0's init weights when rewinding)."""
     exp, k = wildcards.experiment, int(wildcards.state)
@@ -211,39 +216,27 @@ def get_state_summaries(experiments=None):
     ]
 
 
-def measures(experiment):
-    """Whether the experiment's states are timed (measure.enabled)."""
-    return EXPERIMENTS[experiment]["measure"]["enabled"]
-
-
-def measured_dir(experiment, state):
-    """The folder whose throughput.json times an experiment's state: state 0 of an experiment that
-    copies a shared state 0 is timed once, in the shared run's folder."""
-    return state_dir(STATE0_OF[experiment] if state == 0 else experiment, state)
+# The (run, state) folders whose throughput measure_state times (measure.states: by default the
+# last state of each experiment and the dense state 0 it is compared against).
+TIMED = RESOLVED.timed_states()
 
 
 def get_throughputs(experiments=None):
     """throughput.json of every timed state of the given experiments (all by default)."""
-    files = {
-        f"{measured_dir(exp, k)}/throughput.json"
-        for exp in (EXPERIMENTS if experiments is None else experiments)
-        if measures(exp)
-        for k in range(num_states(exp))
-    }
-    return sorted(files)
+    timed = TIMED if experiments is None else RESOLVED.timed_states(experiments)
+    return [f"{state_dir(name, k)}/throughput.json" for name, k in timed]
 
 
-# The runs and experiments whose state folders can be timed (measure_state's {name} wildcard).
-MEASURED_NAMES = sorted(
-    {STATE0_OF[exp] for exp in EXPERIMENTS if measures(exp)}
-    | {exp for exp in EXPERIMENTS if measures(exp)}
-)
+# The runs and experiments whose state folders are timed (measure_state's {name} wildcard).
+MEASURED_NAMES = sorted({name for name, _ in TIMED})
 
 
 def get_measure_settings(wildcards):
-    """measure_state's parameter (its rerun trigger): the measure settings, nothing else."""
+    """measure_state's parameter (its rerun trigger): the settings of how a state is timed, not which
+    states are (`states`: choosing more or fewer states retimes none of those already timed).
+    """
     exp = EXPERIMENTS.get(wildcards.name) or STATE0_RUNS[wildcards.name]
-    return exp["measure"]
+    return {k: v for k, v in exp["measure"].items() if k != "states"}
 
 
 def get_final_state(wildcards):
@@ -252,7 +245,7 @@ def get_final_state(wildcards):
     exp = wildcards.experiment
     final = state_dir(exp, num_states(exp) - 1)
     files = {"checkpoint": f"{final}/last.pt", "summary": f"{final}/summary.json"}
-    if measures(exp):
+    if (exp, num_states(exp) - 1) in TIMED:
         files["throughput"] = f"{final}/throughput.json"
     return files
 

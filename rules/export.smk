@@ -12,7 +12,7 @@ rule export_compact:
     conda:
         "../envs/prunebench.yaml"
     params:
-        experiment=lambda wildcards: wildcards.experiment,
+        experiment="{experiment}",
         config_hash=get_training_hash,
     script:
         "../workflow/scripts/export_compact.py"

@@ -25,17 +25,13 @@ rule train_state0:
         "../envs/prunebench.yaml"
     threads: 1
     resources:
-        gpu=get_state_gpus,
-        nodes=get_state_nodes,
-        tasks=get_state_tasks,
-        tasks_per_gpu=get_state_tasks_per_gpu,
-        mpi=get_state_mpi,
+        **STATE_GPU_RESOURCES,
         mem_mb=get_state0_mem_mb,
         runtime=get_state0_runtime,
     params:
-        experiment=get_state0_name,
+        experiment="{run}",
         config_hash=get_state0_training_hash,
-        recovery=get_state0_recovery_dir,
+        recovery=recovery_dir("{run}", 0),
     script:
         "../workflow/scripts/train_state.py"
 
@@ -57,7 +53,7 @@ rule share_state0:
     conda:
         "../envs/prunebench.yaml"
     params:
-        experiment=lambda wildcards: wildcards.experiment,
+        experiment="{experiment}",
         config_hash=get_training_hash,
     script:
         "../workflow/scripts/share_state0.py"
@@ -81,17 +77,13 @@ rule train_state:
         "../envs/prunebench.yaml"
     threads: 1
     resources:
-        gpu=get_state_gpus,
-        nodes=get_state_nodes,
-        tasks=get_state_tasks,
-        tasks_per_gpu=get_state_tasks_per_gpu,
-        mpi=get_state_mpi,
+        **STATE_GPU_RESOURCES,
         mem_mb=get_state_mem_mb,
         runtime=get_state_runtime,
     params:
-        experiment=lambda wildcards: wildcards.experiment,
+        experiment="{experiment}",
         config_hash=get_training_hash,
-        recovery=get_recovery_dir,
+        recovery=recovery_dir("{experiment}", "{state}"),
     script:
         "../workflow/scripts/train_state.py"
 

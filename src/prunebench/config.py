@@ -44,9 +44,10 @@ def load_schema() -> dict:
 _NUMBER = re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last
-    silently) and reads ``1e-3`` as a number, as YAML 1.2 and JSON do (YAML 1.1 reads it as a string)."""
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """``yaml.SafeLoader`` (libyaml's where PyYAML has it: ten times faster) that refuses a key given
+    twice in one mapping (plain YAML keeps the last silently) and reads ``1e-3`` as a number, as YAML
+    1.2 and JSON do (YAML 1.1 reads it as a string)."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -234,6 +235,19 @@ class ResolvedConfig:
     # where the workflow writes this config's results/, logs/ and benchmarks/ (see output_paths)
     output_dir: str = "."
 
+    def timed_states(self, names=None) -> list[tuple[str, int]]:
+        """(run, state) of every state folder whose throughput is timed for the given experiments
+        (all by default; see :func:`measured_states`): state 0 of an experiment that copies a shared
+        state 0 is timed in the shared run's folder, once; "last" and "all" add the dense state 0
+        each experiment is compared against."""
+        out = set()
+        for name in self.experiments if names is None else names:
+            exp = self.experiments[name]
+            out.update((self.state0_of[name] if k == 0 else name, k) for k in measured_states(exp))
+            if exp["measure"]["enabled"] and exp["measure"]["states"] in ("last", "all"):
+                out.add((self.reference_of[name], 0))
+        return sorted(out)
+
     def by(self, key: str) -> dict[Any, list[str]]:
         """Experiment names grouped by one of their identifying fields (dataset, model, method...)."""
         out: dict[Any, list[str]] = {}
@@ -280,6 +294,19 @@ def default_budget(groups: list[str]) -> str:
     """prune.budget when the config leaves it out: ``macs`` for CNN-channel experiments (what CNN
     pruning papers report), ``groups`` otherwise."""
     return "macs" if list(groups) == ["channels"] else "groups"
+
+
+def measured_states(experiment: dict) -> list[int]:
+    """The states of a resolved experiment whose throughput is timed (``measure.states``): none when
+    ``measure.enabled`` is false."""
+    measure, n = experiment["measure"], experiment["prune"]["states"]
+    if not measure["enabled"]:
+        return []
+    if measure["states"] == "all":
+        return list(range(n))
+    if measure["states"] == "last":
+        return [n - 1]
+    return sorted(measure["states"])
 
 
 def shares_state0(experiment: dict) -> bool:
@@ -505,6 +532,13 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
         if "reprune" in spec["methods"]:
             _check_reprune(source, group, spec, models, settings)
         _check_settings(source, group, spec, models, settings, build_models)
+        timed, n = settings["measure"]["states"], settings["prune"]["states"]
+        if isinstance(timed, list) and max(timed) >= n:
+            raise ConfigError(
+                f"invalid {source}:\n  experiments.{group}: measure.states lists state {max(timed)}, but the group "
+                f"has {n} states (0..{n - 1}); list states below {n} (in the group's overrides if other groups "
+                'have more), or use "last" or "all"'
+            )
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], spec["methods"], spec["seeds"]
         ):

@@ -60,6 +60,14 @@ def test_measure_settings_rerun_the_timing_only(finished):
 
 
 @pytest.mark.slow
+def test_timing_more_states_retimes_none_already_timed(finished):
+    config = two_groups()
+    config["defaults"]["measure"]["states"] = "all"  # states 0 and 1: the default timed both already
+    counts, _, out = planned(finished, config)
+    assert not set(counts) & {*TRAINING_RULES, "measure_state"}, out[-3000:]
+
+
+@pytest.mark.slow
 def test_runtime_settings_rerun_nothing(finished):
     config = two_groups()
     config.update(device="auto", data_dir="elsewhere", download=True)

@@ -109,14 +109,37 @@ def test_reference_config_plans_the_full_matrix(tmp_path):
     assert (
         counts["export_compact"] == "17" and counts["report_comparison"] == "3"
     )  # cifar10/100 ViT-S, cifar10 ResNet-56
-    # every trained state is timed by its own job; a shared state 0 once, not once per copy
-    assert counts["measure_state"] == str(8 * 15 + 9 * 9 + 3 + 4)
-    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(250 + 208)
+    # measure.states: last (the default): each experiment's last state is timed by a job of its own,
+    # and the dense state 0 of each group (2 ViT-S, 1 ResNet-56, 3 linkage groups), not once per copy
+    assert counts["measure_state"] == str(17 + 6)
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(250 + 23)
     # one prepare job (check the model, fetch its data and weights) per dataset x model, before the states
     assert counts["prepare"] == "3"
     # each state asks for what its model and epochs need: ViT-S at 224 px (60 epochs), ResNet-56 (30)
     resources = dict(re.findall(r"wildcards: run=shared/(\w+)-\S+\n\s+resources: .*?runtime=(\d+)", proc.stdout))
     assert int(resources["vit"]) > 2 * int(resources["cnn"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("states", "timed"),
+    [
+        # every trained state (8 x 15 + 9 x 9 pruned states, 3 + 4 states 0 of their own: the shared
+        # runs and REPrune's) and the dense state 0 of the 3 REPrune-only linkage groups
+        ("all", 8 * 15 + 9 * 9 + 3 + 4 + 3),
+        # states 0 and 5 only: the 6 shared states 0 that sharing experiments copy, 4 REPrune states 0
+        # (the linkage groups' dense state 0 is no state of theirs), and state 5 of all 17
+        ([0, 5], 3 + 4 + 17),
+    ],
+)
+def test_measure_states_choose_the_timing_jobs(tmp_path, states, timed):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["defaults"]["measure"] = {"states": states}
+    proc = run_snakemake(tmp_path, config, "-n")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts["measure_state"] == str(timed)
+    assert counts["train_state"] == str(8 * 15 + 9 * 9)  # the training plan is the same
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

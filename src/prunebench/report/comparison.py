@@ -263,10 +263,20 @@ def _parameters(states: pd.DataFrame) -> tuple[dict, dict | None]:
     return kept, table(header, rows, "lrrrrrrrrr")
 
 
-def _throughput(states: pd.DataFrame) -> dict | None:
+def _throughput(states: pd.DataFrame) -> tuple[dict | None, str]:
+    """The throughput table of the timed states, and which of the finished states they are (the
+    workflow times those `measure.states` names: by default each experiment's last state and the
+    dense state 0)."""
     t = A.throughput(states)
     if t.empty:
-        return None
+        return None, ""
+    timed = t.drop_duplicates(["experiment", "state"])
+    note = f"{len(timed)} of the {len(states)} finished states are timed"
+    if len(timed) < len(states):
+        note += ": " + "; ".join(
+            f"{method} seed {seed}: state{'s' if len(part) > 1 else ''} " + ", ".join(map(str, sorted(part["state"])))
+            for (method, seed), part in timed.groupby(["method", "seed"], sort=False)
+        )
     rows = [
         [r.method, str(r.seed), str(r.state), text(r.device), str(r.batch), num(r.dense_ips, 1), num(r.compact_ips, 1),
          num(r.speedup), f"{num(r.speedup_min)}–{num(r.speedup_max)} ({r.passes})" if r.passes else "-"]
@@ -274,7 +284,7 @@ def _throughput(states: pd.DataFrame) -> dict | None:
     ]  # fmt: skip
     header = ["method", "seed", "state", "device", "batch", "dense img/s", "compact img/s", "speedup",
               "speedup range over passes"]  # fmt: skip
-    return table(header, rows, "lrrlrrrrr")
+    return table(header, rows, "lrrlrrrrr"), note
 
 
 def _completeness(results: Results) -> tuple[dict, list[str], int, int]:
@@ -429,7 +439,7 @@ def comparison_context(
     ctx["divergence"] = A.DIVERGENCE_FACTOR
     ctx["costs"], ctx["cost_totals"], ctx["cost_sentences"] = _costs(states)
     ctx["kept"], ctx["slimmed"] = _parameters(states)
-    ctx["throughput"] = _throughput(states)
+    ctx["throughput"], ctx["throughput_timed"] = _throughput(states)
     return ctx
 
 

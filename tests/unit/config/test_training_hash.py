@@ -70,7 +70,13 @@ def test_runtime_measure_and_output_settings_change_no_hash(tiny_config):
     before = _hashes(tiny_config)
     changed = copy.deepcopy(tiny_config)
     changed.update(device="auto", data_dir="/elsewhere/data", download=True, output_dir="runs/other")
-    changed["defaults"]["measure"] = {"enabled": True, "batch_sizes": [1, 2], "warmup": 5, "repeats": 50}
+    changed["defaults"]["measure"] = {
+        "enabled": True,
+        "batch_sizes": [1, 2],
+        "warmup": 5,
+        "repeats": 50,
+        "states": "all",
+    }
     assert _hashes(changed) == before
 
 

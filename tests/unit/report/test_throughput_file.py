@@ -49,3 +49,26 @@ def test_a_copy_of_a_shared_state0_reads_the_shared_runs_timing(tmp_path):
     copy, summary = write_state(results / "t-synthetic-tiny_vit-refill-s0" / "state0", "t-synthetic-tiny_vit-refill-s0",
                                 state=0, shared_state0="results/shared/t-synthetic-tiny_vit-s0/state0")  # fmt: skip
     assert state_throughput(copy, summary) == TPUT
+
+
+def test_a_report_with_some_states_timed_lists_those(results_dir, fixture_plan):
+    """measure.states times some states only (by default each method's last): the table has those, and
+    the report says which they are."""
+    from prunebench.report.comparison import render_comparison
+    from prunebench.report.load import load_results
+
+    from .conftest import DATASET, MODEL, name
+    from .markdown import sections, tables
+
+    refill = results_dir / name("main", "refill", 0)
+    for k in (1, 2):  # states 0 and 3 keep their timing
+        path = refill / f"state{k}" / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "throughput": None}))
+    paths = sorted(results_dir.glob("**/state*/summary.json"))
+    results = load_results(paths, fixture_plan)
+    plots = dict.fromkeys(("pareto", "accuracy_vs_state", "accuracy_vs_cost", "training_curves"), "plot.png")
+    md = render_comparison(results, DATASET, MODEL, plots)
+    text = sections(md)["Time and throughput"]
+    timed = tables(text)[-1]
+    assert sorted({(r["method"], r["state"]) for r in timed}) == [("refill", "0"), ("refill", "3")]
+    assert f"2 of the {len(results.states)} finished states are timed: refill seed 0: states 0, 3" in text
