@@ -37,8 +37,20 @@ def compile_enabled(setting, dev: torch.device | str) -> bool:
     raise ValueError(f"measure.compile is {setting!r}; use auto, true or false")
 
 
+def allow_recompiles(limit: int = 64) -> None:
+    """Let dynamo keep ``limit`` graphs per code object. Every timm ViT runs the same ``forward``, so
+    dense and compact models at 3 batch sizes (and a training graph) share dynamo's default 8 entries;
+    past them it silently runs eager, and "compiled" figures would be eager ones."""
+    import torch._dynamo
+
+    for key in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(torch._dynamo.config, key):
+            setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key), limit))
+
+
 def compile_for_inference(model: nn.Module, dev: torch.device) -> nn.Module:
     """``model`` compiled at static shapes (one graph per batch size), graph-replayed on CUDA."""
+    allow_recompiles()
     if dev.type == "cuda":
         return torch.compile(model, mode="reduce-overhead", dynamic=False)
     return torch.compile(model, dynamic=False)
