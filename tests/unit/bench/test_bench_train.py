@@ -29,6 +29,7 @@ def test_tiny_benchmark_reports_every_variant_and_the_ratios(tmp_path):
     assert set(result["ratios"]) == {
         "dense_vs_reference",
         "dense_vs_reference_w0",
+        "dense_vs_reference_w0_cpu_time",
         "reference_vs_reference_w0",
         "refill_overhead_percent",
         "refill_ops_percent_of_dense_step",
