@@ -234,32 +234,39 @@ def section_train(ctx: Ctx) -> None:
     plan = [(m, n) for m in ("eager", "compiled") for n in MODELS] + [("graphs", "ViT-S/4@32")]
     for mode, name in plan:
         ctx.check(f"{name} {mode}")
-        n = steps if ctx.smoke else steps[name]
-        t = Trainer(ctx, name, n)
-        if mode != "eager":
-            start = time.perf_counter()
-            t.net = ctx.compile(t.model, **({"mode": "reduce-overhead"} if mode == "graphs" else {}))
-            t.epoch("dense")  # compilation
-            ctx.save(f"{name}|{mode}|compile_seconds", time.perf_counter() - start)
-        for v in variants[: 1 if ctx.smoke else 3]:  # warm-up (the variants share one compiled graph)
-            t.epoch(v)
-        ips: dict[str, list[float]] = {v: [] for v in variants}
-        for r in range(rounds):
-            for v in variants[r % 3 :] + variants[: r % 3]:
-                images, seconds = t.epoch(v)
-                ips[v].append(images / seconds)
-            if r + 1 < rounds:
-                ctx.check(f"{name} {mode} round {r + 2}")
-        for v in variants:
-            ctx.save(f"{name}|{mode}|{v}", {"img_s": statistics.median(ips[v]), "rounds": ips[v]})
-        dense_step = ctx.batch / statistics.median(ips["dense"])
-        ops = statistics.median(t.ops_seconds(1 if ctx.smoke else 20) for _ in range(3))
-        ctx.save(f"{name}|{mode}|rsst_ops_percent", 100.0 * ops / dense_step)
-        per_round = [d / r for d, r in zip(ips["dense"], ips["rsst"])]
-        ctx.save(f"{name}|{mode}|rsst_step_percent", 100.0 * (statistics.median(per_round) - 1.0))
-        del t
+        try:
+            train_item(ctx, mode, name, steps if ctx.smoke else steps[name], rounds, variants)
+        except SectionTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 (one item failed: reported, the next is tried)
+            ctx.save(f"{name}|{mode}|error", f"{type(exc).__name__}: {str(exc)[:300]}")
         if ctx.device.type == "cuda":
             ctx.torch.cuda.empty_cache()
+
+
+def train_item(ctx: Ctx, mode: str, name: str, n: int, rounds: int, variants: tuple[str, ...]) -> None:
+    t = Trainer(ctx, name, n)
+    if mode != "eager":
+        start = time.perf_counter()
+        t.net = ctx.compile(t.model, **({"mode": "reduce-overhead"} if mode == "graphs" else {}))
+        t.epoch("dense")  # compilation
+        ctx.save(f"{name}|{mode}|compile_seconds", time.perf_counter() - start)
+    for v in variants[: 1 if ctx.smoke else 3]:  # warm-up (the variants share one compiled graph)
+        t.epoch(v)
+    ips: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in variants[r % 3 :] + variants[: r % 3]:
+            images, seconds = t.epoch(v)
+            ips[v].append(images / seconds)
+        if r + 1 < rounds:
+            ctx.check(f"{name} {mode} round {r + 2}")
+    for v in variants:
+        ctx.save(f"{name}|{mode}|{v}", {"img_s": statistics.median(ips[v]), "rounds": ips[v]})
+    dense_step = ctx.batch / statistics.median(ips["dense"])
+    ops = statistics.median(t.ops_seconds(1 if ctx.smoke else 20) for _ in range(3))
+    ctx.save(f"{name}|{mode}|rsst_ops_percent", 100.0 * ops / dense_step)
+    per_round = [d / r for d, r in zip(ips["dense"], ips["rsst"])]
+    ctx.save(f"{name}|{mode}|rsst_step_percent", 100.0 * (statistics.median(per_round) - 1.0))
 
 
 # --- overheads ------------------------------------------------------------------------------------
@@ -285,16 +292,19 @@ def section_overheads(ctx: Ctx) -> None:
     ctx.save("eval_images", n_val + n_test)
     for mode in ("eager", "compiled"):
         ctx.check(f"evaluation {mode}")
-        net = model if mode == "eager" else ctx.compile(model)
-        start = time.perf_counter()
-        evaluate(net, data, ("val", "test"), eval_batch, cfg["amp"])  # warm-up (compiles the eval graph)
-        ctx.save(f"eval|{mode}|first_seconds", time.perf_counter() - start)
-        times = []
-        for _ in range(2):
+        try:
+            net = model if mode == "eager" else ctx.compile(model)
             start = time.perf_counter()
-            evaluate(net, data, ("val", "test"), eval_batch, cfg["amp"])  # ends with a read-back: synced
-            times.append(time.perf_counter() - start)
-        ctx.save(f"eval|{mode}|seconds", min(times))
+            evaluate(net, data, ("val", "test"), eval_batch, cfg["amp"])  # warm-up (compiles the eval graph)
+            ctx.save(f"eval|{mode}|first_seconds", time.perf_counter() - start)
+            times = []
+            for _ in range(2):
+                start = time.perf_counter()
+                evaluate(net, data, ("val", "test"), eval_batch, cfg["amp"])  # ends with a read-back: synced
+                times.append(time.perf_counter() - start)
+            ctx.save(f"eval|{mode}|seconds", min(times))
+        except Exception as exc:  # noqa: BLE001 (reported; the checkpoint timing still runs)
+            ctx.save(f"eval|{mode}|error", f"{type(exc).__name__}: {str(exc)[:300]}")
     # one optimizer step, so that the optimizer state (momentum) is in the checkpoint as in resume.pt
     opt = make_optimizer(model, cfg)
     model.train()
@@ -346,30 +356,39 @@ def pruned(ctx: Ctx, name: str, round_to: int, sparsity: float = 0.7):
 
 
 def section_compact(ctx: Ctx) -> None:
-    from prunebench.export.cost import input_shape, model_cost
-    from prunebench.export.throughput import measure_throughput
-
     batches = [1, 4] if ctx.smoke else [1, 32, 128]
     for name in list(MODELS)[: 1 if ctx.smoke else 2]:
         for round_to in (8, 1):
             ctx.check(f"compact {name} round_to {round_to}")
-            spec, dense, compact, cspec = pruned(ctx, name, round_to)
-            ratio = model_cost(dense, spec)["macs"] / model_cost(compact, cspec)["macs"]
-            tp = measure_throughput(
-                {"dense": dense, "compact": compact}, input_shape(dense, spec), batches, device=ctx.device,
-                warmup=1 if ctx.smoke else 3, repeats=2 if ctx.smoke else 10, amp=True,
-                compile=True if ctx.smoke else "auto",  # auto: a failed compile is reported, eager stands
-                compiler=(lambda m, dev: ctx.compile(m, dynamic=False)) if ctx.smoke else None,
-            )  # fmt: skip
-            row = {"macs_ratio": ratio, "eager": {}, "compiled": {}}
-            for mode, timed in (("eager", tp), ("compiled", tp.get("compiled") or {})):
-                if timed.get("error"):
-                    row[mode] = {"error": timed["error"]}
-                for b in batches:
-                    if str(b) in timed.get("dense", {}):
-                        d, c = timed["dense"][str(b)], timed["compact"][str(b)]
-                        row[mode][str(b)] = {"dense": d, "compact": c, "speedup": c / d, "of_macs": c / d / ratio}
-            ctx.save(f"{name}|round_to {round_to}", row)
+            try:
+                ctx.save(f"{name}|round_to {round_to}", compact_item(ctx, name, round_to, batches))
+            except SectionTimeout:
+                raise
+            except Exception as exc:  # noqa: BLE001 (one item failed: reported, the next is tried)
+                ctx.save(f"{name}|round_to {round_to}|error", f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def compact_item(ctx: Ctx, name: str, round_to: int, batches: list[int]) -> dict:
+    from prunebench.export.cost import input_shape, model_cost
+    from prunebench.export.throughput import measure_throughput
+
+    spec, dense, compact, cspec = pruned(ctx, name, round_to)
+    ratio = model_cost(dense, spec)["macs"] / model_cost(compact, cspec)["macs"]
+    tp = measure_throughput(
+        {"dense": dense, "compact": compact}, input_shape(dense, spec), batches, device=ctx.device,
+        warmup=1 if ctx.smoke else 3, repeats=2 if ctx.smoke else 10, amp=True,
+        compile=True if ctx.smoke else "auto",  # auto: a failed compile is reported, eager stands
+        compiler=(lambda m, dev: ctx.compile(m, dynamic=False)) if ctx.smoke else None,
+    )  # fmt: skip
+    row = {"macs_ratio": ratio, "eager": {}, "compiled": {}}
+    for mode, timed in (("eager", tp), ("compiled", tp.get("compiled") or {})):
+        if timed.get("error"):
+            row[mode] = {"error": timed["error"]}
+        for b in batches:
+            if str(b) in timed.get("dense", {}):
+                d, c = timed["dense"][str(b)], timed["compact"][str(b)]
+                row[mode][str(b)] = {"dense": d, "compact": c, "speedup": c / d, "of_macs": c / d / ratio}
+    return row
 
 
 # --- running and reporting ------------------------------------------------------------------------
@@ -478,6 +497,8 @@ def report(env: dict, sections: dict) -> str:
                     f"| train img/s, {name}, {v}, {mode} | {_fmt(ips)} | >= {goal:,} (aim {aim:,}) | "
                     f"{verdict(None if ips is None else ips >= goal, on_gpu)} |"
                 )
+            if tr.get(f"{name}|{mode}|error"):
+                lines.append(f"| train {name}, {mode} | failed: {tr[f'{name}|{mode}|error'][:150]} | - | - |")
             c = tr.get(f"{name}|{mode}|compile_seconds")
             if c is not None:
                 lines.append(f"| compile seconds, {name} training | {_fmt(c, 1)} | - | - |")
@@ -496,6 +517,8 @@ def report(env: dict, sections: dict) -> str:
     for mode in ("eager", "compiled"):
         train = (tr.get(f"{name}|{mode}|dense") or {}).get("img_s")
         ev, ck = ov.get(f"eval|{mode}|seconds"), ov.get("checkpoint|resume|seconds")
+        if ov.get(f"eval|{mode}|error"):
+            lines.append(f"| evaluation, {mode} | failed: {ov[f'eval|{mode}|error'][:150]} | - | - |")
         epoch = CIFAR_TRAIN / train if train else None
         lines.append(f"| one epoch of CIFAR training (45k images), {name}, {mode}, s | {_fmt(epoch, 2)} | - | - |")
         lines.append(
@@ -514,6 +537,9 @@ def report(env: dict, sections: dict) -> str:
             lines.append(f"| checkpoint write, {what} ({_fmt(mb, 0)} MB), s | {_fmt(s, 3)} | - | - |")
     co = sections.get("compact", {}).get("results", {})
     for key, row in co.items():
+        if key.endswith("|error"):
+            lines.append(f"| compact {key.removesuffix('|error').replace('|', ', ')} | failed: {row[:150]} | - | - |")
+            continue
         name, rt = key.split("|")
         lines.append(f"| compact {name}, {rt}: MACs ratio | {_fmt(row['macs_ratio'], 2)}x | - | - |")
         for mode in ("eager", "compiled"):
