@@ -1,18 +1,28 @@
-"""Training throughput: prunebench's step against a loop written the way the old scripts were.
+"""Training throughput: prunebench's step against the old scripts' loop in its best honest version.
 
 One run measures, side by side and on the same model, batch and synthetic CIFAR-sized images:
 
-- ``reference``: torchvision DataLoader over PIL images with RandomCrop(32, padding=4) +
-  RandomHorizontalFlip + ToTensor + Normalize (+ Resize for 224 px models), fp32, plain
-  ``torch.optim.SGD``, and ``loss.item()`` / accuracy ``.item()`` every step, as the old scripts did;
+- ``reference``: the old scripts' loop made as fast as its design allows: torchvision DataLoader
+  over PIL images with RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize
+  (+ Resize for 224 px models), **persistent** workers sized to the machine, pinned memory and
+  non-blocking copies on CUDA, fp32, plain ``torch.optim.SGD``, and ``loss.item()`` / accuracy
+  ``.item()`` every step as the old scripts did;
+- ``reference_w0``: the same loop with ``num_workers=0`` (decoding in the training process: on a
+  machine with few cores this can beat worker processes that compete with the compute threads);
+- ``reference_bf16`` (CUDA only): ``reference`` with bf16 autocast, so that the table shows the
+  precision gain (reference_bf16 / reference) apart from the data-path gain (dense / reference_bf16);
 - ``dense``: prunebench's ``train_one_epoch`` (uint8 data on the device, crop/flip/resize there,
   bf16 autocast on CUDA, fused/foreach SGD, metrics summed on the device);
 - ``refill``: the same step with Refill's hard masks (gradients and weights masked every step);
 - ``rsst``: hard masks plus RSST's penalty on the groups being pruned.
 
-Each round runs one epoch of every variant, in an order that rotates between rounds, so that a
-noisy shared machine slows all variants alike; medians over rounds are reported. Run with
-``--help`` for the options; the figures and the exact commands live in bench/RESULTS.md.
+Every variant first runs one untimed warm-up epoch (worker start-up, allocator, cuDNN autotune,
+compilation). Then each round runs ``--epochs`` consecutive epochs of ``--steps`` steps of every
+variant, in an order that rotates between rounds, so that a noisy shared machine slows all variants
+alike; a round's figure is the images of its epochs over their summed time (epoch boundaries, and
+so the loader's per-epoch restart, included; one-time start-up excluded). Medians over rounds and
+the median, min and max of the per-round ratios are reported. Run with ``--help`` for the options;
+the figures and the exact commands live in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -35,7 +45,14 @@ from prunebench.data import DeviceData, Splits
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
 from prunebench.pruning.methods import RSSTPenalty
-from prunebench.train.loop import configure_device, make_optimizer, prepare_model, train_one_epoch, uses_channels_last
+from prunebench.train.loop import (
+    autocast,
+    configure_device,
+    make_optimizer,
+    prepare_model,
+    train_one_epoch,
+    uses_channels_last,
+)
 
 MODELS = {
     "vit_small": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},
@@ -49,7 +66,8 @@ MODELS = {
     },
     "small_cnn": {"arch": "small_cnn"},
 }
-VARIANTS = ("reference", "dense", "refill", "rsst")
+VARIANTS = ("reference", "reference_w0", "reference_bf16", "dense", "refill", "rsst")
+REFERENCES = ("reference", "reference_w0", "reference_bf16")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 # The reference experiment: 16 states x 60 epochs over CIFAR's 45k training images.
 EXPERIMENT_IMAGES = 16 * 60 * 45_000
@@ -95,6 +113,16 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.data[i])), self.targets[i]
 
 
+def default_workers() -> int:
+    """DataLoader workers sized to the machine: all usable cores but one (for the training
+    process), at least 1 and at most 8 (enough to feed one GPU at CIFAR sizes)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores - 1))
+
+
 def reference_loader(splits: Splits, img_size: int, batch: int, workers: int, pin: bool):
     from torchvision import transforms as T
 
@@ -103,20 +131,24 @@ def reference_loader(splits: Splits, img_size: int, batch: int, workers: int, pi
         steps.append(T.Resize(img_size))
     steps += [T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
     ds = PILImages(splits.train_x, splits.train_y, T.Compose(steps))
+    # persistent workers: started once, not re-forked at every epoch (the old benchmark's flaw)
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=pin, drop_last=True
-    )
+        ds, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=pin, drop_last=True,
+        persistent_workers=workers > 0,
+    )  # fmt: skip
 
 
-def reference_epoch(model, loader, optimizer, device) -> tuple[int, float]:
-    """One epoch as the old scripts ran it: fp32, host-side metrics every step."""
+def reference_epoch(model, loader, optimizer, device, amp: bool = False) -> tuple[int, float]:
+    """One epoch as the old scripts ran it: host-side metrics every step; fp32, or bf16 autocast with ``amp``."""
     model.train()
     seen, loss_sum, correct = 0, 0.0, 0
+    non_blocking = loader.pin_memory and device.type == "cuda"
     start = time.perf_counter()
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss = F.cross_entropy(out, y)
+        x, y = x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
+        with autocast(device, amp):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -211,19 +243,40 @@ def count_cuda_syncs(run: PrunebenchRun) -> int | None:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
+def machine_load() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other processes sharing the cores), None where unknown."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=sorted(MODELS), default="vit_small")
     ap.add_argument("--batch", type=int, default=128, help="training batch size (default: the reference setup's 128)")
-    ap.add_argument("--steps", type=int, default=20, help="training steps per timed epoch")
-    ap.add_argument("--rounds", type=int, default=5, help="timed epochs of every variant (alternated)")
+    ap.add_argument("--steps", type=int, default=20, help="training steps per epoch")
+    ap.add_argument("--epochs", type=int, default=3, help="consecutive timed epochs per variant and round")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds (variants alternated in rotating order)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="reference DataLoader workers")
+    ap.add_argument(
+        "--workers", type=int, default=default_workers(),
+        help="DataLoader workers of the reference loop (default: usable cores - 1, 1 to 8: %(default)s here)",
+    )  # fmt: skip
     ap.add_argument("--compile", action="store_true", help="prunebench variants through torch.compile")
-    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    ap.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=None,
+        help="default: all (reference_bf16 only on CUDA)",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    if min(args.batch, args.steps, args.epochs, args.rounds) < 1 or args.workers < 0:
+        ap.error("--batch, --steps, --epochs and --rounds must be >= 1 and --workers >= 0")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -231,15 +284,19 @@ def main(argv=None) -> dict:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
+    variants = args.variants or [v for v in VARIANTS if v != "reference_bf16" or device.type == "cuda"]
+    if "reference_bf16" in variants and device.type != "cuda":
+        ap.error("reference_bf16 needs a CUDA device (bf16 autocast is what prunebench uses on GPUs only)")
     configure_device(device)
     experiment = experiment_for(args.model, args.batch, args.compile)
     splits = synthetic_splits(args.batch * args.steps)
     torch.manual_seed(0)
     init_state = copy.deepcopy(build_model(model_spec(experiment["model"], 10)).state_dict())
+    pin = device.type == "cuda"
 
     runners = {}
-    for v in args.variants:
-        if v == "reference":
+    for v in variants:
+        if v in REFERENCES:
             model = build_model(model_spec(experiment["model"], 10))
             model.load_state_dict(init_state)
             model.to(device)
@@ -248,23 +305,37 @@ def main(argv=None) -> dict:
                 model.parameters(), lr=tc["lr"], momentum=tc["momentum"], weight_decay=tc["weight_decay"]
             )
             img = model_spec(experiment["model"], 10)["img_size"] or 32  # CNNs take CIFAR's 32 px
-            loader = reference_loader(splits, img, args.batch, args.workers, device.type == "cuda")
-            runners[v] = lambda m=model, ld=loader, o=opt: reference_epoch(m, ld, o, device)
+            workers = 0 if v == "reference_w0" else args.workers
+            loader = reference_loader(splits, img, args.batch, workers, pin)
+            amp = v == "reference_bf16"
+            runners[v] = lambda m=model, ld=loader, o=opt, a=amp: reference_epoch(m, ld, o, device, a)
         else:
             runners[v] = PrunebenchRun(v, experiment, splits, device, init_state, args.compile).epoch
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    load_before = machine_load()
     print(
-        f"# {args.model}, batch {args.batch}, {args.steps} steps/epoch, {args.rounds} rounds, {name}", file=sys.stderr
+        f"# {args.model}, batch {args.batch}, {args.steps} steps x {args.epochs} epochs per round, {args.rounds} "
+        f"rounds, {name}, reference workers {args.workers}, load {load_before}",
+        file=sys.stderr,
     )
-    for v, fn in runners.items():  # warm-up: allocator, cuDNN autotune, compilation, worker start-up paths
+    for v, fn in runners.items():  # warm-up: workers, allocator, cuDNN autotune, compilation
         fn()
         print(f"  warm-up {v} done", file=sys.stderr)
     ips: dict[str, list[float]] = {v: [] for v in runners}
+    # images per CPU-second of the training process (all its threads; not the loader's workers): on a
+    # shared machine a steadier measure of the work per image than the wall clock, comparable
+    # between the variants that decode in the training process (reference_w0, dense, refill, rsst)
+    cpu_ips: dict[str, list[float]] = {v: [] for v in runners}
     order = list(runners)
     for r in range(args.rounds):
         for v in order[r % len(order) :] + order[: r % len(order)]:
-            images, seconds = runners[v]()
+            images = seconds = 0.0
+            cpu = time.process_time()
+            for _ in range(args.epochs):
+                n, s = runners[v]()
+                images, seconds = images + n, seconds + s
+            cpu_ips[v].append(images / max(time.process_time() - cpu, 1e-9))
             ips[v].append(images / seconds)
         print("  round", r + 1, {v: round(x[-1], 1) for v, x in ips.items()}, file=sys.stderr)
 
@@ -273,20 +344,41 @@ def main(argv=None) -> dict:
         "model_spec": model_spec(experiment["model"], 10),
         "batch": args.batch,
         "steps": args.steps,
+        "epochs_per_round": args.epochs,
         "rounds": args.rounds,
         "device": name,
+        "torch": torch.__version__,
         "compile": args.compile,
         "workers": args.workers,
+        "pin_memory": pin,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average_before_after": [load_before, machine_load()],
         "images_per_second": {v: statistics.median(x) for v, x in ips.items()},
+        "images_per_second_range": {v: [min(x), max(x)] for v, x in ips.items()},
         "images_per_second_all": ips,
+        "images_per_cpu_second": {v: statistics.median(x) for v, x in cpu_ips.items()},
+        "images_per_cpu_second_all": cpu_ips,
     }
-    ratios = {}
+    ratios, ranges = {}, {}
 
-    def ratio(a, b):  # median over rounds of the per-round ratio: robust to a slow round
-        return statistics.median(x / y for x, y in zip(ips[a], ips[b]))
+    def ratio(a, b):  # per-round ratios: robust to a slow round, and their spread
+        per_round = [x / y for x, y in zip(ips[a], ips[b])]
+        ranges[f"{a}_vs_{b}"] = spread(per_round)
+        return statistics.median(per_round)
 
-    if "dense" in ips and "reference" in ips:
-        ratios["dense_vs_reference"] = ratio("dense", "reference")
+    for a, b in (
+        ("dense", "reference"),  # prunebench vs the best reference (fp32 vs fp32 on CPU; bf16 vs fp32 on CUDA)
+        ("dense", "reference_w0"),
+        ("reference", "reference_w0"),  # what the workers buy the reference
+        ("reference_bf16", "reference"),  # the precision gain alone
+        ("dense", "reference_bf16"),  # the data-path gain alone at equal precision (CUDA)
+    ):
+        if a in ips and b in ips:
+            ratios[f"{a}_vs_{b}"] = ratio(a, b)
+    if "dense" in ips and "reference_w0" in ips:  # the work per image, both decoding in this process
+        per_round = [x / y for x, y in zip(cpu_ips["dense"], cpu_ips["reference_w0"])]
+        ranges["dense_vs_reference_w0_cpu_time"] = spread(per_round)
+        ratios["dense_vs_reference_w0_cpu_time"] = statistics.median(per_round)
     for v in ("refill", "rsst"):
         if v in ips and "dense" in ips:
             ratios[f"{v}_overhead_percent"] = 100.0 * (ratio("dense", v) - 1.0)  # extra time per step
@@ -296,13 +388,16 @@ def main(argv=None) -> dict:
             extra = statistics.median(runners[v].__self__.extra_ops_seconds() for _ in range(5))
             ratios[f"{v}_ops_percent_of_dense_step"] = 100.0 * extra / step_seconds
     result["ratios"] = ratios
+    result["ratio_ranges"] = ranges
     if "dense" in ips:
         result["experiment_gpu_hours_training"] = EXPERIMENT_IMAGES / result["images_per_second"]["dense"] / 3600
         result["host_syncs_per_epoch"] = count_cuda_syncs(runners["dense"].__self__)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.json)
     return result
 
 

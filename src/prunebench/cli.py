@@ -69,13 +69,21 @@ def _cmd_train_state(args) -> None:
     run_state(experiment, args.state, paths, threads=args.threads, **runtime)
 
 
+def _compile_choice(text: str):
+    """``--compile``'s value: auto, true or false (what ``measure.compile`` takes)."""
+    choices = {"auto": "auto", "true": True, "false": False}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto, true or false")
+    return choices[text.lower()]
+
+
 def _cmd_export(args) -> None:
     from prunebench.export.run import export_checkpoint
 
     out = Path(args.out)
     measure = summary = None
     if args.throughput:
-        measure = {"batch_sizes": args.batch_sizes, "warmup": 3, "repeats": 10, "amp": True}
+        measure = {"batch_sizes": args.batch_sizes, "warmup": 3, "repeats": 10, "amp": True, "compile": args.compile}
     elif (Path(args.checkpoint).parent / "summary.json").is_file():
         summary = Path(args.checkpoint).parent / "summary.json"  # the throughput timed when the state ended
     info = export_checkpoint(
@@ -84,9 +92,13 @@ def _cmd_export(args) -> None:
     d, c = info["cost"]["dense"], info["cost"]["compact"]
     print(f"{out}\t{c['params']:,} of {d['params']:,} params\t{c['macs'] / 1e6:.1f} of {d['macs'] / 1e6:.1f} MMACs")
     if info["throughput"]:
-        for b in info["throughput"]["dense"]:
-            dense, compact = info["throughput"]["dense"][b], info["throughput"]["compact"][b]
-            print(f"batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
+        tput = info["throughput"]
+        for mode, timed in (("eager", tput), ("compiled", tput.get("compiled") or {})):
+            for b in timed.get("dense", {}):
+                dense, compact = timed["dense"][b], timed["compact"][b]
+                print(f"{mode}, batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
+            if timed.get("error"):
+                print(f"{mode}: not timed ({timed['error']})")
 
 
 def _results_dir(args) -> str:
@@ -200,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--throughput", action="store_true", help="time dense and compact models here")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128], help="batch sizes to time")
     p.add_argument("--device", default="cpu", help="device to time on (cpu, cuda, cuda:1)")
+    p.add_argument(
+        "--compile", type=_compile_choice, default="auto",
+        help="also time compiled inference: auto (on CUDA only), true or false (default: auto)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("report", help="build the reports under RESULTS/reports from the states done so far")
     p.add_argument("--config", help="the workflow's config, to know which states are planned and missing")

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from prunebench.archs import check_arch_name, family_of
 from prunebench.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where a config is validated: the training code (bench/gpu_check.py) runs without it
+    import jsonschema
 
 SCHEMA_RESOURCE = "config.schema.yaml"
 
@@ -185,6 +187,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate_raw(config: dict, source: str = "config") -> None:
     """Validate a raw config mapping against the schema; raise one ConfigError listing every problem."""
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

@@ -20,7 +20,8 @@ log = logging.getLogger("prunebench")
 
 def measures(dense: nn.Module, compact: nn.Module, spec: dict, cspec: dict, timing: dict | None, device="cpu") -> dict:
     """``{"cost": {"dense", "compact"}, "throughput": {...} or None}``: costs always, throughput
-    timed on ``device`` when ``timing`` (batch_sizes, warmup, repeats, amp) is given."""
+    timed on ``device`` when ``timing`` (batch_sizes, warmup, repeats, amp, optional compile: see
+    :func:`~prunebench.export.throughput.measure_throughput`) is given."""
     cost = {"dense": model_cost(dense, spec), "compact": model_cost(compact, cspec)}
     throughput = None
     if timing:
@@ -29,6 +30,7 @@ def measures(dense: nn.Module, compact: nn.Module, spec: dict, cspec: dict, timi
             {"dense": dense, "compact": compact}, input_shape(dense, spec), timing["batch_sizes"],
             device=dev, warmup=timing["warmup"], repeats=timing["repeats"], amp=timing["amp"],
             channels_last=uses_channels_last(spec["family"], dev),  # the layout the model trains in
+            compile=timing.get("compile", False),
         )  # fmt: skip
         b = str(max(timing["batch_sizes"]))
         log.info(
@@ -36,6 +38,12 @@ def measures(dense: nn.Module, compact: nn.Module, spec: dict, cspec: dict, timi
             cost["dense"]["macs"] / cost["compact"]["macs"],
             throughput["compact"][b] / throughput["dense"][b], b, throughput["device"],
         )  # fmt: skip
+        compiled = throughput.get("compiled") or {}
+        if b in compiled.get("dense", {}):
+            log.info(
+                "compiled: %.2fx the dense throughput at batch %s (%.0f -> %.0f images/s)",
+                compiled["compact"][b] / compiled["dense"][b], b, compiled["dense"][b], compiled["compact"][b],
+            )  # fmt: skip
     return {"cost": cost, "throughput": throughput}
 
 

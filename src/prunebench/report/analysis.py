@@ -481,36 +481,41 @@ def parameters(states: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput(states: pd.DataFrame) -> pd.DataFrame:
-    """Per state with a throughput measurement: dense and compact images/s per batch size, speedup
-    (fastest pass over fastest pass), and the spread of the speedup over the timed passes: the models
-    took turns pass by pass, so pass i of each forms a pair; min and max of compact/dense over pairs."""
+    """Per state, timing mode (eager, and compiled where ``measure.compile`` timed it) and batch size:
+    dense and compact images/s, speedup (fastest pass over fastest pass), and the spread of the
+    speedup over the timed passes: the models took turns pass by pass, so pass i of each forms a
+    pair; min and max of compact/dense over pairs."""
     rows = []
-    dense_cols = sorted((c for c in states.columns if c.startswith("tput_dense_")), key=lambda c: int(c.split("_")[-1]))
-    for _, s in states.iterrows():
-        for col in dense_cols:
-            batch = col.split("_")[-1]
-            dense, compact = s.get(col), s.get(f"tput_compact_{batch}")
-            if pd.isna(dense) or pd.isna(compact):
-                continue
-            pd_, pc = s.get(f"tpass_dense_{batch}"), s.get(f"tpass_compact_{batch}")
-            pairs = [c / d for d, c in zip(pd_, pc)] if isinstance(pd_, list) and isinstance(pc, list) else []
-            rows.append(
-                {
-                    "experiment": s["experiment"],
-                    "method": s["method"],
-                    "seed": s["seed"],
-                    "state": int(s["state"]),
-                    "device": s.get("tput_device"),
-                    "batch": int(batch),
-                    "dense_ips": float(dense),
-                    "compact_ips": float(compact),
-                    "speedup": float(compact) / float(dense),
-                    "speedup_min": min(pairs) if pairs else math.nan,
-                    "speedup_max": max(pairs) if pairs else math.nan,
-                    "passes": len(pairs),
-                }
-            )
-    cols = ["experiment", "method", "seed", "state", "device", "batch", "dense_ips", "compact_ips", "speedup",
+    for mode, prefix in (("eager", "t"), ("compiled", "ct")):
+        dense_cols = sorted(
+            (c for c in states.columns if c.startswith(f"{prefix}put_dense_")), key=lambda c: int(c.split("_")[-1])
+        )
+        for _, s in states.iterrows():
+            for col in dense_cols:
+                batch = col.split("_")[-1]
+                dense, compact = s.get(col), s.get(f"{prefix}put_compact_{batch}")
+                if pd.isna(dense) or pd.isna(compact):
+                    continue
+                pd_, pc = s.get(f"{prefix}pass_dense_{batch}"), s.get(f"{prefix}pass_compact_{batch}")
+                pairs = [c / d for d, c in zip(pd_, pc)] if isinstance(pd_, list) and isinstance(pc, list) else []
+                rows.append(
+                    {
+                        "experiment": s["experiment"],
+                        "method": s["method"],
+                        "seed": s["seed"],
+                        "state": int(s["state"]),
+                        "device": s.get("tput_device"),
+                        "mode": mode,
+                        "batch": int(batch),
+                        "dense_ips": float(dense),
+                        "compact_ips": float(compact),
+                        "speedup": float(compact) / float(dense),
+                        "speedup_min": min(pairs) if pairs else math.nan,
+                        "speedup_max": max(pairs) if pairs else math.nan,
+                        "passes": len(pairs),
+                    }
+                )
+    cols = ["experiment", "method", "seed", "state", "device", "mode", "batch", "dense_ips", "compact_ips", "speedup",
             "speedup_min", "speedup_max", "passes"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 

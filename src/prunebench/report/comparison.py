@@ -278,13 +278,19 @@ def _throughput(states: pd.DataFrame) -> tuple[dict | None, str]:
             for (method, seed), part in timed.groupby(["method", "seed"], sort=False)
         )
     rows = [
-        [r.method, str(r.seed), str(r.state), text(r.device), str(r.batch), num(r.dense_ips, 1), num(r.compact_ips, 1),
-         num(r.speedup), f"{num(r.speedup_min)}–{num(r.speedup_max)} ({r.passes})" if r.passes else "-"]
-        for r in t.sort_values(["method", "seed", "state", "batch"]).itertuples()
+        [r.method, str(r.seed), str(r.state), text(r.device), r.mode, str(r.batch), num(r.dense_ips, 1),
+         num(r.compact_ips, 1), num(r.speedup),
+         f"{num(r.speedup_min)}–{num(r.speedup_max)} ({r.passes})" if r.passes else "-"]
+        for r in t.sort_values(["method", "seed", "state", "mode", "batch"], key=_eager_first).itertuples()
     ]  # fmt: skip
-    header = ["method", "seed", "state", "device", "batch", "dense img/s", "compact img/s", "speedup",
+    header = ["method", "seed", "state", "device", "mode", "batch", "dense img/s", "compact img/s", "speedup",
               "speedup range over passes"]  # fmt: skip
-    return table(header, rows, "lrrlrrrrr"), note
+    return table(header, rows, "lrrllrrrrr"), note
+
+
+def _eager_first(col: pd.Series) -> pd.Series:
+    """Sort key: eager before compiled within a state, everything else as it is."""
+    return col.map({"eager": 0, "compiled": 1}) if col.name == "mode" else col
 
 
 def _completeness(results: Results) -> tuple[dict, list[str], int, int]:

@@ -120,6 +120,13 @@ def _flatten_costs(summary: dict) -> dict:
                 out[f"tput_{side}_{batch}"] = ips
             for batch, passes in ((tput.get("passes") or {}).get(side) or {}).items():
                 out[f"tpass_{side}_{batch}"] = list(passes)  # images/s of each timed pass
+        # measure.compile: the same figures timed compiled (throughput.json's "compiled")
+        compiled = tput.get("compiled") or {}
+        for side in ("dense", "compact"):
+            for batch, ips in (compiled.get(side) or {}).items():
+                out[f"ctput_{side}_{batch}"] = ips
+            for batch, passes in ((compiled.get("passes") or {}).get(side) or {}).items():
+                out[f"ctpass_{side}_{batch}"] = list(passes)
     return out
 
 

@@ -37,6 +37,8 @@ def test_pruned_state_summary_has_costs_and_throughput(tmp_path, tiny_config):
     tp = read_throughput(state1, s1)
     assert tp == info["throughput"] and set(tp["dense"]) == set(tp["compact"]) == {"1", "4"}
     assert tp["device_type"] == "cpu" and "torch" in tp["versions"]
+    # measure.compile: auto times compiled inference on CUDA only: eager alone on the CPU
+    assert exp["measure"]["compile"] == "auto" and tp["mode"] == "eager" and "compiled" not in tp
     # a timing of another run of the state (here: another epoch) is not taken for this one's
     assert read_throughput(state1, {**s1, "epoch": s1["epoch"] + 1, "throughput": None}) is None
 

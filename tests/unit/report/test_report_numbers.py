@@ -378,9 +378,12 @@ def test_time_and_throughput_tables(rendered):
     cpu = sum(s["wall_seconds"] for s in once if s["device"] == "cpu") / 3600
     assert f"{gpu:.4f} GPU-hours" in text and f"{cpu:.4f} CPU-hours" in text
     measured = [s for s in summaries if s.get("throughput")]
-    assert len(tput) == 2 * len(measured)
+    compiled = [s for s in measured if s["throughput"].get("compiled")]
+    assert compiled and len(tput) == 2 * len(measured) + 2 * len(compiled)
+    assert {r["mode"] for r in tput} == {"eager", "compiled"}
     for row in tput:
         t = _summary_of(summaries, row)["throughput"]
+        t = t["compiled"] if row["mode"] == "compiled" else t
         dense, compact = t["dense"][row["batch"]], t["compact"][row["batch"]]
         assert_cell(row["dense img/s"], dense)
         assert_cell(row["compact img/s"], compact)

@@ -1,0 +1,600 @@
+"""One command that measures, on a GPU in under 5 minutes, what issue 13 sets goals for.
+
+    PYTHONPATH=src python bench/gpu_check.py --out bench/results/gpu_check     # on the GPU machine
+    PYTHONPATH=src python bench/gpu_check.py --smoke --out /tmp/gpu_check      # the same code paths, tiny, on a CPU
+
+Sections (each with its own time limit; one that fails or runs out of time is reported and the
+others still run; in the full run every section is a process of its own, so that a CUDA error or a
+hang cannot take the others down):
+
+- ``train``: training images/s of ViT-S/4@32 (timm ``vit_small_patch16_224`` at 32 px, patch 4) and
+  ViT-S/16@224 (32 px CIFAR-sized images resized to 224 on the device, as ``config.yaml``'s reference
+  setup), batch 128, prunebench's ``train_one_epoch``: dense, Refill (hard masks on ~50 % of every
+  layer's groups) and RSST (hard masks + penalty on a further ~15 %), eager and ``torch.compile``d
+  (plus ``mode="reduce-overhead"``, CUDA graphs, for ViT-S/4@32); the masking/penalty work timed
+  alone and the RSST step against the dense one, as a share of a dense step;
+- ``overheads``: one evaluation pass over a CIFAR-sized val + test (5k + 10k images,
+  ``loop.evaluate``, eager and compiled) and one checkpoint write (model + optimizer, written and
+  fsynced as resume.pt is) against one epoch of CIFAR training (45k images at the measured rate);
+- ``compact``: ViT-S with 70 % of heads and MLP neurons removed, dense vs compact inference at batch
+  1/32/128, eager and compiled (CUDA graphs on a GPU), ``prune.round_to`` 1 and 8: speedup / MACs ratio.
+
+Writes ``gpu_check.md`` (the table, goals beside the figures) and ``gpu_check.json`` to ``--out``
+and prints the table. Needs torch and timm only (plus this repository on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("train", "overheads", "compact")
+# seconds per section in the full run (the whole run: under 5 minutes); the smoke run takes seconds
+LIMITS = {"train": 150, "overheads": 50, "compact": 75}
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR_TRAIN = 45_000
+
+# the project's ViT-S definitions (config.yaml's vit_small at 224 px, and the 32 px / patch 4 variant)
+MODELS = {
+    "ViT-S/4@32": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},
+    "ViT-S/16@224": {"arch": "vit_small_patch16_224", "img_size": 224, "patch_size": 16},
+}
+# --smoke: the same architectures cut to one thin block (seconds on a CPU)
+SMOKE_KWARGS = {"embed_dim": 48, "depth": 1, "num_heads": 3}
+TRAIN_GOALS = {"ViT-S/4@32": (15_000, 25_000), "ViT-S/16@224": (5_000, 8_000)}  # (goal, aim) train img/s
+OVERHEAD_GOAL = 5.0  # % of a step (masks + RSST) or of an epoch (evaluation + checkpoint)
+COMPACT_GOAL = 0.7  # compact ViT-S at batch 128: speedup >= 0.7 x the MACs ratio
+
+
+class SectionTimeout(Exception):
+    pass
+
+
+class Ctx:
+    """What a section needs: device, sizes, its deadline, and where its partial results go."""
+
+    def __init__(self, args, section: str, limit: float):
+        import torch
+
+        self.torch = torch
+        self.smoke = args.smoke
+        self.device = torch.device(
+            args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.out = Path(args.out)
+        self.section = section
+        self.deadline = time.monotonic() + limit
+        self.results: dict = {}
+        self.batch = 8 if args.smoke else 128
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self, what: str) -> None:
+        if self.left() <= 0:
+            raise SectionTimeout(f"time limit reached before {what}")
+
+    def save(self, key: str, value) -> None:
+        """Record one figure and write the section's file at once (a later kill keeps what was measured)."""
+        self.results[key] = value
+        write_json(self.out / f"section_{self.section}.json", {"status": "running", "results": self.results})
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def compile(self, model, **kw):
+        from prunebench.export.throughput import allow_recompiles
+
+        allow_recompiles()  # every ViT shares timm's forward: past 8 graphs dynamo would run eager
+        # --smoke: dynamo's tracing and guards, no code generation (a C++ build takes minutes on a CPU)
+        if self.smoke:
+            return self.torch.compile(model, backend="eager", **kw)
+        return self.torch.compile(model, **kw)
+
+    def spec(self, name: str) -> dict:
+        from prunebench.models import model_spec
+
+        cfg = dict(MODELS[name])
+        if self.smoke:
+            cfg["kwargs"] = SMOKE_KWARGS
+            if cfg["img_size"] == 224:
+                cfg["img_size"] = 64  # resized on the device as at 224; a tiny image keeps it fast
+        return model_spec(cfg, 10)
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def schema_defaults(section: str) -> dict:
+    """The schema defaults of one config section (``train``, ``rsst``): the settings a state trains with."""
+    from prunebench.config import load_schema
+
+    def find(node):
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict) and section in props and "properties" in props[section]:
+                return props[section]["properties"]
+            for v in node.values():
+                hit = find(v)
+                if hit:
+                    return hit
+        return None
+
+    props = find(load_schema())
+    if not props:
+        raise RuntimeError(f"no {section!r} section in the config schema")
+    return {k: v["default"] for k, v in props.items() if "default" in v}
+
+
+def synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int = 0):
+    """CIFAR-sized random uint8 images (speed does not depend on the pixels)."""
+    import torch
+
+    from prunebench.data import Splits
+
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_val + n_test
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    a, b = n_train, n_train + n_val
+    return Splits("synthetic", 10, x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], CIFAR_MEAN, CIFAR_STD)
+
+
+def random_masks(groupsets, keep: float, generator):
+    import torch
+
+    out = {}
+    for gs in groupsets:
+        m = torch.rand(gs.size, generator=generator) < keep
+        m[torch.randint(gs.size, (1,), generator=generator)] = True
+        out[gs.name] = m
+    return out
+
+
+# --- train ----------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One model, its optimizer and data on the device, and the masks of Refill and RSST."""
+
+    def __init__(self, ctx: Ctx, name: str, steps: int):
+        import torch
+
+        from prunebench.data import DeviceData
+        from prunebench.models import build_model
+        from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
+        from prunebench.pruning.methods import RSSTPenalty
+        from prunebench.train.loop import configure_device, make_optimizer, prepare_model
+
+        configure_device(ctx.device)
+        torch.manual_seed(0)
+        self.ctx, self.spec = ctx, ctx.spec(name)
+        self.model = build_model(self.spec)
+        prepare_model(self.model, self.spec["family"], ctx.device)  # no compile here: modes are ours
+        self.cfg = {**schema_defaults("train"), "batch_size": ctx.batch, "warmup_epochs": 0}
+        self.data = DeviceData(synthetic_splits(ctx.batch * steps, 8, 8), ctx.device, self.spec["img_size"])
+        self.optimizer = make_optimizer(self.model, self.cfg)
+        self.generator = torch.Generator(device=ctx.device).manual_seed(0)
+        self.step = 0
+        groupsets = groupsets_of(self.model, ["heads", "neurons"])
+        g = torch.Generator().manual_seed(1)
+        prev = random_masks(groupsets, 0.5, g)
+        more = random_masks(groupsets, 0.85, g)
+        self.hard = MaskedParams(self.model, param_masks(self.model, groupsets, prev))
+        penalized = {k: prev[k] & ~more[k] for k in prev}
+        # lambda grows over 1000 steps: non-zero (the penalty's work is done) from the first step
+        self.penalty = RSSTPenalty.for_groups(self.model, groupsets, penalized, schema_defaults("rsst"), 1000)
+        self.net = self.model
+
+    def epoch(self, variant: str) -> tuple[int, float]:
+        from prunebench.train.loop import train_one_epoch
+
+        hard = self.hard if variant in ("refill", "rsst") else None
+        penalty = self.penalty if variant == "rsst" else None
+        stats = train_one_epoch(
+            self.net, self.data, self.optimizer, self.cfg, step0=self.step, total_steps=10**6, warmup_steps=0,
+            generator=self.generator, hard=hard, penalty=penalty,
+        )  # fmt: skip
+        self.step += stats["steps"]
+        return stats["images"], stats["seconds"]
+
+    def ops_seconds(self, reps: int) -> float:
+        """Seconds per step of RSST's own work (mask grads, penalty, mask weights), timed alone."""
+        self.ctx.sync()
+        start = time.perf_counter()
+        for _ in range(reps):
+            self.hard.mask_grads()
+            self.penalty.apply(self.step + 1)
+            self.hard.mask_weights()
+        self.ctx.sync()
+        return (time.perf_counter() - start) / reps
+
+
+def section_train(ctx: Ctx) -> None:
+    steps = 1 if ctx.smoke else {"ViT-S/4@32": 25, "ViT-S/16@224": 12}
+    rounds = 1 if ctx.smoke else 3
+    variants = ("dense", "refill", "rsst")
+    # eager of both models first: the compiled runs (a compile each) are the ones a time limit may cut;
+    # "graphs" (torch.compile's reduce-overhead: CUDA graphs) last, for the launch-bound 32 px model
+    plan = [(m, n) for m in ("eager", "compiled") for n in MODELS] + [("graphs", "ViT-S/4@32")]
+    for mode, name in plan:
+        ctx.check(f"{name} {mode}")
+        try:
+            train_item(ctx, mode, name, steps if ctx.smoke else steps[name], rounds, variants)
+        except SectionTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 (one item failed: reported, the next is tried)
+            ctx.save(f"{name}|{mode}|error", f"{type(exc).__name__}: {str(exc)[:300]}")
+        if ctx.device.type == "cuda":
+            ctx.torch.cuda.empty_cache()
+
+
+def train_item(ctx: Ctx, mode: str, name: str, n: int, rounds: int, variants: tuple[str, ...]) -> None:
+    t = Trainer(ctx, name, n)
+    if mode != "eager":
+        start = time.perf_counter()
+        t.net = ctx.compile(t.model, **({"mode": "reduce-overhead"} if mode == "graphs" else {}))
+        t.epoch("dense")  # compilation
+        ctx.save(f"{name}|{mode}|compile_seconds", time.perf_counter() - start)
+    for v in variants[: 1 if ctx.smoke else 3]:  # warm-up (the variants share one compiled graph)
+        t.epoch(v)
+    ips: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in variants[r % 3 :] + variants[: r % 3]:
+            images, seconds = t.epoch(v)
+            ips[v].append(images / seconds)
+        if r + 1 < rounds:
+            ctx.check(f"{name} {mode} round {r + 2}")
+    for v in variants:
+        ctx.save(f"{name}|{mode}|{v}", {"img_s": statistics.median(ips[v]), "rounds": ips[v]})
+    dense_step = ctx.batch / statistics.median(ips["dense"])
+    ops = statistics.median(t.ops_seconds(1 if ctx.smoke else 20) for _ in range(3))
+    ctx.save(f"{name}|{mode}|rsst_ops_percent", 100.0 * ops / dense_step)
+    per_round = [d / r for d, r in zip(ips["dense"], ips["rsst"])]
+    ctx.save(f"{name}|{mode}|rsst_step_percent", 100.0 * (statistics.median(per_round) - 1.0))
+
+
+# --- overheads ------------------------------------------------------------------------------------
+
+
+def section_overheads(ctx: Ctx) -> None:
+    import torch
+
+    from prunebench.data import DeviceData
+    from prunebench.models import build_model
+    from prunebench.train.loop import configure_device, evaluate, make_optimizer, prepare_model
+
+    name = "ViT-S/4@32"
+    configure_device(ctx.device)
+    spec = ctx.spec(name)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    prepare_model(model, spec["family"], ctx.device)
+    cfg = {**schema_defaults("train"), "batch_size": ctx.batch}
+    n_val, n_test = (40, 60) if ctx.smoke else (5_000, 10_000)
+    data = DeviceData(synthetic_splits(ctx.batch, n_val, n_test), ctx.device, spec["img_size"])
+    eval_batch = 16 if ctx.smoke else cfg["eval_batch_size"]
+    ctx.save("eval_images", n_val + n_test)
+    for mode in ("eager", "compiled"):
+        ctx.check(f"evaluation {mode}")
+        try:
+            net = model if mode == "eager" else ctx.compile(model)
+            start = time.perf_counter()
+            evaluate(net, data, ("val", "test"), eval_batch, cfg["amp"])  # warm-up (compiles the eval graph)
+            ctx.save(f"eval|{mode}|first_seconds", time.perf_counter() - start)
+            times = []
+            for _ in range(2):
+                start = time.perf_counter()
+                evaluate(net, data, ("val", "test"), eval_batch, cfg["amp"])  # ends with a read-back: synced
+                times.append(time.perf_counter() - start)
+            ctx.save(f"eval|{mode}|seconds", min(times))
+        except Exception as exc:  # noqa: BLE001 (reported; the checkpoint timing still runs)
+            ctx.save(f"eval|{mode}|error", f"{type(exc).__name__}: {str(exc)[:300]}")
+    # one optimizer step, so that the optimizer state (momentum) is in the checkpoint as in resume.pt
+    opt = make_optimizer(model, cfg)
+    model.train()
+    x = torch.randn(2, 3, spec["img_size"], spec["img_size"], device=ctx.device)
+    model(x).sum().backward()
+    opt.step()
+    ctx.sync()
+    path = ctx.out / "checkpoint_probe.pt"
+    for what, payload in (
+        ("resume", lambda: {"model": model.state_dict(), "optimizer": opt.state_dict()}),
+        ("best", lambda: {"model": model.state_dict()}),
+    ):
+        ctx.check(f"{what} checkpoint")
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:  # as the workflow writes it: temporary file, fsync, rename
+                torch.save(payload(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+            times.append(time.perf_counter() - start)
+        ctx.save(f"checkpoint|{what}|seconds", min(times))
+        ctx.save(f"checkpoint|{what}|mb", path.stat().st_size / 2**20)
+        path.unlink()
+
+
+# --- compact --------------------------------------------------------------------------------------
+
+
+def pruned(ctx: Ctx, name: str, round_to: int, sparsity: float = 0.7):
+    import torch
+
+    from prunebench.export.compact import compact_model
+    from prunebench.models import build_model
+    from prunebench.pruning.groups import full_masks, groupsets_of
+    from prunebench.pruning.methods import choose_masks
+
+    torch.manual_seed(0)
+    spec = ctx.spec(name)
+    model = build_model(spec).eval()
+    groupsets = groupsets_of(model, ["heads", "neurons"])
+    cfg = {"states": 2, "target_sparsity": sparsity, "schedule": "geometric", "importance": "l1",
+           "ranking": "global", "round_to": round_to}  # fmt: skip
+    _, keep = choose_masks(model, groupsets, full_masks(groupsets), cfg, state=1)
+    compact, cspec = compact_model(model, spec, keep)
+    return spec, model, compact, cspec
+
+
+def section_compact(ctx: Ctx) -> None:
+    batches = [1, 4] if ctx.smoke else [1, 32, 128]
+    for name in list(MODELS)[: 1 if ctx.smoke else 2]:
+        for round_to in (8, 1):
+            ctx.check(f"compact {name} round_to {round_to}")
+            try:
+                ctx.save(f"{name}|round_to {round_to}", compact_item(ctx, name, round_to, batches))
+            except SectionTimeout:
+                raise
+            except Exception as exc:  # noqa: BLE001 (one item failed: reported, the next is tried)
+                ctx.save(f"{name}|round_to {round_to}|error", f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def compact_item(ctx: Ctx, name: str, round_to: int, batches: list[int]) -> dict:
+    from prunebench.export.cost import input_shape, model_cost
+    from prunebench.export.throughput import measure_throughput
+
+    spec, dense, compact, cspec = pruned(ctx, name, round_to)
+    ratio = model_cost(dense, spec)["macs"] / model_cost(compact, cspec)["macs"]
+    tp = measure_throughput(
+        {"dense": dense, "compact": compact}, input_shape(dense, spec), batches, device=ctx.device,
+        warmup=1 if ctx.smoke else 3, repeats=2 if ctx.smoke else 10, amp=True,
+        compile=True if ctx.smoke else "auto",  # auto: a failed compile is reported, eager stands
+        compiler=(lambda m, dev: ctx.compile(m, dynamic=False)) if ctx.smoke else None,
+    )  # fmt: skip
+    row = {"macs_ratio": ratio, "eager": {}, "compiled": {}}
+    for mode, timed in (("eager", tp), ("compiled", tp.get("compiled") or {})):
+        if timed.get("error"):
+            row[mode] = {"error": timed["error"]}
+        for b in batches:
+            if str(b) in timed.get("dense", {}):
+                d, c = timed["dense"][str(b)], timed["compact"][str(b)]
+                row[mode][str(b)] = {"dense": d, "compact": c, "speedup": c / d, "of_macs": c / d / ratio}
+    return row
+
+
+# --- running and reporting ------------------------------------------------------------------------
+
+RUNNERS = {"train": section_train, "overheads": section_overheads, "compact": section_compact}
+
+
+def run_section(args, section: str, limit: float) -> dict:
+    """Run one section here; any failure is caught and returned with what was measured before it."""
+    ctx = None
+    start = time.perf_counter()
+    try:
+        ctx = Ctx(args, section, limit)
+        RUNNERS[section](ctx)
+        status = {"status": "ok"}
+    except SectionTimeout as exc:
+        status = {"status": "time limit", "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 (reported; the other sections go on)
+        status = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    out = {**status, "seconds": time.perf_counter() - start, "results": ctx.results if ctx else {}}
+    write_json(Path(args.out) / f"section_{section}.json", out)
+    return out
+
+
+def run_isolated(args, section: str, limit: float) -> dict:
+    """The section in a process of its own, killed ``limit`` + 30 s in (a hang, a poisoned CUDA context)."""
+    path = Path(args.out) / f"section_{section}.json"
+    path.unlink(missing_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--section", section, "--limit", str(limit),
+           "--out", str(args.out), "--device", args.device] + (["--smoke"] if args.smoke else [])  # fmt: skip
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, timeout=limit + 30, capture_output=True, text=True)
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        rc, tail = None, "killed: the section did not stop at its time limit"
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        out = {"results": {}}
+    if out.get("status") in (None, "running"):
+        out["status"] = "killed" if rc is None else f"failed (exit {rc})"
+        out["error"] = tail
+    out.setdefault("seconds", time.perf_counter() - start)
+    return out
+
+
+def environment(args) -> dict:
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "host": platform.node(),
+           "cpus": os.cpu_count(), "smoke": args.smoke}  # fmt: skip
+    try:
+        import timm
+
+        env["timm"] = timm.__version__
+    except ImportError as exc:
+        env["timm"] = f"missing ({exc})"
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["cuda"] = torch.version.cuda
+    else:
+        env["gpu"] = None
+    return env
+
+
+def _fmt(x, digits=0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def verdict(ok: bool | None, on_gpu: bool) -> str:
+    if ok is None:
+        return "-"
+    if not on_gpu:
+        return "n/a (not a GPU)"
+    return "PASS" if ok else "FAIL"
+
+
+def report(env: dict, sections: dict) -> str:
+    on_gpu = bool(env.get("gpu")) and not env.get("smoke")
+    lines = [
+        "# gpu_check",
+        "",
+        f"{env.get('gpu') or 'CPU'}; torch {env['torch']}, timm {env.get('timm')}, python {env['python']}"
+        + (" (smoke run: tiny models, figures mean nothing)" if env.get("smoke") else ""),
+        "",
+        "| section | status | seconds |",
+        "|---|---|---:|",
+    ]
+    for s, out in sections.items():
+        err = f" ({out.get('error', '').strip().splitlines()[-1][:150]})" if out.get("error") else ""
+        lines.append(f"| {s} | {out['status']}{err} | {_fmt(out.get('seconds'), 1)} |")
+    lines += ["", "| figure | value | goal | verdict |", "|---|---:|---|---|"]
+    tr = sections.get("train", {}).get("results", {})
+    for name, (goal, aim) in TRAIN_GOALS.items():
+        for mode in ("eager", "compiled", "graphs"):
+            if mode == "graphs" and not any(k.startswith(f"{name}|graphs|") for k in tr):
+                continue
+            for v in ("dense", "refill", "rsst"):
+                r = tr.get(f"{name}|{mode}|{v}")
+                ips = r["img_s"] if r else None
+                lines.append(
+                    f"| train img/s, {name}, {v}, {mode} | {_fmt(ips)} | >= {goal:,} (aim {aim:,}) | "
+                    f"{verdict(None if ips is None else ips >= goal, on_gpu)} |"
+                )
+            if tr.get(f"{name}|{mode}|error"):
+                lines.append(f"| train {name}, {mode} | failed: {tr[f'{name}|{mode}|error'][:150]} | - | - |")
+            c = tr.get(f"{name}|{mode}|compile_seconds")
+            if c is not None:
+                lines.append(f"| compile seconds, {name} training | {_fmt(c, 1)} | - | - |")
+    for name in MODELS:
+        for mode in ("eager", "compiled", "graphs"):
+            if mode == "graphs" and not any(k.startswith(f"{name}|graphs|") for k in tr):
+                continue
+            for key, what in (("rsst_ops_percent", "timed alone"), ("rsst_step_percent", "RSST step vs dense step")):
+                p = tr.get(f"{name}|{mode}|{key}")
+                lines.append(
+                    f"| masks + RSST, % of a dense step ({what}), {name}, {mode} | {_fmt(p, 2)} | "
+                    f"< {OVERHEAD_GOAL:g} % | {verdict(None if p is None else p < OVERHEAD_GOAL, on_gpu)} |"
+                )
+    ov = sections.get("overheads", {}).get("results", {})
+    name = "ViT-S/4@32"
+    for mode in ("eager", "compiled"):
+        train = (tr.get(f"{name}|{mode}|dense") or {}).get("img_s")
+        ev, ck = ov.get(f"eval|{mode}|seconds"), ov.get("checkpoint|resume|seconds")
+        if ov.get(f"eval|{mode}|error"):
+            lines.append(f"| evaluation, {mode} | failed: {ov[f'eval|{mode}|error'][:150]} | - | - |")
+        epoch = CIFAR_TRAIN / train if train else None
+        lines.append(f"| one epoch of CIFAR training (45k images), {name}, {mode}, s | {_fmt(epoch, 2)} | - | - |")
+        lines.append(
+            f"| evaluation val+test ({_fmt(ov.get('eval_images'))} images), {mode}, s | {_fmt(ev, 3)} | - | - |"
+        )
+        if epoch and ev is not None and ck is not None:
+            for what, secs in (("evaluation", ev), ("checkpoint (resume.pt, fsynced)", ck), ("both", ev + ck)):
+                share = 100.0 * secs / epoch
+                lines.append(
+                    f"| {what}, % of an epoch, {mode} | {_fmt(share, 1)} | < {OVERHEAD_GOAL:g} % | "
+                    f"{verdict(share < OVERHEAD_GOAL, on_gpu) if what == 'both' else '-'} |"
+                )
+    for what in ("resume", "best"):
+        s, mb = ov.get(f"checkpoint|{what}|seconds"), ov.get(f"checkpoint|{what}|mb")
+        if s is not None:
+            lines.append(f"| checkpoint write, {what} ({_fmt(mb, 0)} MB), s | {_fmt(s, 3)} | - | - |")
+    co = sections.get("compact", {}).get("results", {})
+    for key, row in co.items():
+        if key.endswith("|error"):
+            lines.append(f"| compact {key.removesuffix('|error').replace('|', ', ')} | failed: {row[:150]} | - | - |")
+            continue
+        name, rt = key.split("|")
+        lines.append(f"| compact {name}, {rt}: MACs ratio | {_fmt(row['macs_ratio'], 2)}x | - | - |")
+        for mode in ("eager", "compiled"):
+            cells = row.get(mode) or {}
+            if "error" in cells:
+                lines.append(f"| compact {name}, {rt}, {mode} | not timed ({cells['error'][:100]}) | - | - |")
+            timed = [b for b in cells if b != "error"]
+            for b in timed:
+                c = cells[b]
+                # the goal is for batch 128 (the smoke run's largest batch stands in for it)
+                goal = name == "ViT-S/4@32" and b == max(timed, key=int)
+                lines.append(
+                    f"| compact {name}, {rt}, {mode}, batch {b}: speedup (x MACs ratio) | "
+                    f"{_fmt(c['speedup'], 2)}x ({_fmt(c['of_macs'], 2)}) | "
+                    + (f">= {COMPACT_GOAL:g} x MACs ratio | {verdict(c['of_macs'] >= COMPACT_GOAL, on_gpu)} |"
+                       if goal else "- | - |")
+                )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "gpu_check", help="folder for the table and JSON")
+    ap.add_argument("--smoke", action="store_true", help="tiny models on the CPU, same code paths (for CI)")
+    ap.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every section's time limit")
+    ap.add_argument(
+        "--isolate", action=argparse.BooleanOptionalAction, default=None,
+        help="each section in a process of its own (default: yes, except with --smoke)",
+    )  # fmt: skip
+    ap.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # internal: one isolated section
+    ap.add_argument("--limit", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.section:
+        return run_section(args, args.section, args.limit)
+    if args.smoke and args.device == "auto":
+        args.device = "cpu"
+    isolate = (not args.smoke) if args.isolate is None else args.isolate
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = environment(args)
+    print(f"# gpu_check on {env['gpu'] or 'CPU'} (torch {env['torch']}), out: {args.out}", flush=True)
+    sections = {}
+    for s in args.sections:
+        limit = (30.0 if args.smoke else LIMITS[s]) * args.scale
+        print(f"  {s} (limit {limit:.0f} s) ...", flush=True)
+        sections[s] = run_isolated(args, s, limit) if isolate else run_section(args, s, limit)
+        print(f"  {s}: {sections[s]['status']} in {sections[s].get('seconds', 0):.0f} s", flush=True)
+    table = report(env, sections)
+    result = {"environment": env, "sections": sections}
+    write_json(args.out / "gpu_check.json", result)
+    (args.out / "gpu_check.md").write_text(table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
