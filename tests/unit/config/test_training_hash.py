@@ -56,7 +56,8 @@ def _hashed_keys() -> set[str]:
             yield ".".join(path)
             return
         for key, sub in props.items():
-            if not (len(path) == 0 and key in NOT_TRAINING) and not sub.get(NEUTRAL_MARK) and not sub.get(NOT_TRAINING_MARK):
+            skipped = sub.get(NEUTRAL_MARK) or sub.get(NOT_TRAINING_MARK)
+            if not (len(path) == 0 and key in NOT_TRAINING) and not skipped:
                 yield from walk(sub, (*path, key))
 
     schema = load_schema()
