@@ -35,7 +35,7 @@ HASHED = {
     "train.label_smoothing", "train.lr", "train.lr_schedule", "train.min_lr", "train.momentum",
     "train.nesterov", "train.optimizer", "train.state0_epochs", "train.warmup_epochs", "train.weight_decay",
 }  # fmt: skip
-NOT_HASHED = {"train.compile", "train.compile_mode", "train.compile_cache_dir"}
+NOT_HASHED = {"train.compile", "train.compile_mode", "train.compile_cache_dir", "train.background_checkpoints"}
 
 
 def _marked(mark: str) -> set[str]:
@@ -86,14 +86,15 @@ OLD_HASHES = {
 def test_compile_settings_change_no_hash_and_finished_states_keep_theirs(tiny_config):
     assert _hashes(tiny_config) == OLD_HASHES  # the new defaults (compile: auto, eval_every: 1) retrain nothing
     for key, value in (("compile", True), ("compile", False), ("compile", "auto"), ("compile_mode", "max-autotune"),
-                       ("compile_mode", "reduce-overhead"), ("compile_cache_dir", "/scratch/cache")):  # fmt: skip
+                       ("compile_mode", "reduce-overhead"), ("compile_cache_dir", "/scratch/cache"),
+                       ("background_checkpoints", False)):  # fmt: skip
         changed = copy.deepcopy(tiny_config)
         changed["defaults"]["train"][key] = value
         assert _hashes(changed) == OLD_HASHES, key
     exp = next(iter(resolve_config(tiny_config).experiments.values()))
     old = copy.deepcopy(exp)
     old["train"]["compile"] = False  # a config stored in a checkpoint before these keys existed
-    for key in ("compile_mode", "compile_cache_dir", "eval_every"):
+    for key in ("compile_mode", "compile_cache_dir", "eval_every", "background_checkpoints"):
         del old["train"][key]
     assert training_hash(old) == training_hash(exp)
 
