@@ -202,11 +202,13 @@ def evaluate(
     shard: tuple[int, int] | None = None,
     reduce: Callable[[torch.Tensor], None] | None = None,
     graphed: bool = False,
+    pad: bool = True,
 ) -> dict[str, tuple[float, float]]:
     """Mean loss and accuracy (%) of every split in ``splits``, evaluated in one pass over them.
 
-    Batches have one fixed shape (the last one padded, the padding counted nowhere), so a compiled
-    model compiles once. ``shard=(rank, world)`` evaluates this process's share only; ``reduce`` then
+    With ``pad`` batches have one fixed shape (the last one padded, the padding counted nowhere), so a
+    compiled model compiles once; without, the last batch of a split is its leftover (no wasted work
+    for an eager model). ``shard=(rank, world)`` evaluates this process's share only; ``reduce`` then
     sums the per-split ``[loss, correct, images]`` tensor over the processes, in place. One read-back
     at the end, none per batch.
     """
@@ -214,7 +216,7 @@ def evaluate(
     names = (splits,) if isinstance(splits, str) else tuple(splits)
     row_of = {name: i for i, name in enumerate(names)}
     sums = torch.zeros(len(names), 3, dtype=torch.float64, device=data.device)
-    for x, y, split in data.eval_batches(names, batch_size, shard=shard):
+    for x, y, split in data.eval_batches(names, batch_size, shard=shard, pad=pad):
         if graphed:
             _step_begins()
         with autocast(data.device, amp):

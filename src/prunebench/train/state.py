@@ -332,6 +332,12 @@ class _StateRun:
         self.net = prepare_model(self.model, spec["family"], dev, compile=self.compiled, mode=self.compile_mode)
         self.graphed = self.compile_mode == "reduce-overhead"
         self.eval_every = int(tcfg.get("eval_every", 1))
+        # evaluation at one batch shape where it pays (a compiled model, a GPU), no larger than the
+        # largest split share, so that a small val split is not padded to train.eval_batch_size
+        self.eval_padded = self.compiled or dev.type == "cuda"
+        sizes = splits.sizes()
+        largest = max(-(-sizes[s] // ddp.world()) for s in ("val", "test"))  # a rank's share, rounded up
+        self.eval_batch = max(1, min(tcfg["eval_batch_size"], largest))
         self.writer = CheckpointWriter(background=tcfg.get("background_checkpoints", True))
         self._blocked_mark = self._hook_eval_seconds = 0.0
 
@@ -405,8 +411,8 @@ class _StateRun:
     def _evaluate(self) -> dict[str, tuple[float, float]]:
         """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share."""
         return evaluate(
-            self.net, self.data, ("val", "test"), self.tcfg["eval_batch_size"], self.tcfg["amp"],
-            shard=ddp.shard(), reduce=ddp.sum_over_ranks, graphed=self.graphed,
+            self.net, self.data, ("val", "test"), self.eval_batch, self.tcfg["amp"],
+            shard=ddp.shard(), reduce=ddp.sum_over_ranks, graphed=self.graphed, pad=self.eval_padded,
         )  # fmt: skip
 
     # --- the parts of a state ---

@@ -258,3 +258,23 @@ def test_sync_and_background_checkpoints_train_the_same_state(tiny_config, tmp_p
     assert strip[False] == strip[True]
     a, b = (load_checkpoint(tmp_path / str(x) / "state0/last.pt")["state_dict"] for x in (False, True))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_evaluation_is_padded_to_one_shape_only_when_compiled(tiny_config, tmp_path, monkeypatch):
+    import prunebench.train.state as state_module
+
+    seen, real = [], state_module.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append((args[3], kwargs["pad"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(state_module, "evaluate", spy)
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # compiled, as far as the runner knows
+    tiny_config["data_dir"] = str(tmp_path / "data")
+    tiny_config["defaults"]["train"]["eval_batch_size"] = 1024  # synthetic-tiny: val 100, test 200
+    for setting in (False, True):
+        tiny_config["defaults"]["train"]["compile"] = setting
+        run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path / str(setting), 0), device="cpu")
+    # eager on the CPU: the leftover batch as it is; compiled: one shape, no larger than the largest split
+    assert set(seen) == {(200, False), (200, True)}
