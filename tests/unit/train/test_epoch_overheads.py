@@ -278,3 +278,31 @@ def test_evaluation_is_padded_to_one_shape_only_when_compiled(tiny_config, tmp_p
         run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path / str(setting), 0), device="cpu")
     # eager on the CPU: the leftover batch as it is; compiled: one shape, no larger than the largest split
     assert set(seen) == {(200, False), (200, True)}
+
+
+def test_a_state_killed_after_an_epoch_resumes_under_other_runtime_settings(tiny_config, tmp_path, monkeypatch, caplog):
+    """The background write of the last resume.pt is on disk when the state dies (joined on the way
+    out), and a rerun with other compile/checkpoint settings (not in the training hash) resumes it."""
+    import prunebench.train.state as state_module
+
+    real = state_module._save_resume
+
+    def save_then_die(paths, run, prog):
+        real(paths, run, prog)
+        if prog.epoch == 1:
+            raise KeyboardInterrupt
+
+    tiny_config["data_dir"] = str(tmp_path / "data")
+    tiny_config["defaults"]["train"]["epochs"] = 2
+    with monkeypatch.context() as m:
+        m.setattr(state_module, "_save_resume", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
+    recovery = tmp_path / "recovery" / "state0"
+    assert torch.load(recovery / "resume.pt", weights_only=True)["progress"]["epoch"] == 1
+    assert not list(recovery.glob(".*.tmp"))
+    tiny_config["defaults"]["train"].update(background_checkpoints=False, compile_mode="max-autotune")
+    caplog.set_level("INFO", logger="prunebench")
+    run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
+    assert "resuming state 0 after epoch 1 of 2" in caplog.text
+    assert [r["epoch"] for r in read_rows(tmp_path / "state0/metrics.jsonl")] == [0, 1, 2]
