@@ -615,7 +615,7 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
             "compiled": run.compiled,
             "mode": run.compile_mode,
             "cache_dir": run.compile_cache,
-        },  # fmt: skip
+        },
         "images_per_second": sum(r["images_per_second"] for r in trained) / len(trained),
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
