@@ -12,6 +12,10 @@ each round is a fresh state in a fresh folder. Reported per setting, medians ove
 - the state's ``time_split`` from summary.json (shares of its whole wall time, start-up included);
 - the epochs' wall time and the training images/s.
 
+The demo model's checkpoints are small (a few MB); the time the training thread blocks on the
+``resume.pt`` of a larger model (ViT-S's weights and AdamW moments, ~260 MB) is timed apart, inline
+(atomic, fsynced) against the background writer (its copy of the tensors only).
+
     PYTHONPATH=src python bench/bench_state_overhead.py --rounds 3 \
         --json bench/results/state_overhead_cpu.json
 """
@@ -85,6 +89,33 @@ def one_state(exp: dict, threads: int) -> dict:
     }
 
 
+def checkpoint_blocking(model_name: str, rounds: int) -> dict:
+    """The training thread's time per resume.pt of a larger model (weights + AdamW state), written
+    inline (atomic, fsynced) vs handed to the background writer (the copy only), interleaved rounds."""
+    from prunebench.models import build_model, model_spec
+    from prunebench.train.writer import CheckpointWriter
+
+    spec = model_spec({"arch": model_name, "img_size": 32, "patch_size": 4}, 10)
+    model = build_model(spec)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    opt.step()
+    resume = {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": {"epoch": 1}}
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values()) * 3  # weights + 2 moments
+    blocked: dict[str, list[float]] = {"sync": [], "background": []}
+    with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+        for r in range(rounds):
+            for mode in ("sync", "background") if r % 2 == 0 else ("background", "sync"):
+                writer = CheckpointWriter(background=mode == "background")
+                writer.save(Path(tmp) / "resume.pt", resume)
+                blocked[mode].append(writer.blocked_seconds)
+                writer.close()  # the write itself finishes off the clock (it overlaps training)
+    return {
+        "model": model_name, "bytes": size, "rounds": rounds,
+        "blocked_seconds": {k: statistics.median(v) for k, v in blocked.items()}, "raw": blocked,
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="vit_digits", help="a model of config/demo.yaml")
@@ -93,6 +124,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-batch", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--checkpoint-model", default="vit_small_patch16_224", help="timm model for the resume.pt timing")
+    ap.add_argument("--checkpoint-rounds", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     exps = [experiment(args.model, args.epochs, s, args.eval_batch) for s in SETTINGS]
@@ -127,6 +160,13 @@ def main() -> None:
             f"| {name} | {m['evaluated_epochs']} of {args.epochs} | {100 * m['eval_share']:.1f} % | "
             f"{100 * m['checkpoint_share']:.2f} % | {m['epoch_seconds']:.2f} | {m['images_per_second']:.0f} |"
         )
+    ckpt = checkpoint_blocking(args.checkpoint_model, args.checkpoint_rounds) if args.checkpoint_rounds else None
+    if ckpt:
+        b = ckpt["blocked_seconds"]
+        print(
+            f"\nresume.pt of {ckpt['model']} ({ckpt['bytes'] / 2**20:.0f} MiB): the training thread blocked "
+            f"{b['sync']:.3f} s inline, {b['background']:.3f} s with the background writer (medians)"
+        )
     if args.json:
         atomic_write_json(args.json, {
             "benchmark": "state_overhead", "model": args.model, "epochs": args.epochs, "rounds": args.rounds,
@@ -134,7 +174,7 @@ def main() -> None:
             "batch_size": exps[0]["train"]["batch_size"], "device": "cpu",
             "host": platform.node(), "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "medians": table, "runs": runs,
+            "medians": table, "runs": runs, "resume_checkpoint": ckpt,
         })  # fmt: skip
 
 
