@@ -8,7 +8,8 @@ order they were given, so crash recovery keeps its ordering: a best checkpoint i
 ``resume.pt`` that names it, and older best checkpoints are deleted only after that.
 
 A write of a file waits for the previous write of the same file, so no more than one copy per file is
-ever held in memory. :meth:`close` waits for all writes (the state's end, and on an exception), and
+ever held in memory, and the next copy goes into the memory of the last (no fresh allocation per
+epoch). :meth:`close` waits for all writes (the state's end, and on an exception), and
 an error of the background thread (a full disk, say) is raised in the training thread at its next
 call into the writer; after a failed write the writes queued behind it are skipped, so nothing later
 (a ``resume.pt`` naming a best checkpoint that failed) reaches the disk. With ``background=False``
@@ -35,16 +36,28 @@ from prunebench.io import atomic_torch_save
 log = logging.getLogger("prunebench")
 
 
-def snapshot(obj: Any) -> Any:
-    """``obj`` with every tensor copied to the CPU (a copy even of CPU tensors: training changes those in place)."""
+def snapshot(obj: Any, reuse: Any = None) -> Any:
+    """``obj`` with every tensor copied to the CPU (a copy even of CPU tensors: training changes those in
+    place). ``reuse``: an earlier snapshot of the same structure whose write has finished; its tensors of
+    the same shape and dtype are overwritten instead of allocated anew (no page faults on fresh memory)."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        t = obj.detach()
+        if (
+            isinstance(reuse, torch.Tensor)
+            and reuse.shape == t.shape
+            and reuse.dtype == t.dtype
+            and reuse.is_contiguous()
+            and t.layout == torch.strided
+        ):
+            return reuse.copy_(t)
+        return t.to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [snapshot(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(snapshot(v) for v in obj)
+        old = reuse if isinstance(reuse, dict) else {}
+        return {k: snapshot(v, old.get(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        old = reuse if isinstance(reuse, type(obj)) and len(reuse) == len(obj) else [None] * len(obj)
+        out = [snapshot(v, o) for v, o in zip(obj, old)]
+        return out if isinstance(obj, list) else tuple(out)
     return obj
 
 
@@ -56,6 +69,7 @@ class CheckpointWriter:
         self._save = save
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") if background else None
         self._pending: dict[Path, Future] = {}
+        self._copies: dict[Path, Any] = {}  # the last copy written to each file, reused by the next
         self._tasks: list[Future] = []
         self._failed: BaseException | None = None  # the background thread's first error
         self._raised = False  # whether the training thread has seen it
@@ -77,7 +91,10 @@ class CheckpointWriter:
             previous = self._pending.pop(path, None)
             if previous is not None:
                 self._result(previous)  # one copy of a file in flight at most
-            data = obj if copied else snapshot(obj)
+            # the previous copy of this file is on disk: its memory takes this copy
+            data = obj if copied else snapshot(obj, self._copies.pop(path, None))
+            if not copied:
+                self._copies[path] = data
             future = self._pool.submit(self._run, lambda: self._write(path, data))
             self._pending[path] = future
             self._tasks.append(future)
@@ -102,6 +119,7 @@ class CheckpointWriter:
         try:
             tasks, self._tasks = self._tasks, []
             self._pending.clear()
+            self._copies.clear()
             for future in tasks:
                 future.exception()  # wait for all, then raise the first error
             self._raise_failed()
@@ -156,5 +174,6 @@ class CheckpointWriter:
         if failed is not None:  # it stays: every later call raises it, and no later write runs
             self._tasks.clear()
             self._pending.clear()
+            self._copies.clear()
             self._raised = True
             raise failed

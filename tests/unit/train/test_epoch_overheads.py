@@ -306,3 +306,19 @@ def test_a_state_killed_after_an_epoch_resumes_under_other_runtime_settings(tiny
     run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
     assert "resuming state 0 after epoch 1 of 2" in caplog.text
     assert [r["epoch"] for r in read_rows(tmp_path / "state0/metrics.jsonl")] == [0, 1, 2]
+
+
+def test_the_next_copy_of_a_file_reuses_the_memory_of_the_last_once_it_is_written(tmp_path):
+    w = torch.arange(6.0)
+    writer = CheckpointWriter(background=True)
+    writer.save(tmp_path / "r.pt", {"w": w, "opt": [w * 2]})
+    first = writer._copies[tmp_path / "r.pt"]["w"]
+    w += 10
+    writer.save(tmp_path / "r.pt", {"w": w, "opt": [w * 2]})  # waits for the first write, then reuses
+    assert writer._copies[tmp_path / "r.pt"]["w"].data_ptr() == first.data_ptr()
+    writer.save(tmp_path / "other.pt", {"w": w})  # another file: its own copy
+    assert writer._copies[tmp_path / "other.pt"]["w"].data_ptr() != first.data_ptr()
+    writer.close()
+    got = torch.load(tmp_path / "r.pt", weights_only=True)
+    assert torch.equal(got["w"], torch.arange(6.0) + 10) and torch.equal(got["opt"][0], 2 * (torch.arange(6.0) + 10))
+    assert snapshot({"a": torch.ones(2)}, {"a": torch.zeros(3)})["a"].shape == (2,)  # a shape change: a new tensor
