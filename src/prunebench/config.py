@@ -374,19 +374,23 @@ NOT_TRAINING = ("name", "group", "model_key", "measure", "logging", "dataset_sou
 # matrix keeps its hashes, and only a config that sets another value trains anew.
 NEUTRAL_MARK = "x-neutral-default"
 
+# The schema marks a setting that changes how a state runs but not what it computes (torch.compile,
+# its mode and cache folder) with `x-not-training: true`: the training hash leaves it out whatever its
+# value. One that was hashed before it was so marked also names `x-hashed-as: <value>`: the hash then
+# sees that value in its place (the value it had in every finished state), so marking it retrains nothing.
+NOT_TRAINING_MARK = "x-not-training"
+HASHED_AS_MARK = "x-hashed-as"
+_LEFT_OUT = object()
 
-@cache
-def neutral_defaults() -> dict[tuple[str, ...], Any]:
-    """Path in a resolved experiment -> default, for every setting the schema marks neutral."""
+
+def _schema_marks(mark: str, value_of) -> dict[tuple[str, ...], Any]:
     schema = load_schema()
     out: dict[tuple[str, ...], Any] = {}
 
     def walk(node: dict, path: tuple[str, ...]) -> None:
         for key, sub in node.get("properties", {}).items():
-            if sub.get(NEUTRAL_MARK):
-                if "default" not in sub:
-                    raise ConfigError(f"schema: {'.'.join((*path, key))} is marked {NEUTRAL_MARK} but has no default")
-                out[(*path, key)] = _canonical(sub["default"])
+            if sub.get(mark):
+                out[(*path, key)] = value_of(sub, ".".join((*path, key)))
             walk(sub, (*path, key))
 
     walk(schema["$defs"]["settings"], ())
@@ -394,21 +398,47 @@ def neutral_defaults() -> dict[tuple[str, ...], Any]:
     return out
 
 
-def _without_neutral(value: Any, path: tuple[str, ...], neutral: dict) -> Any:
+@cache
+def neutral_defaults() -> dict[tuple[str, ...], Any]:
+    """Path in a resolved experiment -> default, for every setting the schema marks neutral."""
+
+    def default(sub: dict, name: str) -> Any:
+        if "default" not in sub:
+            raise ConfigError(f"schema: {name} is marked {NEUTRAL_MARK} but has no default")
+        return _canonical(sub["default"])
+
+    return _schema_marks(NEUTRAL_MARK, default)
+
+
+@cache
+def not_training_settings() -> dict[tuple[str, ...], Any]:
+    """Path in a resolved experiment -> what the training hash sees instead (its ``x-hashed-as`` value,
+    or nothing), for every setting the schema marks ``x-not-training``."""
+    return _schema_marks(
+        NOT_TRAINING_MARK, lambda sub, _: _canonical(sub[HASHED_AS_MARK]) if HASHED_AS_MARK in sub else _LEFT_OUT
+    )
+
+
+def _without_neutral(value: Any, path: tuple[str, ...], neutral: dict, runtime: dict) -> Any:
     if not isinstance(value, dict):
         return value
-    return {
-        k: _without_neutral(v, (*path, k), neutral)
-        for k, v in value.items()
-        if not ((*path, k) in neutral and _canonical(v) == neutral[(*path, k)])
-    }
+    out = {}
+    for k, v in value.items():
+        where = (*path, k)
+        if where in runtime:
+            if runtime[where] is not _LEFT_OUT:
+                out[k] = runtime[where]
+        elif not (where in neutral and _canonical(v) == neutral[where]):
+            out[k] = _without_neutral(v, where, neutral, runtime)
+    return out
 
 
 def training_settings(experiment: dict) -> dict:
     """The part of a resolved experiment that decides what its states train (see :func:`training_hash`):
-    everything but :data:`NOT_TRAINING`, and without the neutral settings at their defaults."""
+    everything but :data:`NOT_TRAINING` and the settings marked :data:`NOT_TRAINING_MARK`, and without
+    the neutral settings at their defaults."""
     kept = {k: v for k, v in experiment.items() if k not in NOT_TRAINING}
-    return _without_neutral(kept, (), neutral_defaults())
+    return _without_neutral(kept, (), neutral_defaults(), not_training_settings())
 
 
 def _canonical(value: Any) -> Any:

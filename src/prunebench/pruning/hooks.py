@@ -9,6 +9,7 @@ state's plan, then calls its hooks around the epoch loop, the way a trainer call
 - :meth:`PruningMethod.epoch_start`: before an epoch trains (REPrune's pruning events);
 - :meth:`PruningMethod.gradient_hook`: what runs after every backward pass (RSST's penalty);
 - :meth:`PruningMethod.epoch_end`: after an epoch trained, before it is evaluated (RSST's mask);
+- :meth:`PruningMethod.evaluates`: the epochs it needs evaluated under ``train.eval_every`` > 1;
 - :meth:`PruningMethod.summary`: the method's own fields of the state's summary.json.
 
 Whatever a method keeps across epochs goes into :meth:`state_dict`, which the runner stores in the
@@ -109,6 +110,11 @@ class PruningMethod:
     def epoch_end(self, run: StateRun, epoch: int) -> dict[str, Any]:
         """After ``epoch`` trained, before it is evaluated; returns extra fields for its metrics row."""
         return {}
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether ``epoch`` must be evaluated whatever ``train.eval_every`` says (the runner always
+        evaluates epoch 0 and the state's last epoch)."""
+        return False
 
     # --- the state's end ---
     def event_epochs(self, rows: list[dict]) -> list[int]:

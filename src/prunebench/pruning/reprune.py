@@ -377,5 +377,9 @@ class REPrune(PruningMethod):
     def event_epochs(self, rows: list[dict]) -> list[int]:
         return [r["epoch"] for r in rows if r.get("reprune_event")]
 
+    def evaluates(self, epoch: int) -> bool:
+        # the last epoch of each architecture: an event before the next epoch restarts the best's choice
+        return self.schedule.is_event(self.offset + epoch + 1)
+
     def summary(self, run: StateRun) -> dict:
         return {"reprune": self.schedule.state_summary(self.state, run.rows)}

@@ -83,6 +83,9 @@ class RSST(Refill):
             extra.update(unmasked_val_acc=unmasked["val_acc"], unmasked_test_acc=unmasked["test_acc"])
         return extra
 
+    def evaluates(self, epoch: int) -> bool:
+        return epoch == self.mask_epoch()  # the masked model's accuracy at the mask, beside the unmasked one
+
     def summary(self, run: StateRun) -> dict:
         if self.at_mask is None:
             return {}

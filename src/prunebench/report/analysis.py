@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from prunebench.train.metrics import EVAL_FIELDS
+
 WINDOW = 5  # epochs compared for convergence and stability (SPEC §5: last 5 vs the 5 before)
 ANOMALY_DROP = 5.0  # points of final accuracy below the neighbouring states' mean
 DIVERGENCE_FACTOR = 2.0  # final training loss this many times the state's lowest
@@ -322,6 +324,8 @@ def dynamics(epochs: pd.DataFrame, window: int = WINDOW, metric: str = "test_acc
     trained = epochs[epochs["epoch"] >= 1]
     for (exp, state), part in trained.groupby(["experiment", "state"], sort=True):
         part = part.sort_values("epoch")
+        if metric in EVAL_FIELDS and "evaluated" in part:
+            part = part[part["evaluated"].astype(bool)]  # the epochs train.eval_every evaluated (the last always)
         values = part[metric].to_numpy(dtype=float)
         w = min(window, len(values) // 2)
         last = values[-w:] if w else values[-1:]
@@ -382,6 +386,8 @@ def anomalies(
                 )
     for (exp, state), part in epochs.groupby(["experiment", "state"], sort=True):
         checks = part[["epoch", "val_loss", "val_acc", "test_acc"]].copy()
+        if "evaluated" in part:  # an epoch train.eval_every skipped has no val/test values, by design
+            checks.loc[~part["evaluated"].astype(bool), list(EVAL_FIELDS)] = 0.0
         checks["train_loss"] = part["train_loss"].where(part["epoch"] > 0, 0.0)
         checks["train_acc"] = part["train_acc"].where(part["epoch"] > 0, 0.0)
         bad = checks[checks.drop(columns="epoch").isna().any(axis=1)]

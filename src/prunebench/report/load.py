@@ -3,8 +3,8 @@
 ``Results.states`` has one row per finished state (the summary, with the nested ``cost`` and
 ``throughput`` of the slimming step (the state's throughput.json where measure_state timed it)
 flattened to ``cost_{dense,compact}_{key}`` and
-``tput_{dense,compact}_{batch}`` columns); ``Results.epochs`` one row per evaluated epoch of those
-states; ``Results.plan`` one row per experiment that should exist, with its number of states;
+``tput_{dense,compact}_{batch}`` columns); ``Results.epochs`` one row per epoch of those states
+(``evaluated`` false, and NaN val/test fields, for an epoch ``train.eval_every`` skipped); ``Results.plan`` one row per experiment that should exist, with its number of states;
 ``Results.references`` one row per dense reference (group, dataset, model and seed).
 
 Every state row carries ``reference``, the key of its dense reference (the name of its group's
@@ -243,16 +243,21 @@ def read_summary(path: str | Path) -> dict:
     return row
 
 
+EPOCH_COLUMNS = [*ID_FIELDS, *METRIC_FIELDS, "evaluated"]
+
+
 def _nan(value):
     return math.nan if value is None else value
 
 
 def read_epochs(path: str | Path) -> list[dict]:
-    """The per-epoch rows of one metrics.jsonl (null, the JSON form of NaN, read back as NaN)."""
+    """The per-epoch rows of one metrics.jsonl (null, the JSON form of NaN, read back as NaN; the
+    val/test fields an unevaluated epoch lacks as NaN, with ``evaluated`` false; true in older files)."""
     rows = read_rows(path)
     for row in rows:
         for key in METRIC_FIELDS:
             row[key] = _nan(row.get(key))
+        row["evaluated"] = bool(row.get("evaluated", True))
     return rows
 
 
@@ -304,8 +309,8 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
     epoch_rows = []
     for row in rows:
         for e in read_epochs(Path(row["path"]) / "metrics.jsonl"):
-            epoch_rows.append({k: e.get(k) for k in (*ID_FIELDS, *METRIC_FIELDS)})
-    epochs = pd.DataFrame(epoch_rows, columns=[*ID_FIELDS, *METRIC_FIELDS])
+            epoch_rows.append({k: e.get(k) for k in EPOCH_COLUMNS})
+    epochs = pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS)
     if not epochs.empty:
         epochs = epochs.sort_values(["experiment", "state", "epoch"]).reset_index(drop=True)
     if plan is None:

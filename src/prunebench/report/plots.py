@@ -15,6 +15,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from prunebench.io import atomic_write_bytes  # noqa: E402
 from prunebench.report.analysis import accuracy_table, method_order, pareto_front, reference_accuracy  # noqa: E402
+from prunebench.train.metrics import EVAL_FIELDS  # noqa: E402
 
 # File names inside a comparison's plot folder (the workflow declares them as outputs).
 PLOTS = {
@@ -191,8 +192,11 @@ def training_curve_series(epochs: pd.DataFrame) -> dict[str, dict[str, pd.DataFr
         values = pd.to_numeric(df[metric], errors="coerce")
         if metric in _TRAINED_ONLY:
             values = values.where(df["epoch"] > 0)
+        skipped = metric in EVAL_FIELDS and "evaluated" in df  # epochs train.eval_every did not evaluate
         for method in method_order(df["method"]):
             sel = df["method"] == method
+            if skipped:
+                sel &= df["evaluated"].astype(bool)  # the curve joins the evaluated epochs, without gaps
             stats = values[sel].groupby(df.loc[sel, "x"]).agg(["mean", "min", "max", "count"])
             out[metric][method] = stats.rename(columns={"count": "seeds"}).rename_axis("x").reset_index()
     return out

@@ -25,6 +25,16 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _seconds(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def _epoch_wall(row: dict) -> float:
+    """An epoch's time: training, plus its evaluation (none for an epoch train.eval_every skipped) and
+    the checkpoint writes it waited for, where the row records them (older rows: training only)."""
+    return sum(_seconds(row.get(k)) for k in ("epoch_seconds", "eval_seconds", "checkpoint_seconds"))
+
+
 def _is_stale(summary: dict, plan_row) -> bool:
     # summaries written before config hashes were recorded cannot be judged: they count as current
     want, have = getattr(plan_row, "config_hash", None), summary.get("config_hash")
@@ -53,7 +63,8 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
     per finished state, and the time left (``eta_seconds``).
 
     The ETA assumes the remaining epochs take the mean wall time per epoch of the finished states
-    (or, before any state has finished, of the running state's epochs so far).
+    (or, before any state has finished, of the running state's epochs so far: training, evaluation
+    and checkpoint time, so epochs that train.eval_every leaves unevaluated count as they ran).
     """
     results_dir = Path(results_dir)
     finished: dict[str, dict[int, dict]] = {}
@@ -83,7 +94,7 @@ def progress(results_dir: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
         if done_epochs:
             per_epoch = wall / done_epochs
         elif running_rows and epoch:
-            per_epoch = sum(r["epoch_seconds"] or 0.0 for r in running_rows) / epoch
+            per_epoch = sum(_epoch_wall(r) for r in running_rows) / epoch
         else:
             per_epoch = math.nan
         left = sum(epochs_of[k] for k in range(planned) if k not in done) - (epoch or 0)

@@ -23,7 +23,14 @@ METRIC_FIELDS = (
     "params_alive",
     "epoch_seconds",
     "images_per_second",
+    "train_seconds",
+    "eval_seconds",
+    "checkpoint_seconds",
 )
+# The fields only an evaluated epoch has (train.eval_every skips the others' evaluation).
+EVAL_FIELDS = ("val_loss", "val_acc", "test_acc")
+# The fields two runs of the same state may differ in: wall-clock timings.
+TIMING_FIELDS = ("epoch_seconds", "images_per_second", "train_seconds", "eval_seconds", "checkpoint_seconds")
 
 
 def _clean(value: Any) -> Any:

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import torch
 
-from prunebench.config import finetune_epochs, state_epochs
+from prunebench.config import finetune_epochs, state_epochs, training_hash
 from prunebench.data import make_data, open_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.export.measure import state_measures
-from prunebench.io import atomic_torch_save
 from prunebench.models import build_model, model_spec
 from prunebench.provenance import now_iso, provenance, reset_peak_memory, versions
 from prunebench.pruning.groups import (
@@ -44,21 +43,25 @@ from prunebench.pruning.hooks import budget_kind
 from prunebench.pruning.methods import StatePlan, alive_fraction
 from prunebench.pruning.registry import method_for
 from prunebench.train import distributed as ddp
-from prunebench.train.checkpoint import load_trained, make_checkpoint, save_checkpoint
+from prunebench.train.checkpoint import load_trained, make_checkpoint
 from prunebench.train.devices import acquire_device
 from prunebench.train.loop import (
+    compile_mode_for,
+    compiles,
     configure_device,
     evaluate,
     make_optimizer,
     masked_view,
     prepare_model,
     train_one_epoch,
+    use_compile_cache,
     uses_channels_last,
 )
-from prunebench.train.metrics import append_row, experiment_ids, make_row, read_rows, write_rows
+from prunebench.train.metrics import EVAL_FIELDS, append_row, experiment_ids, make_row, read_rows, write_rows
 from prunebench.train.recovery import adopt_finished, drop_progress, finish_state, lock_state, release_finished
 from prunebench.train.seeding import seed_everything, state_seed
 from prunebench.train.tracking import CSV_NAME, Tracker, write_csv
+from prunebench.train.writer import CheckpointWriter
 
 log = logging.getLogger("prunebench")
 
@@ -119,6 +122,8 @@ class _Progress:
     best_val: float = -1.0
     best_epoch: int = -1
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0  # evaluations (epoch 0's included)
+    checkpoint_seconds: float = 0.0  # the training thread blocked on checkpoint writes
     wall_seconds: float = 0.0  # of the processes before a resume, up to their last resume.pt
     started_at: str = ""  # when the state's first attempt started (ISO 8601 UTC)
     rows: list = field(default_factory=list)
@@ -154,7 +159,11 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
     except Exception as exc:
         why = f"is unreadable ({exc})"
     else:
-        if res.get("version") != RESUME_VERSION or res.get("config") != experiment or res.get("state") != state:
+        if (
+            res.get("version") != RESUME_VERSION
+            or not _same_training(res.get("config"), experiment)
+            or res.get("state") != state
+        ):
             why = "is for another run or config"
         elif res.get("previous") != _previous_stamp(paths):
             why = f"continues an older {paths.previous}, which was rebuilt since"
@@ -171,6 +180,14 @@ def _try_resume(paths: StatePaths, experiment: dict, state: int):
     log.warning("recovery checkpoint %s %s; starting the state afresh", paths.resume, why)
     drop_progress(paths)  # not the lock: this process holds it
     return None
+
+
+def _same_training(config, experiment: dict) -> bool:
+    """Whether a resume checkpoint's config trains what ``experiment`` trains (torch.compile or the
+    tracking may differ: a resume goes on under the settings of now)."""
+    if not isinstance(config, dict) or config.get("name") != experiment["name"]:
+        return False
+    return config == experiment or training_hash(config) == training_hash(experiment)
 
 
 def run_state(
@@ -300,12 +317,29 @@ class _StateRun:
         )
         self.method = method_for(experiment, state, self.groupsets)
         configure_device(dev)
-        self.net = prepare_model(self.model, spec["family"], dev, compile=tcfg["compile"])
         self.data = make_data(
             splits, experiment, dev, spec["img_size"],
             channels_last=uses_channels_last(spec["family"], dev), shard=ddp.shard(),
         )  # fmt: skip
         self.img_size = self.data.img_size
+        self.compiled = compiles(tcfg.get("compile", False), dev)
+        self.compile_mode = (
+            compile_mode_for(tcfg.get("compile_mode", "auto"), self.img_size, dev) if self.compiled else None
+        )
+        self.compile_cache = use_compile_cache(tcfg.get("compile_cache_dir")) if self.compiled else None
+        if self.compiled:
+            log.info("compiling with torch.compile, mode %s, cache %s", self.compile_mode, self.compile_cache)
+        self.net = prepare_model(self.model, spec["family"], dev, compile=self.compiled, mode=self.compile_mode)
+        self.graphed = self.compile_mode == "reduce-overhead"
+        self.eval_every = int(tcfg.get("eval_every", 1))
+        # evaluation at one batch shape where it pays (a compiled model, a GPU), no larger than the
+        # largest split share, so that a small val split is not padded to train.eval_batch_size
+        self.eval_padded = self.compiled or dev.type == "cuda"
+        sizes = splits.sizes()
+        largest = max(-(-sizes[s] // ddp.world()) for s in ("val", "test"))  # a rank's share, rounded up
+        self.eval_batch = max(1, min(tcfg["eval_batch_size"], largest))
+        self.writer = CheckpointWriter(background=tcfg.get("background_checkpoints", True))
+        self._blocked_mark = self._hook_eval_seconds = 0.0
 
         # --- the plan: this state's masks, or those a killed run of it had reached ---
         resume = ddp.on_main(lambda: _try_resume(paths, experiment, state))  # every rank: rank 0's
@@ -369,14 +403,16 @@ class _StateRun:
             self.prog.best_val, self.prog.best_epoch = -1.0, -1
 
     def evaluate(self) -> dict[str, float]:
+        start = time.perf_counter()
         scores = self._evaluate()
+        self._hook_eval_seconds += time.perf_counter() - start  # counted in the epoch's eval_seconds
         return {"val_acc": scores["val"][1], "test_acc": scores["test"][1]}
 
     def _evaluate(self) -> dict[str, tuple[float, float]]:
         """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share."""
         return evaluate(
-            self.net, self.data, ("val", "test"), self.tcfg["eval_batch_size"], self.tcfg["amp"],
-            shard=ddp.shard(), reduce=ddp.sum_over_ranks,
+            self.net, self.data, ("val", "test"), self.eval_batch, self.tcfg["amp"],
+            shard=ddp.shard(), reduce=ddp.sum_over_ranks, graphed=self.graphed, pad=self.eval_padded,
         )  # fmt: skip
 
     # --- the parts of a state ---
@@ -399,19 +435,48 @@ class _StateRun:
         self.density = alive_fraction(plan.final_masks)
         self.hard.mask_weights()
 
+    def evaluates(self, epoch: int) -> bool:
+        """Whether ``epoch`` is evaluated: epoch 0, the state's last, every ``train.eval_every``-th and
+        those the method needs (its hook :meth:`~prunebench.pruning.hooks.PruningMethod.evaluates`)."""
+        return epoch == 0 or epoch == self.epochs or epoch % self.eval_every == 0 or self.method.evaluates(epoch)
+
     def _eval_row(self, epoch: int, values: dict) -> dict:
+        """The epoch's metrics row, evaluated (val and test in one pass) when :meth:`evaluates` says so;
+        a better validation accuracy makes it the best checkpoint so far. Appended to the progress."""
         prog = self.prog
+        if not self.evaluates(epoch):
+            row = make_row(self.ids, epoch, {
+                **values, "evaluated": False, "density": self.density, "params_alive": self.params_alive,
+            })  # fmt: skip
+            for key in EVAL_FIELDS:
+                del row[key]  # not measured: absent, not null
+            return self._append(row, eval_seconds=0.0)
+        start = time.perf_counter()
         with masked_view(self.final if self.eval_masked else None):
             scores = self._evaluate()
+            eval_seconds = time.perf_counter() - start
             (val_loss, val_acc), test_acc = scores["val"], scores["test"][1]
             row = make_row(self.ids, epoch, {
-                **values, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
+                **values, "evaluated": True, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
                 "density": self.density, "params_alive": self.params_alive,
             })  # fmt: skip
             if epoch > 0 and val_acc > prog.best_val:
                 prog.best_val, prog.best_epoch = val_acc, epoch
-                if ddp.is_main():
-                    save_checkpoint(self.paths.best_at(epoch), self.checkpoint(epoch, row))
+                if ddp.is_main():  # a copy of the weights now; written while training goes on
+                    self.writer.save(self.paths.best_at(epoch), self.checkpoint(epoch, row), copied=True)
+        return self._append(row, eval_seconds=eval_seconds)
+
+    def _append(self, row: dict, *, eval_seconds: float) -> dict:
+        """Add the epoch's timing split to ``row`` (checkpoint_seconds: the training thread's time in
+        checkpoint writes since the previous row) and append it to the progress."""
+        prog = self.prog
+        eval_seconds += self._hook_eval_seconds
+        self._hook_eval_seconds = 0.0
+        blocked = self.writer.blocked_seconds - self._blocked_mark
+        self._blocked_mark = self.writer.blocked_seconds
+        prog.eval_seconds += eval_seconds
+        prog.checkpoint_seconds += blocked
+        row.update(train_seconds=row.get("epoch_seconds") or 0.0, eval_seconds=eval_seconds, checkpoint_seconds=blocked)
         prog.rows.append(row)
         if ddp.is_main():
             append_row(self.paths.progress_metrics, row)
@@ -419,19 +484,34 @@ class _StateRun:
         return row
 
     def checkpoint(self, epoch: int, metrics: dict) -> dict:
+        """A checkpoint of the model now (its tensors copied to the CPU: training may go on)."""
         return make_checkpoint(
             experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
-            state=self.state, epoch=epoch, metrics=metrics,
+            state=self.state, epoch=epoch, metrics=dict(metrics),
         )  # fmt: skip
 
     def train(self) -> None:
-        """The state's epochs (those a killed run of it did not finish), then its final masks made permanent."""
+        """The state's epochs (those a killed run of it did not finish), then its final masks made permanent.
+
+        Checkpoints are written on a background thread (train.background_checkpoints); every write is
+        on disk when this returns, or raises, and a failed write stops the state."""
+        try:
+            self._epochs()
+        except BaseException:
+            self.writer.close(quiet=True)  # what was queued reaches the disk: a rerun resumes from it
+            raise
+        before = self.writer.blocked_seconds
+        self.writer.close()
+        self.prog.checkpoint_seconds += self.writer.blocked_seconds - before
+        self.final.mask_weights()  # the plan's final masks become permanent
+
+    def _epochs(self) -> None:
         prog, state, tcfg, method = self.prog, self.state, self.tcfg, self.method
         if prog.epoch == 0 and not prog.rows:
             row = self._eval_row(0, {"lr": 0.0, "reg_lambda": 0.0, "epoch_seconds": 0.0})
             log.info(
-                "state %d epoch 0/%d (before training) val %.2f test %.2f",
-                state, self.epochs, row["val_acc"], row["test_acc"],
+                "state %d epoch 0/%d (before training) val %.2f test %.2f (%.1f s)",
+                state, self.epochs, row["val_acc"], row["test_acc"], row["eval_seconds"],
             )  # fmt: skip
         first_epoch, resumed_at = prog.epoch + 1, time.time()
         for epoch in range(first_epoch, self.epochs + 1):
@@ -440,7 +520,7 @@ class _StateRun:
             stats = train_one_epoch(
                 self.train_net, self.data, self.optimizer, tcfg, step0=self.lr_offset + prog.step,
                 total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
-                hard=self.hard, penalty=method.gradient_hook(),
+                hard=self.hard, penalty=method.gradient_hook(), graphed=self.graphed,
             )  # fmt: skip
             stats = ddp.reduce_train_stats(stats, self.dev)
             loss = stats["train_loss"]
@@ -465,20 +545,22 @@ class _StateRun:
             prog.epoch = epoch
             prog.wall_seconds = time.time() - self.wall_start
             eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (self.epochs - epoch)
+            scores = f"val {row['val_acc']:.2f} test {row['test_acc']:.2f}" if row["evaluated"] else "not evaluated"
             log.info(
-                "state %d epoch %d/%d loss %.4f acc %.2f val %.2f test %.2f lr %.5f lambda %.3g %.0f img/s ETA %s",
-                state, epoch, self.epochs, loss, row["train_acc"], row["val_acc"], row["test_acc"], row["lr"],
-                row["reg_lambda"], ips, _fmt_eta(eta),
+                "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f lambda %.3g %.0f img/s "
+                "(train %.1f s, eval %.1f s, checkpoints %.2f s) ETA %s",
+                state, epoch, self.epochs, loss, row["train_acc"], scores, row["lr"], row["reg_lambda"], ips,
+                row["train_seconds"], row["eval_seconds"], row["checkpoint_seconds"], _fmt_eta(eta),
             )  # fmt: skip
             _save_resume(self.paths, self, prog)
-        self.final.mask_weights()  # the plan's final masks become permanent
 
 
 def _save_resume(paths: StatePaths, run: _StateRun, prog: _Progress) -> None:
+    """Queue the epoch's resume checkpoint (a copy of everything now), after the best checkpoint it names."""
     if not ddp.is_main():
         return
     plan = run.plan
-    atomic_torch_save(paths.resume, {
+    run.writer.save(paths.resume, {
         "version": RESUME_VERSION,
         "config": run.experiment,
         "state": run.state,
@@ -491,14 +573,17 @@ def _save_resume(paths: StatePaths, run: _StateRun, prog: _Progress) -> None:
         "method": run.method.state_dict(),  # what the method keeps across epochs
         "progress": {k: v for k, v in vars(prog).items() if k != "rows"},
     })  # fmt: skip
-    paths.drop_best_except(prog.best_epoch)  # only now is an earlier best no longer needed
+    best = prog.best_epoch
+    run.writer.then(lambda: paths.drop_best_except(best))  # only once it is on disk is an earlier best unneeded
 
 
 def _summary(run: _StateRun, threads: int | None) -> dict:
     prog, model, plan, dev = run.prog, run.model, run.plan, run.dev
     trained = [r for r in prog.rows if r["epoch"] > 0]
+    evaluated = [r for r in trained if r.get("evaluated", True)]
     best = next(r for r in trained if r["epoch"] == prog.best_epoch)
     last = trained[-1]
+    wall = time.time() - run.wall_start
     return {
         **experiment_ids(run.experiment, run.state),
         "epoch": last["epoch"],
@@ -512,15 +597,25 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
         "best_test_acc": best["test_acc"],
         "final_val_acc": last["val_acc"],
         "final_test_acc": last["test_acc"],
-        "max_test_acc": max(r["test_acc"] for r in trained),
+        "max_test_acc": max(r["test_acc"] for r in evaluated),
         "acc_after_pruning": prog.rows[0]["test_acc"],
         "params_dense": sum(p.numel() for p in model.parameters()),
         "params_alive": alive_params(model, param_masks(model, run.groupsets, plan.final_masks)),
         "kept": kept_counts(run.groupsets, plan.final_masks),
         "group_sizes": _sizes(run.groupsets),
         "model_spec": run.spec,
-        "wall_seconds": time.time() - run.wall_start,
+        "wall_seconds": wall,
         "train_seconds": prog.train_seconds,
+        "eval_seconds": prog.eval_seconds,
+        "checkpoint_seconds": prog.checkpoint_seconds,
+        "evaluated_epochs": len(evaluated),
+        "time_split": _time_split(prog, wall),
+        "compile": {
+            "setting": run.tcfg.get("compile", False),
+            "compiled": run.compiled,
+            "mode": run.compile_mode,
+            "cache_dir": run.compile_cache,
+        },
         "images_per_second": sum(r["images_per_second"] for r in trained) / len(trained),
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -540,6 +635,16 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
             process_started_at=run.process_started_at,
         ),
     }
+
+
+def _time_split(prog: _Progress, wall: float) -> dict[str, float]:
+    """Shares of the state's wall time: training passes, evaluations, the training thread's waits on
+    checkpoint writes, and the rest (start-up, data loading, pruning, the summary)."""
+    wall = max(wall, 1e-9)
+    parts = {"train": prog.train_seconds, "eval": prog.eval_seconds, "checkpoint": prog.checkpoint_seconds}
+    split = {k: v / wall for k, v in parts.items()}
+    split["other"] = max(0.0, 1.0 - sum(split.values()))
+    return split
 
 
 def _write_outputs(run: _StateRun, summary: dict) -> None:

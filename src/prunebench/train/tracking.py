@@ -38,7 +38,7 @@ log = logging.getLogger("prunebench")
 CSV_NAME = "summary.csv"
 CSV_FIELDS = (
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr", "reg_lambda", "density",
-    "epoch_seconds", "images_per_second",
+    "epoch_seconds", "images_per_second", "train_seconds", "eval_seconds", "checkpoint_seconds",
 )  # fmt: skip
 # TensorBoard / W&B names of the metrics (grouped the way their dashboards show them)
 SCALARS = {
@@ -53,13 +53,16 @@ SCALARS = {
     "params_alive": "pruning/params_alive",
     "epoch_seconds": "time/epoch_seconds",
     "images_per_second": "time/images_per_second",
+    "eval_seconds": "time/eval_seconds",
+    "checkpoint_seconds": "time/checkpoint_seconds",
 }
 DEFAULTS = {"tensorboard": False, "wandb": None}
 WANDB_DEFAULTS = {"mode": "offline", "entity": None}
 
 
 def csv_text(rows: list[dict]) -> str:
-    """The rows as timm-style CSV (empty cells for values an epoch does not have, e.g. epoch 0's loss)."""
+    """The rows as timm-style CSV (empty cells for values an epoch does not have, e.g. epoch 0's loss,
+    or val/test of an epoch that ``train.eval_every`` left unevaluated)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -8,6 +8,7 @@ from prunebench import config as C
 from prunebench.config import (
     NEUTRAL_MARK,
     NOT_TRAINING,
+    NOT_TRAINING_MARK,
     job_experiment,
     load_schema,
     neutral_defaults,
@@ -20,6 +21,7 @@ from prunebench.errors import ConfigError
 # Every setting the training hash covers. A new schema key lands here or carries `x-neutral-default`:
 # a key whose default reproduces the behaviour from before it existed is marked (the hash skips it at
 # its default, so upgrading retrains nothing); any other key changes the hash of every finished state.
+# A key that changes how a state runs but not what it computes carries `x-not-training` (NOT_HASHED).
 HASHED = {
     "data.split_seed", "data.train_limit", "data.val_size",
     "model.arch", "model.img_size", "model.kwargs", "model.patch_size", "model.pretrained",
@@ -28,11 +30,23 @@ HASHED = {
     "reprune.interval_epochs", "reprune.linkage", "reprune.min_layer_density", "reprune.prune_until",
     "reprune.ramp", "reprune.regrowth",
     "rsst.exponents", "rsst.lambda_schedule", "rsst.reg_granularity_prune",
-    "train.amp", "train.augment", "train.batch_size", "train.compile", "train.crop_padding",
+    "train.amp", "train.augment", "train.batch_size", "train.crop_padding",
     "train.divergence_loss", "train.epochs", "train.eval_batch_size", "train.grad_clip",
     "train.label_smoothing", "train.lr", "train.lr_schedule", "train.min_lr", "train.momentum",
     "train.nesterov", "train.optimizer", "train.state0_epochs", "train.warmup_epochs", "train.weight_decay",
 }  # fmt: skip
+NOT_HASHED = {"train.compile", "train.compile_mode", "train.compile_cache_dir", "train.background_checkpoints"}
+
+
+def _marked(mark: str) -> set[str]:
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            if sub.get(mark):
+                yield ".".join((*path, key))
+            yield from walk(sub, (*path, key))
+
+    schema = load_schema()
+    return set(walk(schema["$defs"]["settings"], ())) | set(walk(schema["$defs"]["model"], ("model",)))
 
 
 def _hashed_keys() -> set[str]:
@@ -42,7 +56,8 @@ def _hashed_keys() -> set[str]:
             yield ".".join(path)
             return
         for key, sub in props.items():
-            if not (len(path) == 0 and key in NOT_TRAINING) and not sub.get(NEUTRAL_MARK):
+            skipped = sub.get(NEUTRAL_MARK) or sub.get(NOT_TRAINING_MARK)
+            if not (len(path) == 0 and key in NOT_TRAINING) and not skipped:
                 yield from walk(sub, (*path, key))
 
     schema = load_schema()
@@ -57,6 +72,44 @@ def test_every_new_setting_is_hashed_or_marked_neutral():
         "else add them to HASHED"
     )
     assert HASHED - keys == set()
+    assert _marked(NOT_TRAINING_MARK) == NOT_HASHED, "a key marked x-not-training never retrains a state: list it here"
+
+
+# The hashes of tiny_config's experiment and its shared state 0 before train.compile was marked
+# x-not-training (commit 88c209a, where the resolved experiment had train.compile: false).
+OLD_HASHES = {
+    "t-synthetic-tiny_vit-refill-s0": "fd67dc541a00a5cdbe3c5ae91e23eac0e76e4d1b8270b74882b828d8f9cc3774",
+    "shared/t-synthetic-tiny_vit-s0": "a36231ae90e31a3628683d9c1f70f2d4978c3e32dd2a2ee45dccdaa96641c391",
+}
+
+
+def test_compile_settings_change_no_hash_and_finished_states_keep_theirs(tiny_config):
+    assert _hashes(tiny_config) == OLD_HASHES  # the new defaults (compile: auto, eval_every: 1) retrain nothing
+    for key, value in (("compile", True), ("compile", False), ("compile", "auto"), ("compile_mode", "max-autotune"),
+                       ("compile_mode", "reduce-overhead"), ("compile_cache_dir", "/scratch/cache"),
+                       ("background_checkpoints", False)):  # fmt: skip
+        changed = copy.deepcopy(tiny_config)
+        changed["defaults"]["train"][key] = value
+        assert _hashes(changed) == OLD_HASHES, key
+    exp = next(iter(resolve_config(tiny_config).experiments.values()))
+    old = copy.deepcopy(exp)
+    old["train"]["compile"] = False  # a config stored in a checkpoint before these keys existed
+    for key in ("compile_mode", "compile_cache_dir", "eval_every", "background_checkpoints"):
+        del old["train"][key]
+    assert training_hash(old) == training_hash(exp)
+
+
+def test_eval_every_is_hashed_away_from_its_default(tiny_config):
+    tiny_config["defaults"]["train"]["eval_every"] = 3  # another best epoch can be chosen: another best.pt
+    assert set(_hashes(tiny_config).values()).isdisjoint(OLD_HASHES.values())
+
+
+def test_compile_accepts_command_line_words(tiny_config):
+    tiny_config["defaults"]["train"]["compile"] = "true"
+    assert next(iter(resolve_config(tiny_config).experiments.values()))["train"]["compile"] is True
+    tiny_config["defaults"]["train"]["compile"] = "sometimes"
+    with pytest.raises(ConfigError, match="compile"):
+        resolve_config(tiny_config)
 
 
 def _hashes(config: dict) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -34,6 +35,7 @@ def test_a_compiled_state_trains_through_torch_compile_and_matches_eager(tmp_pat
     tiny_config["data_dir"] = str(tmp_path / "data")
     eager_rows = run(tmp_path, tiny_config, False)
     assert compiled == []
+    assert run(tmp_path, tiny_config, "auto") and compiled == []  # auto: eager on the CPU
     compiled_rows = run(tmp_path, tiny_config, True)
     assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
     for a, b in zip(eager_rows, compiled_rows):
@@ -45,6 +47,10 @@ def test_a_compiled_state_trains_through_torch_compile_and_matches_eager(tmp_pat
 @pytest.mark.skipif(
     not os.environ.get("PRUNEBENCH_TEST_COMPILE"),
     reason="Inductor compiles C++ for about a minute on 2 cores; set PRUNEBENCH_TEST_COMPILE=1 to run",
+)
+@pytest.mark.skipif(
+    not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")),
+    reason="Inductor on the CPU needs a C++ compiler (g++, c++ or clang++ on PATH)",
 )
 def test_inductor_compiled_training_step_matches_eager():
     torch.manual_seed(0)

@@ -62,8 +62,8 @@ def test_compiled_model_shares_parameters_and_keeps_plain_checkpoint_keys(tiny_v
     assert prepare_model(tiny_vit, "vit", torch.device("cpu")) is tiny_vit
 
 
-def test_compile_is_a_documented_train_option_off_by_default(tiny_config):
+def test_compile_is_a_documented_train_option_auto_by_default(tiny_config):
     exp = next(iter(resolve_config(tiny_config).experiments.values()))
-    assert exp["train"]["compile"] is False
+    assert exp["train"]["compile"] == "auto"  # compiled on CUDA, eager on CPU (tests/unit/train/test_compile_option.py)
     tiny_config["defaults"]["train"]["compile"] = True
     assert next(iter(resolve_config(tiny_config).experiments.values()))["train"]["compile"] is True

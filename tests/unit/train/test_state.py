@@ -13,7 +13,7 @@ from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, pa
 from prunebench.pruning.methods import plan_state
 from prunebench.train.checkpoint import load_checkpoint
 from prunebench.train.loop import evaluate, make_optimizer, train_one_epoch
-from prunebench.train.metrics import METRIC_FIELDS, append_row, read_rows
+from prunebench.train.metrics import METRIC_FIELDS, TIMING_FIELDS, append_row, read_rows
 from prunebench.train.state import StatePaths, run_state
 from tests.conftest import resolved_experiment
 
@@ -120,7 +120,7 @@ def test_same_seed_same_metrics_on_cpu(tiny_config, tmp_path):
     b = run_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
 
     def strip(rows):
-        return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in rows]
+        return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
 
     assert strip(read_rows(tmp_path / "a/state0/metrics.jsonl")) == strip(
         read_rows(tmp_path / "b/state0/metrics.jsonl")
@@ -275,7 +275,7 @@ def test_rsst_masked_finetune_follows_the_regularised_epochs_and_resumes(tiny_co
         with pytest.raises(KeyboardInterrupt):
             run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
     run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
-    timing = ("epoch_seconds", "images_per_second")
+    timing = TIMING_FIELDS
     resumed = read_rows(tmp_path / "b/state1/metrics.jsonl")
     assert [{k: v for k, v in r.items() if k not in timing} for r in resumed] == [
         {k: v for k, v in r.items() if k not in timing} for r in rows
