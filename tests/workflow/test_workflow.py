@@ -41,7 +41,8 @@ def test_every_declared_file_is_written(finished_run):
             assert [r["epoch"] for r in read_rows(sdir / "metrics.jsonl")] == [0, 1]
             run = SHARED if k == 0 else exp
             log = (workdir / "logs" / "train_state" / run / f"state{k}.log").read_text()
-            assert re.search(rf"state {k} epoch 1/1 loss [\d.]+ acc [\d.]+ .* img/s ETA 0:00:00", log)
+            split = r"\(train [\d.]+ s, eval [\d.]+ s, checkpoints [\d.]+ s\)"
+            assert re.search(rf"state {k} epoch 1/1 loss [\d.]+ acc [\d.]+ .* img/s {split} ETA 0:00:00", log)
             assert "no GPU in use: training on the CPU" in log
             assert (workdir / "benchmarks" / "train_state" / run / f"state{k}.tsv").is_file()
         assert not (workdir / "results" / exp / "recovery").exists() or not any(
