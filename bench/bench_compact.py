@@ -22,6 +22,7 @@ import torch
 from prunebench.export.compact import compact_model
 from prunebench.export.measure import measures
 from prunebench.export.throughput import compile_enabled
+from prunebench.io import atomic_write_text
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.methods import choose_masks
@@ -116,9 +117,7 @@ def main(argv=None) -> dict:
               "compiled": compiled, "results": records}  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return result
 
 

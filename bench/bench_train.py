@@ -42,8 +42,9 @@ import torch.nn.functional as F
 
 from prunebench.config import resolve_config
 from prunebench.data import DeviceData, Splits
+from prunebench.io import atomic_write_text
 from prunebench.models import build_model, model_spec
-from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
+from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
 from prunebench.pruning.methods import RSSTPenalty
 from prunebench.train.loop import (
     autocast,
@@ -161,16 +162,6 @@ def reference_epoch(model, loader, optimizer, device, amp: bool = False) -> tupl
 
 
 # --- prunebench's way -----------------------------------------------------------------------------
-
-
-def random_masks(groupsets, keep: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Keep about ``keep`` of each layer's groups (at least one), as a pruned state would."""
-    out = {}
-    for gs in groupsets:
-        m = torch.rand(gs.size, generator=generator) < keep
-        m[torch.randint(gs.size, (1,), generator=generator)] = True
-        out[gs.name] = m
-    return out
 
 
 class PrunebenchRun:
@@ -395,9 +386,7 @@ def main(argv=None) -> dict:
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -155,17 +155,6 @@ def synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int = 0):
     return Splits("synthetic", 10, x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], CIFAR_MEAN, CIFAR_STD)
 
 
-def random_masks(groupsets, keep: float, generator):
-    import torch
-
-    out = {}
-    for gs in groupsets:
-        m = torch.rand(gs.size, generator=generator) < keep
-        m[torch.randint(gs.size, (1,), generator=generator)] = True
-        out[gs.name] = m
-    return out
-
-
 # --- train ----------------------------------------------------------------------------------------
 
 
@@ -177,7 +166,7 @@ class Trainer:
 
         from prunebench.data import DeviceData
         from prunebench.models import build_model
-        from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
+        from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
         from prunebench.pruning.methods import RSSTPenalty
         from prunebench.train.loop import configure_device, make_optimizer, prepare_model
 

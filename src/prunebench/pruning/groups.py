@@ -110,6 +110,17 @@ def full_masks(groupsets: list[GroupSet], device=None) -> Masks:
     return {gs.name: torch.ones(gs.size, dtype=torch.bool, device=device) for gs in groupsets}
 
 
+def random_masks(groupsets: list[GroupSet], keep: float, generator: torch.Generator) -> Masks:
+    """Masks keeping about ``keep`` of each layer's groups at random (at least one per layer), as a
+    pruned state would: for benchmarks and tests of masked training."""
+    out = {}
+    for gs in groupsets:
+        m = torch.rand(gs.size, generator=generator) < keep
+        m[torch.randint(gs.size, (1,), generator=generator)] = True
+        out[gs.name] = m
+    return out
+
+
 def param_masks(model: nn.Module, groupsets: list[GroupSet], masks: Masks) -> dict[str, torch.Tensor]:
     """Per-parameter 0/1 float masks, in broadcastable form, for every parameter a masked group touches.
 
