@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from prunebench.provenance import versions
-from prunebench.train.loop import autocast
+from prunebench.train.loop import autocast, compiles
 
 log = logging.getLogger("prunebench")
 
@@ -30,11 +30,9 @@ def device_name(dev: torch.device) -> str:
 def compile_enabled(setting, dev: torch.device | str) -> bool:
     """``measure.compile``: ``"auto"`` times compiled inference on CUDA only (on the CPU the compile
     costs minutes per state for little), ``True``/``False`` on every device / never."""
-    if setting == "auto":
-        return torch.device(dev).type == "cuda"
-    if isinstance(setting, bool):
-        return setting
-    raise ValueError(f"measure.compile is {setting!r}; use auto, true or false")
+    if not (setting == "auto" or isinstance(setting, bool)):
+        raise ValueError(f"measure.compile is {setting!r}; use auto, true or false")
+    return compiles(setting, torch.device(dev))  # the rule train.compile follows
 
 
 def allow_recompiles(limit: int = 64) -> None:
