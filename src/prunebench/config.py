@@ -147,6 +147,11 @@ REPLACED_KEYS = {
 }
 
 
+def _yaml_word(value) -> str:
+    """A schema value as the config file spells it: true, false and null, not Python's True/None."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     where = _where(error.absolute_path)
     value = error.instance
@@ -162,7 +167,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         hint = f"allowed keys: {', '.join(allowed)}" if allowed else "no keys are allowed here"
         return f"{where}: unknown key {', '.join(repr(e) for e in extra)}; {hint}"
     if kw == "enum":
-        return f"{where} = {value!r}: must be one of {', '.join(map(str, arg))}"
+        return f"{where} = {value!r}: must be one of {', '.join(map(_yaml_word, arg))}"
     if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
         return f"{where} = {value!r}: must be {op[kw]} {arg}"

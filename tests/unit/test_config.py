@@ -79,6 +79,8 @@ def test_group_overrides_apply_only_to_their_group(tiny_config):
         (lambda c: c.update(reslts="x"), "(top level): unknown key 'reslts'; allowed keys: data_dir,"),
         (lambda c: c["experiments"].update({"bad/name": c["experiments"]["vit"]}),
          "the name 'bad/name' is not allowed; rename it. Letters, digits and underscores only"),
+        (lambda c: c["defaults"]["train"].update(compile="maybe"),  # YAML's spelling of the booleans
+         "defaults.train.compile = 'maybe': must be one of auto, true, false"),
     ],
 )  # fmt: skip
 def test_invalid_config_gives_one_message_naming_key_value_and_allowed(edit, expected):

@@ -10,12 +10,17 @@ from tests.workflow.test_resume import EXP, crash_config, kill_mid_state
 def test_the_log_of_a_killed_attempt_survives_the_rerun(tmp_path):
     config = crash_config()
     config["defaults"]["train"]["epochs"] = 3
-    kill_mid_state(tmp_path, config, state=1, after_epochs=1)
+    attempts_log = tmp_path / "logs" / "attempts" / "train_state" / EXP / "state1.log"
+
+    def logged_epoch_1() -> bool:  # the log line comes a moment after the metrics row: kill after both
+        return attempts_log.is_file() and "state 1 epoch 1/3 loss" in attempts_log.read_text()
+
+    kill_mid_state(tmp_path, config, state=1, after_epochs=1, until=logged_epoch_1)
     run_snakemake(tmp_path, config, "--unlock")
     run_snakemake(tmp_path, config)
 
     log = (tmp_path / "logs" / "train_state" / EXP / "state1.log").read_text()
-    attempts = (tmp_path / "logs" / "attempts" / "train_state" / EXP / "state1.log").read_text()
+    attempts = attempts_log.read_text()
     first, second = attempts.split("=== attempt 2 started")
     assert first.startswith("=== attempt 1 started") and "=== attempt 3" not in attempts
     assert "state 1 epoch 1/3 loss" in first and "resuming" not in first  # the killed attempt's lines

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from base64 import urlsafe_b64encode
 
 import pytest
@@ -30,9 +31,12 @@ def without_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
-def kill_mid_state(workdir, config, state: int, after_epochs: int, timeout: float = 600) -> int:
+def kill_mid_state(
+    workdir, config, state: int, after_epochs: int, timeout: float = 600, until: Callable[[], bool] | None = None
+) -> int:
     """Start the workflow in its own process group; SIGKILL the whole group once ``state`` has
-    finished ``after_epochs`` epochs (its recovery metrics show them). Returns the epochs done."""
+    finished ``after_epochs`` epochs (its recovery metrics show them) and ``until()``, if given, is
+    true (the epoch's log line follows its metrics row). Returns the epochs done."""
     progress = workdir / "results" / EXP / "recovery" / f"state{state}" / "metrics.jsonl"
     proc = subprocess.Popen(
         snakemake_command(workdir, config), cwd=workdir, env=SNAKEMAKE_ENV, start_new_session=True,
@@ -40,7 +44,7 @@ def kill_mid_state(workdir, config, state: int, after_epochs: int, timeout: floa
     )  # fmt: skip
     deadline = time.monotonic() + timeout
     try:
-        while len(read_rows(progress)) < after_epochs + 1:  # + the row of epoch 0 (right after pruning)
+        while len(read_rows(progress)) < after_epochs + 1 or (until and not until()):  # + epoch 0's row
             assert proc.poll() is None, f"the workflow ended (rc {proc.returncode}) before it could be killed"
             assert time.monotonic() < deadline, "state never reached the epoch to kill at"
             time.sleep(0.05)
