@@ -6,8 +6,8 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
 
 import pytest
 
