@@ -117,7 +117,12 @@ def device_info(dev: torch.device) -> dict:
             "memory_mb": round(props.total_memory / 2**20),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
-    return {"type": dev.type, "name": _cpu_name(), "driver": None, "cpu_count": os.cpu_count()}
+    # The instruction set ATen's CPU kernels use (AVX512, AVX2...): it changes floating-point rounding,
+    # so the same seed gives bit-identical runs on one CPU type and somewhat different numbers on another.
+    return {
+        "type": dev.type, "name": _cpu_name(), "driver": None, "cpu_count": os.cpu_count(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+    }  # fmt: skip
 
 
 def slurm_info() -> dict[str, str | None]:

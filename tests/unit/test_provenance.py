@@ -29,6 +29,12 @@ def test_gpu_device_driver_and_peak_memory(monkeypatch, tmp_path):
     assert (peak["peak_gpu_mb"], peak["peak_gpu_reserved_mb"]) == (3072.0, 4096.0) and peak["peak_host_mb"] > 0
 
 
+def test_cpu_device_records_the_instruction_set_of_atens_kernels(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    info = provenance.device_info(torch.device("cpu"))
+    assert info["type"] == "cpu" and info["capability"] == "AVX2" and info["driver"] is None and info["name"]
+
+
 def test_no_nvidia_smi_gives_no_driver(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert provenance._driver_version() is None

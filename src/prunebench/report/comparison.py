@@ -365,10 +365,11 @@ def _versions(states: pd.DataFrame) -> dict | None:
             label += f" (git {str(commit)[:12]}{', modified' if dirty is True else ''})"
         source.append(label)
     devices = [
-        f"{name} (driver {driver})" if not _missing(driver) else name
-        for name, driver in zip(col("prov_device_name"), col("prov_driver"))
+        f"{name} (driver {driver})" if not _missing(driver)
+        else f"{name} ({isa} kernels)" if not _missing(isa) else name  # a CPU: its instruction set
+        for name, driver, isa in zip(col("prov_device_name"), col("prov_driver"), col("prov_capability"))
         if not _missing(name)
-    ]
+    ]  # fmt: skip
     cuda = [
         f"{c} (cuDNN {d})" if not _missing(d) else str(c)
         for c, d in zip(col("prov_cuda"), col("prov_cudnn"))

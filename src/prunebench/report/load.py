@@ -51,6 +51,7 @@ PROVENANCE_FIELDS = {
     "prov_host": ("host",),
     "prov_device_name": ("device", "name"),
     "prov_driver": ("device", "driver"),
+    "prov_capability": ("device", "capability"),
     "prov_python": ("packages", "python"),
     "prov_torch": ("packages", "torch"),
     "prov_torchvision": ("packages", "torchvision"),

@@ -56,14 +56,14 @@ def test_curves_without_results(tmp_path):
     assert len(labels) == len(CURVE_PANELS) and (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def _add_provenance(results_dir, exp, group, tricky):
+def _add_provenance(results_dir, exp, group, tricky, device=None):
     for state_dir in sorted((results_dir / exp).glob("state*")):
         path = state_dir / "summary.json"
         summary = json.loads(path.read_text())
         summary["provenance"] = {
             "source": {"version": "0.1.0", "git_commit": "ab" * 20, "git_dirty": True},
             "host": "node|7",
-            "device": {"type": "cuda", "name": "NVIDIA H200", "driver": "570.1"},
+            "device": device or {"type": "cuda", "name": "NVIDIA H200", "driver": "570.1"},
             "packages": {
                 "python": "3.12.1",
                 "torch": "2.9.0",
@@ -113,6 +113,17 @@ def test_report_ends_with_how_it_was_produced(results_dir):
     assert rows["hosts"] == "1: node\\|7"  # escaped: the pipe stays in its cell
     assert rows["SLURM jobs"] == "1" and rows["peak GPU memory (MB)"] == "1234"
     assert rows["trained"] == "2026-12-01T06:00:00Z to 2026-12-01T07:30:00Z"
+
+
+def test_a_cpu_states_device_names_the_instruction_set_of_its_kernels(results_dir):
+    """The same seed gives other numbers on a CPU with other vector instructions: the report says which."""
+    cpu = {"type": "cpu", "name": "Intel(R) Xeon(R) Processor", "driver": None, "cpu_count": 2, "capability": "AVX512"}
+    _add_provenance(results_dir, name("main", "refill", 0), "main", "x", device=cpu)
+    build_reports(results_dir)
+    md = (results_dir / "reports" / f"{DATASET}_{MODEL}.md").read_text()
+    (versions,) = tables(sections(md)["How it was produced"])
+    rows = {r[""]: r["recorded by the states"] for r in versions}
+    assert rows["devices"] == "Intel(R) Xeon(R) Processor (AVX512 kernels)"
 
 
 def test_groups_without_finished_states_show_the_workflows_config(results_dir, fixture_plan):
