@@ -54,9 +54,20 @@ def package_versions() -> dict[str, str | None]:
         **versions(),
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
+        **{name: _installed(name) for name in ("scikit-learn", "pillow")},  # the demo's digits; JPEG decoding
         "cuda": torch.version.cuda,
         "cudnn": str(cudnn) if cudnn else None,
     }
+
+
+def _installed(distribution: str) -> str | None:
+    """The installed version of a package, read from its metadata without importing it; None if absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def now_iso() -> str:

@@ -48,3 +48,11 @@ def test_failing_git_gives_no_commit(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     info = provenance.source_info()
     assert info["git_commit"] is None and info["git_dirty"] is None and info["version"]
+
+
+def test_package_versions_include_the_data_packages_and_none_for_an_absent_one():
+    from importlib.metadata import version
+
+    packages = provenance.package_versions()
+    assert packages["scikit-learn"] == version("scikit-learn") and packages["pillow"] == version("pillow")
+    assert provenance._installed("no-such-package-prunebench") is None

@@ -385,7 +385,7 @@ def _versions(states: pd.DataFrame) -> dict | None:
         ["states with provenance", f"{recorded} of {len(states)}" + ("" if recorded == len(states) else
                                    " (the others were written before prunebench recorded it)")],
         ["prunebench", _distinct(source)],
-        *[[pkg, _distinct(col(f"prov_{pkg.lower()}"))] for pkg in ("Python", "torch", "torchvision", "timm")],
+        *[[pkg, _distinct(col(f"prov_{pkg.lower()}"))] for pkg in ("Python", "torch", "torchvision", "timm", "numpy", "scikit-learn")],
         ["CUDA build", _distinct(cuda) if cuda else "none (CPU-only torch) or not recorded"],
         ["devices", _distinct(devices)],
         ["hosts", f"{len(hosts)}: {', '.join(sorted(hosts)[:4])}{', ...' if len(hosts) > 4 else ''}" if hosts

@@ -56,6 +56,8 @@ PROVENANCE_FIELDS = {
     "prov_torch": ("packages", "torch"),
     "prov_torchvision": ("packages", "torchvision"),
     "prov_timm": ("packages", "timm"),
+    "prov_numpy": ("packages", "numpy"),
+    "prov_scikit-learn": ("packages", "scikit-learn"),
     "prov_cuda": ("packages", "cuda"),
     "prov_cudnn": ("packages", "cudnn"),
     "prov_slurm_job_id": ("slurm", "job_id"),

@@ -69,6 +69,7 @@ def _add_provenance(results_dir, exp, group, tricky, device=None):
                 "torch": "2.9.0",
                 "torchvision": "0.24.0",
                 "timm": "1.0.20",
+                "numpy": "2.3.1",
                 "cuda": "13.0",
                 "cudnn": "91000",
             },  # fmt: skip
@@ -110,6 +111,7 @@ def test_report_ends_with_how_it_was_produced(results_dir):
     assert rows["prunebench"] == "0.1.0 (git " + "ab" * 6 + ", modified)"
     assert rows["devices"] == "NVIDIA H200 (driver 570.1)"
     assert rows["torch"] == "2.9.0" and rows["CUDA build"] == "13.0 (cuDNN 91000)"
+    assert rows["numpy"] == "2.3.1" and rows["scikit-learn"] == "not recorded"  # written before it was
     assert rows["hosts"] == "1: node\\|7"  # escaped: the pipe stays in its cell
     assert rows["SLURM jobs"] == "1" and rows["peak GPU memory (MB)"] == "1234"
     assert rows["trained"] == "2026-12-01T06:00:00Z to 2026-12-01T07:30:00Z"
