@@ -175,11 +175,11 @@ def reference_accuracy(references: pd.DataFrame) -> dict:
     }
 
 
-def _curve(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(MACs kept, final accuracy) of one method and seed, sorted by MACs; of several states at one
-    cost (the dense chain: all at 100 %) the latest, the one trained longest."""
-    g = points.sort_values("state").groupby("macs_kept")["final_test_acc"].last().sort_index()
-    return g.index.to_numpy(dtype=float), g.to_numpy(dtype=float)
+def _curve(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(MACs kept, final accuracy, state) of one method and seed, sorted by MACs; of several states
+    at one cost (the dense chain: all at 100 %) the latest, the one trained longest."""
+    g = points.sort_values("state").groupby("macs_kept")[["final_test_acc", "state"]].last().sort_index()
+    return g.index.to_numpy(dtype=float), g["final_test_acc"].to_numpy(dtype=float), g["state"].to_numpy()
 
 
 def at_cost(x: np.ndarray, y: np.ndarray, level: float, tol: float = 1e-9) -> tuple[float, bool]:
@@ -220,19 +220,21 @@ def matched_cost(states: pd.DataFrame, levels: list[float] | None = None) -> pd.
         curves = {seed: _curve(p) for seed, p in measured[measured["method"] == method].groupby("seed")}
         n_test = states[states["method"] == method]["test_size"].min() if "test_size" in states else math.nan
         for level in levels:
-            per_seed, interp = {}, False
-            for seed, (x, y) in curves.items():
+            per_seed, interp, state0 = {}, False, True
+            for seed, (x, y, state) in curves.items():
                 value, was = at_cost(x, y, level)
                 if not math.isnan(value):
                     per_seed[seed], interp = value, interp or was
+                    state0 = state0 and not was and int(state[np.abs(x - level) <= 1e-9][0]) == 0
             vals = list(per_seed.values())
             rows.append({
                 "level": level, "method": method, "n": len(vals), "interpolated": interp, "per_seed": per_seed,
                 "mean": float(np.mean(vals)) if vals else math.nan,
                 "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
-                "test_size": n_test,
+                "test_size": n_test, "state0": bool(vals) and state0,
             })  # fmt: skip
-    return pd.DataFrame(rows, columns=["level", "method", "n", "interpolated", "per_seed", "mean", "std", "test_size"])
+    cols = ["level", "method", "n", "interpolated", "per_seed", "mean", "std", "test_size", "state0"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
@@ -266,10 +268,13 @@ def method_differences(states: pd.DataFrame, column: str = "final_test_acc") -> 
 
 
 def matched_differences(matched: pd.DataFrame) -> pd.DataFrame:
-    """At each matched-cost level: every pair of methods with a value there, a - b with its interval."""
+    """At each matched-cost level: every pair of methods with a value there, a - b with its interval.
+    A method whose value there is its state 0 (the dense start, before any pruning: for dense, Refill
+    and RSST the shared dense reference) is left out of the pairs: beside another state 0 it is the
+    same run, beside a later state it has trained less, so the difference measures training length."""
     rows = []
     for level, part in matched.groupby("level", sort=False):
-        part = part[part["n"] > 0].set_index("method")
+        part = part[(part["n"] > 0) & ~part["state0"].astype(bool)].set_index("method")
         methods = method_order(part.index)
         for i, a in enumerate(methods):
             for b in methods[i + 1 :]:

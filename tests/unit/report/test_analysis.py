@@ -93,6 +93,22 @@ def test_matched_cost_interpolates_only_inside_the_measured_range():
     assert math.isnan(m.at[(40.0, "rsst"), "mean"])  # below it: never extrapolated
 
 
+def test_no_difference_is_given_for_a_method_at_its_dense_state_0():
+    """At 100 % Refill's and RSST's value is the shared dense state 0 (one state of training), the
+    dense chain's its last state: those pairs would measure training length, not pruning."""
+    s = pd.DataFrame({"method": ["dense"] * 3 + ["refill"] * 3 + ["rsst"] * 3, "seed": 0, "state": [0, 1, 2] * 3,
+                      "macs_kept": [100.0] * 3 + [100.0, 60.0, 40.0, 100.0, 70.0, 40.0],
+                      "final_test_acc": [80.0, 85.0, 90.0, 80.0, 88.0, 86.0, 80.0, 87.0, 85.0],
+                      "test_size": 359})  # fmt: skip
+    m = A.matched_cost(s).set_index(["level", "method"])
+    assert m.at[(100.0, "refill"), "state0"] and not m.at[(100.0, "dense"), "state0"]
+    assert m.at[(100.0, "dense"), "mean"] == 90.0  # the chain's last state
+    assert not m.at[(90.0, "refill"), "state0"]  # interpolated between state 0 and state 1
+    d = A.matched_differences(A.matched_cost(s))
+    assert 100.0 not in set(d["level"]) and {(r.a, r.b) for r in d.itertuples()} == {("refill", "rsst")}
+    assert sorted(set(d["level"]), reverse=True) == [90.0, 80.0, 70.0, 60.0, 50.0, 40.0]
+
+
 def test_a_floor_that_prints_as_a_grid_level_is_one_row():
     s = pd.DataFrame({"method": ["refill", "refill", "random", "random"], "seed": 0, "state": [0, 1, 0, 1],
                       "macs_kept": [100.0, 29.9, 100.0, 29.98], "final_test_acc": 90.0, "test_size": 359})  # fmt: skip

@@ -205,6 +205,15 @@ def _at(points, level):
     return y0 + (y1 - y0) * (level - x0) / (x1 - x0), True
 
 
+def _state0_levels(summaries, method):
+    """The MACs levels where the method's value is its state 0 for every seed (no later state there)."""
+    per_seed = {}
+    for s in sorted(_by(summaries, method), key=lambda s: s["state"]):
+        per_seed.setdefault(s["seed"], {})[_macs_kept(s)] = s["state"]
+    levels = [{x for x, k in points.items() if k == 0} for points in per_seed.values()]
+    return set.intersection(*levels) if levels else set()
+
+
 def _matched(summaries):
     methods = ("dense", "refill", "rsst")
     curves = {m: _curves(summaries, m) for m in methods}
@@ -239,6 +248,16 @@ def test_matched_cost_table(rendered):
             interpolated += was
     assert interpolated >= 2 and any(c == "-" for r in table for c in r.values())
     assert diffs
+    # the pairs: methods with a value at the level that is not their state 0 (the dense start)
+    starts = {m: _state0_levels(summaries, m) for m in ("dense", "refill", "rsst")}
+    expected = []
+    for level in levels:
+        ms = [m for m in ("dense", "refill", "rsst") if values[(level, m)]
+              and not any(abs(level - x) <= 1e-9 for x in starts[m])]  # fmt: skip
+        expected += [(level, a, b) for i, a in enumerate(ms) for b in ms[i + 1 :]]
+    got = [(float(r["MACs kept %"]), *r["methods"].split(" - ")) for r in diffs]
+    assert got == [(round(lv, 1), a, b) for lv, a, b in expected]
+    assert not any(float(r["MACs kept %"]) == 100.0 and "refill" in r["methods"] for r in diffs)
     for row in diffs:
         level = next(lv for lv in levels if abs(lv - float(row["MACs kept %"])) < 0.05)
         a, b = row["methods"].split(" - ")
