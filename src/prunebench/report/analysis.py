@@ -225,7 +225,7 @@ def matched_cost(states: pd.DataFrame, levels: list[float] | None = None) -> pd.
                 value, was = at_cost(x, y, level)
                 if not math.isnan(value):
                     per_seed[seed], interp = value, interp or was
-                    state0 = state0 and not was and int(state[np.abs(x - level) <= 1e-9][0]) == 0
+                    state0 = state0 and not was and at_cost(x, state, level)[0] == 0  # that state's index
             vals = list(per_seed.values())
             rows.append({
                 "level": level, "method": method, "n": len(vals), "interpolated": interp, "per_seed": per_seed,
