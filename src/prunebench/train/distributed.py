@@ -320,6 +320,10 @@ def main(argv: list[str] | None = None) -> None:
             job["experiment"], job["state"], paths, dev, data_dir=job["data_dir"], download=job["download"],
             threads=job["threads"], tracking=job["tracking"],
         )  # fmt: skip
+        # Leave together: no rank tears its process group down (and exits) while rank 0 still writes
+        # the outputs. Once, in a fresh-clone test run, rank 1 aborted in gloo's teardown ("terminate
+        # called without an active exception") while rank 0 was finishing; it did not recur in 18 tries.
+        dist.barrier(**({"device_ids": [dev.index]} if dev.type == "cuda" else {}))
     finally:
         dist.destroy_process_group()
         if lease is not None:
