@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import sys
+from pathlib import Path
 
 from prunebench.config import (
     load_config_file,
@@ -78,11 +79,23 @@ def num_states(experiment):
     return EXPERIMENTS[experiment]["prune"]["states"]
 
 
+# A state's link to the state it reads is its summary.json, compared by content: Snakemake keeps the
+# checksum of each small input of a finished job, and an input newer than the job's outputs but with the
+# same checksum (republished or touched, unchanged) reruns nothing. The checkpoints themselves are too
+# large for that (max-checksum-file-size), so they are ancient(): only their summary's contents (which
+# record their sha256 and change whenever the state is trained again) decide. README "What reruns what".
+def state_link(folder):
+    """The inputs of a job that reads the state in ``folder``: checkpoints ancient(), summary by content."""
+    names = ("last.pt", "best.pt", "init.pt", "metrics.jsonl", "summary.json")
+    return {
+        name.split(".")[0]: (ancient if name.endswith(".pt") else str)(f"{folder}/{name}")
+        for name in names
+    }
+
+
 def get_shared_state0(wildcards):
     """The files of the shared state 0 an experiment starts from."""
-    source = state_dir(STATE0_OF[wildcards.experiment], 0)
-    names = ("last.pt", "best.pt", "init.pt", "metrics.jsonl", "summary.json")
-    return {name.split(".")[0]: f"{source}/{name}" for name in names}
+    return state_link(state_dir(STATE0_OF[wildcards.experiment], 0))
 
 
 def prepared_marker(experiment):
@@ -198,12 +211,14 @@ def get_previous_state(wildcards):
         raise ValueError(
             f"{exp} has {num_states(exp)} states (0..{num_states(exp) - 1}); state {k} does not exist"
         )
+    previous, first = state_link(state_dir(exp, k - 1)), state_link(state_dir(exp, 0))
     inputs = {
-        "previous": f"{state_dir(exp, k - 1)}/last.pt",
+        "previous": previous["last"],
+        "previous_summary": previous["summary"],
         "prepared": get_prepared(wildcards),
     }
     if EXPERIMENTS[exp]["prune"]["rewind"] == "init":
-        inputs["init"] = f"{state_dir(exp, 0)}/init.pt"
+        inputs.update(init=first["init"], init_summary=first["summary"])
     return inputs
 
 
@@ -244,7 +259,8 @@ def get_final_state(wildcards):
     its throughput when it is timed."""
     exp = wildcards.experiment
     final = state_dir(exp, num_states(exp) - 1)
-    files = {"checkpoint": f"{final}/last.pt", "summary": f"{final}/summary.json"}
+    link = state_link(final)
+    files = {"checkpoint": link["last"], "summary": link["summary"]}
     if (exp, num_states(exp) - 1) in TIMED:
         files["throughput"] = f"{final}/throughput.json"
     return files
@@ -253,6 +269,28 @@ def get_final_state(wildcards):
 def get_compact_models():
     """The compact model of every experiment's final state."""
     return [f"{RESULTS}/{exp}/compact/model.pt" for exp in EXPERIMENTS]
+
+
+def renderer_fingerprint():
+    """sha256 of the code that renders the reports (the report package, its templates, the report
+    scripts): the report rules' parameter, so that a prunebench whose reports read differently rewrites
+    them, while the "code" rerun trigger, which would also retrain every state, stays off (profiles/default).
+    """
+    from importlib.util import find_spec
+
+    (package,) = find_spec("prunebench.report").submodule_search_locations
+    files = [
+        *sorted(Path(package).rglob("*.py")),
+        *sorted(Path(package).rglob("*.j2")),
+        *sorted(Path(workflow.basedir, "workflow", "scripts").glob("report_*.py")),
+    ]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+RENDERER = renderer_fingerprint()
 
 
 # One comparison report per dataset x model of the matrix.

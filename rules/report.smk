@@ -17,6 +17,8 @@ rule report_summary:
         f"{LOGS}/report_summary.log",
     conda:
         "../envs/prunebench.yaml"
+    params:
+        renderer=RENDERER,
     script:
         "../workflow/scripts/report_summary.py"
 
@@ -66,6 +68,7 @@ rule report_comparison:
         "../envs/prunebench.yaml"
     params:
         experiments=get_comparison_experiments,
+        renderer=RENDERER,
     script:
         "../workflow/scripts/report_comparison.py"
 
@@ -88,5 +91,6 @@ rule report_index:
     params:
         experiments=EXPERIMENTS,
         reports=get_index_entries(),
+        renderer=RENDERER,
     script:
         "../workflow/scripts/report_index.py"

@@ -93,7 +93,8 @@ rule train_state:
 # every state and retrains none. State 0 of a shared run is timed once, in the run's folder.
 rule measure_state:
     input:
-        last=f"{RESULTS}/{{name}}/state{{state}}/last.pt",
+        last=ancient(f"{RESULTS}/{{name}}/state{{state}}/last.pt"),
+        summary=f"{RESULTS}/{{name}}/state{{state}}/summary.json",
     output:
         throughput=f"{RESULTS}/{{name}}/state{{state}}/throughput.json",
     log:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from prunebench import __version__
@@ -58,6 +60,13 @@ def _cmd_train_state(args) -> None:
         )
     args.results = _results_dir(args)
     paths = StatePaths.under(args.results, args.experiment, args.state)
+    if _finished(paths.out_dir, experiment):  # as Snakemake would: a finished state is never trained again
+        print(
+            f"{args.experiment} state {args.state} is finished ({paths.out_dir}); nothing to do. To train it "
+            f"again: prunebench retrain --config {args.config} {args.experiment} --from-state {args.state}",
+            file=sys.stderr,
+        )
+        return
     if args.state == 0 and run != args.experiment:  # as the workflow does: the shared state 0, then a copy
         from prunebench.train.share import adopt_state0
 
@@ -67,6 +76,57 @@ def _cmd_train_state(args) -> None:
         adopt_state0(shared.out_dir, paths.out_dir, experiment)
         return
     run_state(experiment, args.state, paths, threads=args.threads, **runtime)
+
+
+def _finished(out_dir: Path, experiment: dict) -> bool:
+    """Whether ``out_dir`` holds the state, finished under the experiment's current training settings."""
+    from prunebench.config import training_hash
+
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("config_hash") == training_hash(experiment)
+
+
+def _cmd_retrain(args) -> None:
+    from prunebench.train.recovery import set_aside
+
+    resolved = _resolve(args.config)
+    results = Path(_results_dir(args))
+    plan: dict[str, int] = {}  # run -> the first state to train again (every later one follows)
+    for name in args.experiments:
+        if name in resolved.state0_runs:  # a shared dense state 0: every experiment copying it follows
+            plan[name] = 0
+            plan.update({exp: 0 for exp, run in resolved.state0_of.items() if run == name})
+            continue
+        if name not in resolved.experiments:
+            raise PrunebenchError(
+                f"no experiment {name!r} in {args.config}; `prunebench validate {args.config}` lists them (a "
+                "shared dense state 0 is named as its folder under results/, e.g. shared/GROUP-DATASET-MODEL-sSEED)"
+            )
+        n = resolved.experiments[name]["prune"]["states"]
+        if not 0 <= args.from_state < n:
+            raise PrunebenchError(f"{name} has no state {args.from_state}: its states are 0 to {n - 1}")
+        plan[name] = min(plan.get(name, n), args.from_state)
+        if args.from_state == 0 and resolved.state0_of[name] != name:
+            print(
+                f"{name}: its state 0 is a copy of the shared dense state 0 {resolved.state0_of[name]}, which is "
+                f"kept; to train that again too (for every method of the group): prunebench retrain --config "
+                f"{args.config} {resolved.state0_of[name]}",
+                file=sys.stderr,
+            )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for name, first in plan.items():
+        n = resolved.experiments[name]["prune"]["states"] if name in resolved.experiments else 1
+        moved += set_aside(results / name, list(range(first, n)), stamp)
+    for src, dst in moved:
+        print(f"set aside {src} -> {dst}")
+    if moved:
+        print("the next snakemake run trains these states again", file=sys.stderr)
+    else:
+        print("nothing to set aside: none of these states has been trained", file=sys.stderr)
 
 
 def _compile_choice(text: str):
@@ -204,6 +264,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train_state)
+    p = sub.add_parser(
+        "retrain",
+        help="train an experiment again on purpose from a chosen state on: set those states aside (under "
+        "RESULTS/EXPERIMENT/retrained/, nothing is deleted) so that the next snakemake run trains them",
+    )
+    p.add_argument("experiments", nargs="+", metavar="experiment", help="experiment (or shared state-0 run) names")
+    p.add_argument(
+        "--from-state", type=int, default=0, metavar="K",
+        help="the first state to train again; every later state follows from it (default: 0, the whole chain)",
+    )  # fmt: skip
+    p.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
+    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
+    p.set_defaults(func=_cmd_retrain)
     p = sub.add_parser(
         "export", help="write the compact (physically pruned) model of a state checkpoint, with its costs"
     )

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,14 @@ def test_every_state_runs_as_a_slurm_job_with_a_gpu_request(slurm, tmp_path):
     config = json.loads(json.dumps(TINY_CONFIG))
     config["experiments"]["t"]["methods"] = ["refill", "rsst"]
     before = JOBCOMP.read_text().count("\n") if JOBCOMP.exists() else 0
-    run_snakemake(
-        tmp_path, config,
+    slurm_args = (
         "--profile", str(REPO / "profiles" / "slurm"),
         # a CI cluster has no accounting database: ask squeue, and soon
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
         "--set-resources", "train_state0:mem_mb=3000", "train_state:mem_mb=3000",
         "--set-threads", "train_state0=1", "train_state=1",
-        timeout=1200,
     )  # fmt: skip
+    run_snakemake(tmp_path, config, *slurm_args, timeout=1200)
     for method in ("refill", "rsst"):
         for k in (0, 1):
             sdir = tmp_path / "results" / f"t-synthetic-tiny_vit-{method}-s0" / f"state{k}"
@@ -64,6 +64,23 @@ def test_every_state_runs_as_a_slurm_job_with_a_gpu_request(slurm, tmp_path):
     placements = [re.search(r"placement: SLURM_JOB_ID=(\d+) .*CUDA_VISIBLE_DEVICES=(\d)", p.read_text()) for p in logs]
     assert len(logs) == 3 and all(placements), "\n".join(p.read_text()[:500] for p in logs)
     assert {m.group(1) for m in placements} == job_ids
+
+    # A code update (every file of the workflow and of prunebench newer than the results, as after a
+    # `git pull`) trains nothing through the slurm profile either: no job is submitted, no file changes.
+    states = sorted((tmp_path / "results").glob("*/state*/*.*"))
+    before = {p: p.read_bytes() for p in states}
+    now = time.time() + 5
+    for name in ("Snakefile", "rules", "workflow", "profiles", "src"):
+        for path in [REPO / name] if (REPO / name).is_file() else (REPO / name).rglob("*"):
+            os.utime(path, (now, now))
+    before_jobs = JOBCOMP.read_text().count("\n")
+    for dry in (["-n"], []):
+        proc = run_snakemake(tmp_path, config, *dry, *slurm_args, timeout=600)
+        out = proc.stdout + proc.stderr
+        assert not re.search(r"^(train_state0|train_state|share_state0)\s+\d+$", out, re.M), out[-3000:]
+    time.sleep(2)
+    assert JOBCOMP.read_text().count("\n") == before_jobs
+    assert {p: p.read_bytes() for p in states} == before
 
 
 @pytest.mark.slow

@@ -309,3 +309,38 @@ def release_finished(state_dir: str | Path) -> None:
         shutil.rmtree(rec, ignore_errors=True)
     finally:
         lock.release()
+
+
+# --- retraining on purpose -----------------------------------------------------------------------
+
+RETRAINED = "retrained"
+
+
+def set_aside(run_dir: str | Path, states: list[int], stamp: str | None = None) -> list[tuple[Path, Path]]:
+    """Move the chosen states of the run in ``run_dir`` (their outputs and recovery folders) and its
+    compact export into ``run_dir/retrained/{stamp}/``, so that the workflow trains them again and nothing
+    is lost. (Snakemake does not rebuild a missing file whose consumers are up to date: the caller passes
+    every state from the first one to retrain to the last, and the export goes too.)
+
+    Each state is locked first: a state that a trainer holds stops everything with StateBusyError
+    before any folder moves. Returns the (from, to) pairs moved."""
+    run_dir = Path(run_dir)
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir / RETRAINED / stamp
+    locks = []
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for k in states:
+            rec = run_dir / "recovery" / f"state{k}"
+            if rec.is_dir():
+                locks.append(lock_state(rec, f"state {k} of {run_dir.name}"))
+            moves += [(run_dir / f"state{k}", target / f"state{k}"), (rec, target / "recovery" / f"state{k}")]
+        moves.append((run_dir / "compact", target / "compact"))
+        moves = [(src, dst) for src, dst in moves if src.exists()]
+        for src, dst in moves:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)  # the same file system: a rename, whole or not at all
+    finally:
+        for lock in locks:
+            lock.release()
+    return moves
