@@ -88,7 +88,9 @@ def state_link(folder):
     """The inputs of a job that reads the state in ``folder``: checkpoints ancient(), summary by content."""
     names = ("last.pt", "best.pt", "init.pt", "metrics.jsonl", "summary.json")
     return {
-        name.split(".")[0]: (ancient if name.endswith(".pt") else str)(f"{folder}/{name}")
+        name.split(".")[0]: (ancient if name.endswith(".pt") else str)(
+            f"{folder}/{name}"
+        )
         for name in names
     }
 
