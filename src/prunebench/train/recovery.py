@@ -16,6 +16,9 @@ Snakemake never deletes it):
   job; that job finds the sealed bundle, verifies it and links it back in seconds. An unsealed or
   inconsistent bundle is set aside with a warning and the state trains (resuming where it can).
 
+The summary itself records the sha256 and size of the state's checkpoints (``files``): the bundle
+goes, the summary stays, so a later state checks its inputs against it (:func:`check_recorded`).
+
 The bundle is released (with the rest of the recovery folder) once Snakemake has surely recorded
 the state: when a job that reads the state's outputs starts (the next state, the copy of a shared
 state 0, the export of the final state). Hard links cost no space meanwhile.

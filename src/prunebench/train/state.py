@@ -211,7 +211,8 @@ def run_state(
     """Train prune state ``state`` of ``experiment`` and write its files; returns the summary.
 
     The state's recovery folder is locked for as long as this runs (a second trainer of the state
-    stops with StateBusyError). A state an earlier attempt finished is adopted, not trained again.
+    stops with StateBusyError). The previous state's ``last.pt`` must have the sha256 its summary
+    records (CheckpointError otherwise). A state an earlier attempt finished is adopted, not trained again.
     ``logging`` is the config's tracking settings (prunebench.train.tracking).
     """
     label = f"state {state} of {experiment['name']}"
