@@ -655,8 +655,8 @@ _LOADERS = {"DeviceData": "device", "FolderData": "torchvision", "DaliData": "da
 
 
 def _run_settings(run: _StateRun) -> dict:
-    """How the state ran, where the summary's other fields (device, threads, processes, compile) and the
-    config in its provenance do not say: what was in effect, none of which changes what it trained."""
+    """How the state ran, where the summary's other fields (device, threads, processes, compile) do not
+    say: the settings in effect, taken from the run (the configured ones are in provenance.experiment)."""
     tcfg, data = run.tcfg, run.data
     workers = getattr(data, "workers", getattr(data, "threads", None))  # image folders only
     return {
