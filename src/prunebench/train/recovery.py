@@ -16,6 +16,9 @@ Snakemake never deletes it):
   job; that job finds the sealed bundle, verifies it and links it back in seconds. An unsealed or
   inconsistent bundle is set aside with a warning and the state trains (resuming where it can).
 
+The summary itself records the sha256 and size of the state's checkpoints (``files``): the bundle
+goes, the summary stays, so a later state checks its inputs against it (:func:`check_recorded`).
+
 The bundle is released (with the rest of the recovery folder) once Snakemake has surely recorded
 the state: when a job that reads the state's outputs starts (the next state, the copy of a shared
 state 0, the export of the final state). Hard links cost no space meanwhile.
@@ -52,11 +55,17 @@ FINISHED = "finished"
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")  # summary last: it marks a state done
+FILES = "files"  # the summary's record of its checkpoints: name -> {"sha256", "bytes"}
 
 
 def output_names(state: int) -> tuple[str, ...]:
     """The declared outputs of a state, in the order they are published."""
     return ("init.pt", *OUTPUTS) if state == 0 else OUTPUTS
+
+
+def checkpoint_names(state: int) -> tuple[str, ...]:
+    """The checkpoints a state writes, whose digests its summary records (``files``)."""
+    return tuple(name for name in output_names(state) if name.endswith(".pt"))
 
 
 def recovery_dir_of(state_dir: str | Path) -> Path:
@@ -141,6 +150,56 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def file_digests(folder: str | Path, names: tuple[str, ...]) -> dict[str, dict]:
+    """A summary's ``files``: the sha256 and size in bytes of each of ``names`` in ``folder``."""
+    folder = Path(folder)
+    return {name: {"sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size} for name in names}
+
+
+def check_recorded(path: str | Path, state: int, experiment: str, reader: str) -> None:
+    """Refuse ``path``, a checkpoint of state ``state`` of ``experiment`` that ``reader`` is about to
+    use, when its contents differ from the digest the ``summary.json`` beside it records.
+
+    A missing checkpoint is left to the loader, which names it; a summary without ``files`` (written
+    by an older prunebench) cannot be checked and is trusted, as before."""
+    path = Path(path)
+    summary_path = path.parent / "summary.json"
+    if not path.is_file():
+        return
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.info("%s has no summary.json beside it; its contents are not checked", path)
+        return
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{summary_path} is unreadable ({exc}), so {path} cannot be checked against it and {reader} "
+            f"stops before training. {_restore_or_retrain(path, state, experiment, 'summary.json')}"
+        ) from None
+    entry = (summary.get(FILES) or {}).get(path.name) if isinstance(summary, dict) else None
+    if not isinstance(entry, dict) or not entry.get("sha256"):
+        log.info("%s records no digest of %s (written by an older prunebench); it is not checked", summary_path, path)
+        return
+    found = _sha256(path)
+    if found == entry["sha256"]:
+        return
+    size, recorded = path.stat().st_size, entry.get("bytes")
+    sizes = f"; {recorded} bytes recorded, {size} found" if recorded not in (None, size) else ""
+    raise CheckpointError(
+        f"{path} is not the file state {state} of {experiment} wrote: its contents differ from what "
+        f"{summary_path} records (sha256 {entry['sha256'][:12]} expected, {found[:12]} found{sizes}), so "
+        f"{reader} stops before training. {_restore_or_retrain(path, state, experiment, path.name)}"
+    )
+
+
+def _restore_or_retrain(path: Path, state: int, experiment: str, name: str) -> str:
+    state_dir = path.parent
+    return (
+        f"Restore {name} from a copy, or retrain state {state} on purpose: `prunebench retrain {experiment} "
+        f"--states {state}`, or delete {state_dir}/ and {recovery_dir_of(state_dir)}/, then rerun snakemake."
+    )
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -194,15 +253,21 @@ def finish_state(
     save_checkpoint(bundle / "last.pt", last)
     atomic_copy(best, bundle / "best.pt")
     write_rows(bundle / "metrics.jsonl", rows)
+    summary[FILES] = file_digests(bundle, checkpoint_names(state))  # what a later state checks its input by
     atomic_write_json(bundle / "summary.json", summary)
-    _seal(bundle, paths, experiment, state)
+    _seal(bundle, paths, experiment, state, known=summary[FILES])
     _publish(bundle, paths.out_dir, output_names(state))
     drop_progress(paths)
 
 
-def _seal(bundle: Path, paths: StatePaths, experiment: dict, state: int) -> None:
+def _seal(bundle: Path, paths: StatePaths, experiment: dict, state: int, known: dict | None = None) -> None:
+    """Write the manifest; ``known`` holds digests already taken (``file_digests``), not taken again."""
+    known = known or {}
     files = {
-        name: {"size": (bundle / name).stat().st_size, "sha256": _sha256(bundle / name)} for name in output_names(state)
+        name: {"size": known[name]["bytes"], "sha256": known[name]["sha256"]}
+        if name in known
+        else {"size": (bundle / name).stat().st_size, "sha256": _sha256(bundle / name)}
+        for name in output_names(state)
     }
     manifest = {
         "version": MANIFEST_VERSION,

@@ -17,7 +17,7 @@ from prunebench.config import shared_state0_run, training_hash
 from prunebench.io import atomic_write_json
 from prunebench.train.checkpoint import load_trained, save_checkpoint
 from prunebench.train.metrics import experiment_ids, read_rows, write_rows
-from prunebench.train.recovery import release_finished
+from prunebench.train.recovery import FILES, check_recorded, file_digests, release_finished
 from prunebench.train.tracking import CSV_NAME, write_csv
 
 CHECKPOINTS = ("last.pt", "best.pt", "init.pt")
@@ -27,13 +27,14 @@ log = logging.getLogger("prunebench")
 def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) -> dict:
     """Write the shared state 0 in ``source_dir`` to ``out_dir`` as ``experiment``'s own; returns its summary."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
-    _, trained = shared_state0_run(experiment)
+    run, trained = shared_state0_run(experiment)
     ids = experiment_ids(experiment, 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     # this job reads the shared run's outputs, so Snakemake has recorded them: its finished copy can go
     release_finished(source_dir)
     for name in CHECKPOINTS:
         path = source_dir / name
+        check_recorded(path, 0, run, f"the copy of state 0 for {experiment['name']}")
         ckpt = load_trained(path, trained, 0)  # trained for the group's dense state 0 as configured now
         ckpt.update(
             experiment=experiment["name"], method=experiment["method"], config=experiment,
@@ -46,6 +47,7 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) 
     write_csv(out_dir / CSV_NAME, rows)
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
     summary.update(ids, shared_state0=str(source_dir), config_hash=training_hash(experiment))
+    summary[FILES] = file_digests(out_dir, CHECKPOINTS)  # of the relabelled copies, which the next state reads
     if isinstance(summary.get("provenance"), dict):  # where and how it ran stays; the config is the copy's
         summary["provenance"].update(config_hash=summary["config_hash"], experiment=experiment)
     atomic_write_json(out_dir / "summary.json", summary)  # last: the copy is whole once this exists

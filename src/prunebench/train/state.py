@@ -58,7 +58,14 @@ from prunebench.train.loop import (
     uses_channels_last,
 )
 from prunebench.train.metrics import EVAL_FIELDS, append_row, experiment_ids, make_row, read_rows, write_rows
-from prunebench.train.recovery import adopt_finished, drop_progress, finish_state, lock_state, release_finished
+from prunebench.train.recovery import (
+    adopt_finished,
+    check_recorded,
+    drop_progress,
+    finish_state,
+    lock_state,
+    release_finished,
+)
 from prunebench.train.seeding import seed_everything, state_seed
 from prunebench.train.tracking import CSV_NAME, Tracker, write_csv
 from prunebench.train.writer import CheckpointWriter
@@ -204,11 +211,15 @@ def run_state(
     """Train prune state ``state`` of ``experiment`` and write its files; returns the summary.
 
     The state's recovery folder is locked for as long as this runs (a second trainer of the state
-    stops with StateBusyError). A state an earlier attempt finished is adopted, not trained again.
+    stops with StateBusyError). The previous state's ``last.pt`` must have the sha256 its summary
+    records (CheckpointError otherwise). A state an earlier attempt finished is adopted, not trained again.
     ``logging`` is the config's tracking settings (prunebench.train.tracking).
     """
-    lock = lock_state(paths.recovery_dir, f"state {state} of {experiment['name']}")
+    label = f"state {state} of {experiment['name']}"
+    lock = lock_state(paths.recovery_dir, label)
     try:
+        if paths.previous is not None:  # first: a damaged input stops the state before anything is set aside
+            check_recorded(paths.previous, state - 1, experiment["name"], label)
         done = adopt_finished(paths, experiment, state)
         if paths.previous is not None:
             release_finished(Path(paths.previous).parent)  # this job started: Snakemake recorded it
@@ -317,9 +328,9 @@ class _StateRun:
         )
         self.method = method_for(experiment, state, self.groupsets)
         configure_device(dev)
+        self.channels_last = uses_channels_last(spec["family"], dev)
         self.data = make_data(
-            splits, experiment, dev, spec["img_size"],
-            channels_last=uses_channels_last(spec["family"], dev), shard=ddp.shard(),
+            splits, experiment, dev, spec["img_size"], channels_last=self.channels_last, shard=ddp.shard(),
         )  # fmt: skip
         self.img_size = self.data.img_size
         self.compiled = compiles(tcfg.get("compile", False), dev)
@@ -351,6 +362,7 @@ class _StateRun:
         else:
             plan = self.method.plan(self.model, prev_masks, batches=self._importance_batches())
             if self.method.rewinds():
+                check_recorded(paths.init, 0, experiment["name"], f"state {state} of {experiment['name']}")
                 init = load_trained(paths.init, experiment, 0)
                 _load_into(self.model, init["state_dict"], paths.init)
         self.plan = plan
@@ -367,6 +379,7 @@ class _StateRun:
         self.ids = experiment_ids(experiment, state)
         paths.recovery_dir.mkdir(parents=True, exist_ok=True)
         self.prog = _Progress(started_at=self.process_started_at)
+        self.resumed_after = resume["progress"]["epoch"] if resume is not None else None
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.generator.set_state(resume["generator"].to(self.generator.get_state().device))
@@ -621,6 +634,7 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": threads or torch.get_num_threads(),
         "processes": ddp.world(),  # train.gpus x train.nodes: the ranks that trained it together (DDP)
+        "run": _run_settings(run),
         "versions": versions(),
         # params/MACs of the dense and the physically slimmed model; their throughput is timed apart
         # (the workflow's measure_state, into throughput.json), so `throughput` stays null here
@@ -634,6 +648,29 @@ def _summary(run: _StateRun, threads: int | None) -> dict:
             started_at=prog.started_at or run.process_started_at,
             process_started_at=run.process_started_at,
         ),
+    }
+
+
+_LOADERS = {"DeviceData": "device", "FolderData": "torchvision", "DaliData": "dali"}
+
+
+def _run_settings(run: _StateRun) -> dict:
+    """How the state ran, where the summary's other fields (device, threads, processes, compile) do not
+    say: the settings in effect, taken from the run (the configured ones are in provenance.experiment)."""
+    tcfg, data = run.tcfg, run.data
+    workers = getattr(data, "workers", getattr(data, "threads", None))  # image folders only
+    return {
+        "gpus": tcfg.get("gpus", 1),
+        "nodes": tcfg.get("nodes", 1),
+        "data_loader": _LOADERS.get(type(data).__name__, type(data).__name__),
+        "data_workers": workers,
+        "amp": bool(tcfg["amp"]) and run.dev.type == "cuda",  # bf16 autocast, on CUDA only
+        "channels_last": run.channels_last,
+        "eval_every": run.eval_every,
+        "eval_batch_size": run.eval_batch,
+        "eval_padded": run.eval_padded,
+        "background_checkpoints": tcfg.get("background_checkpoints", True),
+        "resumed_after_epoch": run.resumed_after,  # this process continued a killed one; null: it ran from the start
     }
 
 

@@ -86,7 +86,10 @@ def test_a_finished_copy_that_no_longer_fits_is_set_aside(tiny_config, tmp_path,
         (bundle / "best.pt").write_bytes((bundle / "best.pt").read_bytes()[:-10] + b"0123456789")
     else:
         previous = tmp_path / "state0/last.pt"
-        previous.write_bytes(previous.read_bytes() + b"\0")  # as after state 0 was trained again
+        previous.write_bytes(previous.read_bytes() + b"\0")  # as after state 0 was trained again ...
+        summary = json.loads((tmp_path / "state0/summary.json").read_text())
+        summary["files"] = recovery.file_digests(tmp_path / "state0", ("init.pt", "last.pt", "best.pt"))
+        (tmp_path / "state0/summary.json").write_text(json.dumps(summary))  # ... which records its new files
     caplog.set_level("INFO", logger="prunebench")
     caplog.clear()  # only the rerun's records
     if change == "config":
