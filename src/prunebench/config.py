@@ -333,9 +333,10 @@ def shared_state0_run(experiment: dict) -> tuple[str, dict]:
     """The run that trains state 0 for all methods of the experiment's group, dataset, model and seed:
     its folder under results/, and the experiment it trains: the group's settings that state 0 reads,
     method dense. Pruning settings that only shape later states are left out, so that changing them
-    (a sweep of target_sparsity, another schedule) keeps the dense state 0 and its training hash."""
+    (a sweep of target_sparsity, another schedule) keeps the dense state 0 and its training hash, and so
+    is every method's own settings section (:data:`METHOD_MARK`)."""
     name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
-    trained = {k: v for k, v in experiment.items() if k not in ("rsst", "reprune")}
+    trained = {k: v for k, v in experiment.items() if (k,) not in method_sections()}
     trained["prune"] = {k: experiment["prune"][k] for k in STATE0_PRUNE_KEYS if k in experiment["prune"]}
     return f"{SHARED_DIR}/{name}", {**trained, "name": name, "method": "dense"}
 
@@ -367,11 +368,12 @@ def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str]
     return out
 
 
-# Fields of a resolved experiment that do not change what a state trains: its labels (the
-# experiment, method and state a checkpoint is for are checked on their own), the throughput timing
-# (its own rule, measure_state) and the tracking of metrics (`logging`, where a config has it).
-# An image folder's `dataset_source` (where it lives, who decodes it) is a runtime setting like data_dir.
-NOT_TRAINING = ("name", "group", "model_key", "measure", "logging", "dataset_source")
+# Fields of a resolved experiment that do not change what a state trains and that the schema's
+# settings do not define (those carry NOT_TRAINING_MARK): its labels (the experiment, method and state
+# a checkpoint is for are checked on their own) and the tracking of metrics (`logging`, where an older
+# config has it). An image folder's `dataset_source` (where it lives, who decodes it) is a runtime
+# setting like data_dir.
+NOT_TRAINING = ("name", "group", "model_key", "logging", "dataset_source")
 
 # The schema marks a setting added after results existed with `x-neutral-default: true` when its
 # default reproduces the behaviour from before it existed. The training hash leaves such a setting
@@ -380,12 +382,23 @@ NOT_TRAINING = ("name", "group", "model_key", "measure", "logging", "dataset_sou
 NEUTRAL_MARK = "x-neutral-default"
 
 # The schema marks a setting that changes how a state runs but not what it computes (torch.compile,
-# its mode and cache folder) with `x-not-training: true`: the training hash leaves it out whatever its
-# value. One that was hashed before it was so marked also names `x-hashed-as: <value>`: the hash then
-# sees that value in its place (the value it had in every finished state), so marking it retrains nothing.
+# its mode and cache folder, the GPUs and nodes, the throughput timing) with `x-not-training: true`:
+# the training hash leaves it out whatever its value. One that was hashed before it was so marked also
+# names `x-hashed-as: <value>`: the hash then sees that value in its place (the value it had in every
+# finished state that left it at its default), so marking it retrains none of those.
 NOT_TRAINING_MARK = "x-not-training"
 HASHED_AS_MARK = "x-hashed-as"
 _LEFT_OUT = object()
+
+# The schema marks each method's own settings section with `x-method: <method>` (the `rsst` section
+# with `x-method: rsst`): it is part of what that method's experiments train and of no other's. The
+# training hash of another method's experiment sees the section's `x-hashed-as` value in its place
+# (what every state trained before the mark existed had there: the section's defaults, without the
+# neutral ones), so that marking it retrains no state whose config leaves the section at its
+# defaults (leaving the section out would have retrained them all); a section without `x-hashed-as`
+# (a method added later) is left out of other methods' hashes. The shared dense state 0
+# (shared_state0_run) holds no method's section at all.
+METHOD_MARK = "x-method"
 
 
 def _schema_marks(mark: str, value_of) -> dict[tuple[str, ...], Any]:
@@ -424,6 +437,19 @@ def not_training_settings() -> dict[tuple[str, ...], Any]:
     )
 
 
+@cache
+def method_sections() -> dict[tuple[str, ...], tuple[str, Any]]:
+    """Path in a resolved experiment -> (the method it belongs to, what another method's training hash
+    sees in its place: its ``x-hashed-as`` value, or nothing), for every section marked :data:`METHOD_MARK`."""
+
+    def owner(sub: dict, name: str) -> tuple[str, Any]:
+        if "." in name:
+            raise ConfigError(f"schema: {name} is marked {METHOD_MARK}, but only a settings section can be")
+        return sub[METHOD_MARK], _canonical(sub[HASHED_AS_MARK]) if HASHED_AS_MARK in sub else _LEFT_OUT
+
+    return _schema_marks(METHOD_MARK, owner)
+
+
 def _without_neutral(value: Any, path: tuple[str, ...], neutral: dict, runtime: dict) -> Any:
     if not isinstance(value, dict):
         return value
@@ -440,10 +466,11 @@ def _without_neutral(value: Any, path: tuple[str, ...], neutral: dict, runtime: 
 
 def training_settings(experiment: dict) -> dict:
     """The part of a resolved experiment that decides what its states train (see :func:`training_hash`):
-    everything but :data:`NOT_TRAINING` and the settings marked :data:`NOT_TRAINING_MARK`, and without
-    the neutral settings at their defaults."""
+    everything but :data:`NOT_TRAINING`, the settings marked :data:`NOT_TRAINING_MARK` and the other
+    methods' sections (:data:`METHOD_MARK`), and without the neutral settings at their defaults."""
     kept = {k: v for k, v in experiment.items() if k not in NOT_TRAINING}
-    return _without_neutral(kept, (), neutral_defaults(), not_training_settings())
+    others = {path: seen for path, (method, seen) in method_sections().items() if method != experiment.get("method")}
+    return _without_neutral(kept, (), neutral_defaults(), {**not_training_settings(), **others})
 
 
 def _canonical(value: Any) -> Any:
@@ -458,9 +485,10 @@ def _canonical(value: Any) -> Any:
 
 
 def training_hash(experiment: dict) -> str:
-    """sha256 (hex) of the experiment's training-relevant settings: the dataset, model, method, seed and
-    every train/prune/method/data setting, not its names nor the throughput timing (``measure``), nor
-    the neutral settings at their defaults (:data:`NEUTRAL_MARK`). The runtime settings (``device``,
+    """sha256 (hex) of the experiment's training-relevant settings: the dataset, model, method, seed,
+    every train/prune/data setting and its own method's settings; not its names, another method's
+    settings (:data:`METHOD_MARK`), how it runs (``measure``, GPUs, compile: :data:`NOT_TRAINING_MARK`),
+    nor the neutral settings at their defaults (:data:`NEUTRAL_MARK`). The runtime settings (``device``,
     ``data_dir``, ``download``, ``output_dir``) are not part of an experiment at all.
 
     The training rules take it as their parameter, so that it alone decides when Snakemake retrains;

@@ -22,6 +22,7 @@ from prunebench.errors import ConfigError
 # a key whose default reproduces the behaviour from before it existed is marked (the hash skips it at
 # its default, so upgrading retrains nothing); any other key changes the hash of every finished state.
 # A key that changes how a state runs but not what it computes carries `x-not-training` (NOT_HASHED).
+# A method's section (`x-method`: rsst, reprune) is hashed for that method's experiments only.
 HASHED = {
     "data.split_seed", "data.train_limit", "data.val_size",
     "model.arch", "model.img_size", "model.kwargs", "model.patch_size", "model.pretrained",
@@ -30,12 +31,16 @@ HASHED = {
     "reprune.interval_epochs", "reprune.linkage", "reprune.min_layer_density", "reprune.prune_until",
     "reprune.ramp", "reprune.regrowth",
     "rsst.exponents", "rsst.lambda_schedule", "rsst.reg_granularity_prune",
-    "train.amp", "train.augment", "train.batch_size", "train.crop_padding",
-    "train.divergence_loss", "train.epochs", "train.eval_batch_size", "train.grad_clip",
-    "train.label_smoothing", "train.lr", "train.lr_schedule", "train.min_lr", "train.momentum",
-    "train.nesterov", "train.optimizer", "train.state0_epochs", "train.warmup_epochs", "train.weight_decay",
+    "train.amp", "train.augment", "train.batch_size", "train.crop_padding", "train.epochs", "train.grad_clip",
+    "train.label_smoothing", "train.lr", "train.lr_schedule", "train.min_lr", "train.momentum", "train.nesterov", "train.optimizer", "train.state0_epochs", "train.warmup_epochs", "train.weight_decay",
 }  # fmt: skip
-NOT_HASHED = {"train.compile", "train.compile_mode", "train.compile_cache_dir", "train.background_checkpoints"}
+# How a state runs, never what it trains (SPEC §4): the README's "What reruns what" says where one
+# still changes the numbers (the GPUs: BatchNorm statistics per GPU).
+NOT_HASHED = {
+    "measure",
+    "train.compile", "train.compile_mode", "train.compile_cache_dir", "train.background_checkpoints",
+    "train.divergence_loss", "train.eval_batch_size", "train.gpus", "train.nodes",
+}  # fmt: skip
 
 
 def _marked(mark: str) -> set[str]:
@@ -75,11 +80,13 @@ def test_every_new_setting_is_hashed_or_marked_neutral():
     assert _marked(NOT_TRAINING_MARK) == NOT_HASHED, "a key marked x-not-training never retrains a state: list it here"
 
 
-# The hashes of tiny_config's experiment and its shared state 0 before train.compile was marked
-# x-not-training (commit 88c209a, where the resolved experiment had train.compile: false).
+# The hashes of tiny_config's experiment and its shared state 0: those before train.compile was marked
+# x-not-training (commit 88c209a, where the resolved experiment had train.compile: false), but for
+# train.eval_batch_size, which tiny_config sets to 256 and which the hash has seen as its default 1024
+# since it was marked x-not-training too (fd67dc54... and a36231ae... before).
 OLD_HASHES = {
-    "t-synthetic-tiny_vit-refill-s0": "fd67dc541a00a5cdbe3c5ae91e23eac0e76e4d1b8270b74882b828d8f9cc3774",
-    "shared/t-synthetic-tiny_vit-s0": "a36231ae90e31a3628683d9c1f70f2d4978c3e32dd2a2ee45dccdaa96641c391",
+    "t-synthetic-tiny_vit-refill-s0": "94be4a987e3ac936bc716d3c49783ffebbf4b2bf7342b5c81f929210a7fd3ca8",
+    "shared/t-synthetic-tiny_vit-s0": "cc14456f047cecad5cda06c677847a418511277fb7a7096f8114ea44e1c1518a",
 }
 
 
@@ -150,10 +157,15 @@ def schema_with(monkeypatch):
         schema = copy.deepcopy(load_schema())
         schema["$defs"]["settings"]["properties"]["train"]["properties"][key] = spec
         monkeypatch.setattr(C, "load_schema", lambda: schema)
-        neutral_defaults.cache_clear()
+        _clear_schema_caches()
 
     yield add
-    neutral_defaults.cache_clear()
+    _clear_schema_caches()
+
+
+def _clear_schema_caches() -> None:
+    for marks in (neutral_defaults, C.not_training_settings, C.method_sections):
+        marks.cache_clear()
 
 
 def test_a_new_setting_with_a_neutral_default_leaves_the_hash_unchanged(tiny_config, schema_with):
@@ -173,6 +185,7 @@ def test_a_new_setting_without_the_mark_changes_the_hash(tiny_config, schema_wit
 
 def test_marked_settings_are_skipped_only_at_their_default(tiny_config):
     assert neutral_defaults()[("rsst", "peak_at")] == 1
+    tiny_config["experiments"]["t"]["methods"] = ["rsst"]  # its own section: what an RSST experiment trains
     base = _hashes(tiny_config)
     tiny_config["defaults"]["rsst"] = {"peak_at": 1.0}  # explicitly the default: the same training
     assert _hashes(tiny_config) == base
@@ -238,3 +251,34 @@ def test_a_job_resolves_its_experiment_and_refuses_a_changed_config(tiny_config)
         job_experiment(tiny_config, name, want)
     with pytest.raises(ConfigError, match="has no experiment 'nope'"):
         job_experiment(tiny_config, "nope")
+
+
+def test_how_a_state_runs_changes_no_hash():
+    """Issue 20: 8 GPUs falling back to 4 on a busy cluster redid every finished state."""
+    from pathlib import Path
+
+    config = C.load_config_file(Path(__file__).resolve().parents[3] / "config" / "imagenet.yaml")
+    before = {n: training_hash(e) for n, e in resolve_config(config, build_models=False).experiments.items()}
+    changes = {
+        "train": {"gpus": 4, "nodes": 2, "compile": False, "compile_mode": "max-autotune", "eval_batch_size": 256,
+                  "divergence_loss": 50.0, "background_checkpoints": False, "compile_cache_dir": "/scratch/c"},
+        "measure": {"enabled": False, "repeats": 3},
+    }  # fmt: skip
+    for section, values in changes.items():
+        for key, value in values.items():
+            changed = copy.deepcopy(config)
+            changed["defaults"][section][key] = value
+            changed["datasets"]["imagenet"].update(workers=2, loader="torchvision", root="/elsewhere/imagenet")
+            resolved = resolve_config(changed, build_models=False)
+            assert {n: training_hash(e) for n, e in resolved.experiments.items()} == before, key
+
+
+def test_a_killed_state_resumes_under_another_number_of_gpus(tiny_config):
+    from prunebench.train.state import _same_training
+
+    exp = next(iter(resolve_config(tiny_config).experiments.values()))
+    stored = copy.deepcopy(exp)  # the resolved experiment a resume.pt holds
+    stored["train"].update(gpus=8, nodes=2, eval_batch_size=64, compile=True)
+    assert _same_training(stored, exp)
+    stored["train"]["lr"] = 0.1
+    assert not _same_training(stored, exp)
