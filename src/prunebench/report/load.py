@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs
+from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs, training_hash
 from prunebench.errors import PrunebenchError
 from prunebench.export.stamps import state_throughput
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
@@ -229,6 +229,8 @@ def read_summary(path: str | Path) -> dict:
     # written before) the summary's own field
     summary["throughput"] = state_throughput(path, summary)
     row = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    trained = (summary.get("provenance") or {}).get("experiment")
+    row["config_hash_now"] = training_hash(trained) if isinstance(trained, dict) else None
     row.update(_nested(summary))
     row.update(_flatten_costs(summary))
     kept = _kept_totals(summary)

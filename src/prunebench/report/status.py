@@ -38,7 +38,8 @@ def _epoch_wall(row: dict) -> float:
 def _is_stale(summary: dict, plan_row) -> bool:
     # summaries written before config hashes were recorded cannot be judged: they count as current
     want, have = getattr(plan_row, "config_hash", None), summary.get("config_hash")
-    return bool(want and have and have != want)
+    # the same settings hashed by an earlier prunebench's rules (config_hash_now: today's hash of them)
+    return bool(want and have and have != want and summary.get("config_hash_now") != want)
 
 
 def stale_states(results_dir: str | Path, plan: pd.DataFrame | None) -> list[str]:
@@ -52,7 +53,7 @@ def stale_states(results_dir: str | Path, plan: pd.DataFrame | None) -> list[str
         if row["experiment"] in hashes and _is_stale(row, hashes[row["experiment"]]):
             out.append(
                 f"{row['experiment']} state {int(row['state'])}: trained under other settings than the config "
-                f"has now (config hash {str(row['config_hash'])[:12]}); rerun the workflow to retrain it"
+                f"has now (config hash {str(row['config_hash'])[:12]}); the next snakemake run trains it again"
             )
     return out
 

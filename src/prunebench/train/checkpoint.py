@@ -134,8 +134,8 @@ def check_trained_for(ckpt: dict, path: str | Path, experiment: dict, state: int
     experiment, method, state or model, or the same one trained under other settings."""
     path, name = Path(path), experiment["name"]
     fix = (
-        f"delete {path.parent} (and the later states of {name}) and rerun so that it is trained with the "
-        "current settings, or restore the config it was trained with"
+        f"restore the config it was trained with, or train it and the later states of {name} again with the "
+        f"current settings: prunebench retrain --config CONFIG {name} --from-state {state}"
     )
     for key, want in (("experiment", name), ("method", experiment["method"]), ("state", state)):
         if ckpt.get(key) != want:
@@ -153,7 +153,8 @@ def check_trained_for(ckpt: dict, path: str | Path, experiment: dict, state: int
             f"checkpoint {path} records no settings it was trained under, so it cannot be checked against "
             f"{name}'s config; {fix}"
         )
-    if have != want:
+    rehashed = training_hash(ckpt["config"]) if isinstance(ckpt.get("config"), dict) else None
+    if have != want and rehashed != want:  # the same settings, hashed by an earlier prunebench, are the same
         diff = settings_diff(ckpt["config"], experiment) if isinstance(ckpt.get("config"), dict) else []
         what = f" ({'; '.join(diff)})" if diff else ""
         raise CheckpointError(

@@ -193,10 +193,10 @@ def check_recorded(path: str | Path, state: int, experiment: str, reader: str) -
 
 
 def _restore_or_retrain(path: Path, state: int, experiment: str, name: str) -> str:
-    state_dir = path.parent
+    # deleting the state's folder would not do: Snakemake does not rebuild a file whose consumers are done
     return (
-        f"Restore {name} from a copy, or retrain state {state} on purpose: `prunebench retrain {experiment} "
-        f"--states {state}`, or delete {state_dir}/ and {recovery_dir_of(state_dir)}/, then rerun snakemake."
+        f"Restore {name} from a copy, or train state {state} and the states after it again: `prunebench retrain "
+        f"--config CONFIG {experiment} --from-state {state}`, then rerun snakemake."
     )
 
 

@@ -83,7 +83,7 @@ def test_a_flipped_byte_in_the_previous_last_pt_stops_the_next_state_with_one_er
     (msg,) = [line for line in err.splitlines() if line.startswith("prunebench: ")]
     assert f"{last} is not the file state 0 of {EXP} wrote" in msg
     assert f"sha256 {recorded[:12]} expected, {found[:12]} found" in msg
-    assert f"prunebench retrain {EXP} --states 0" in msg
+    assert f"prunebench retrain --config CONFIG {EXP} --from-state 0" in msg
     assert f"delete {last.parent}/ and {results / EXP / 'recovery/state0'}/, then rerun snakemake" in msg
     assert "state 1 epoch" not in err and not (results / EXP / "state1").exists()  # stopped before training
     assert not (results / EXP / "recovery/state1/resume.pt").exists()
@@ -104,7 +104,7 @@ def test_a_damaged_init_pt_stops_a_rewinding_state(results, caplog):
     init = results / EXP / "state0/init.pt"
     flip_middle_byte(init)
     caplog.set_level("INFO", logger="prunebench")
-    with pytest.raises(CheckpointError, match=rf"{init} is not the file state 0 of {EXP} wrote: .* --states 0`"):
+    with pytest.raises(CheckpointError, match=rf"{init} is not the file state 0 of {EXP} wrote: .* --from-state 0`"):
         run_state(experiment(results), 1, StatePaths.under(results, EXP, 1), device="cpu", threads=1)
     assert "state 1 epoch" not in caplog.text
 
