@@ -58,7 +58,14 @@ from prunebench.train.loop import (
     uses_channels_last,
 )
 from prunebench.train.metrics import EVAL_FIELDS, append_row, experiment_ids, make_row, read_rows, write_rows
-from prunebench.train.recovery import adopt_finished, drop_progress, finish_state, lock_state, release_finished
+from prunebench.train.recovery import (
+    adopt_finished,
+    drop_progress,
+    finish_state,
+    lock_state,
+    release_finished,
+    wait_for_ranks,
+)
 from prunebench.train.seeding import seed_everything, state_seed
 from prunebench.train.tracking import CSV_NAME, Tracker, write_csv
 from prunebench.train.writer import CheckpointWriter
@@ -209,6 +216,8 @@ def run_state(
     """
     lock = lock_state(paths.recovery_dir, f"state {state} of {experiment['name']}")
     try:
+        # the processes of a killed multi-process attempt may still be leaving (writing the bundle, say)
+        wait_for_ranks(paths.recovery_dir, f"state {state} of {experiment['name']}")
         done = adopt_finished(paths, experiment, state)
         if paths.previous is not None:
             release_finished(Path(paths.previous).parent)  # this job started: Snakemake recorded it
