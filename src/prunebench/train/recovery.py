@@ -94,9 +94,11 @@ def _holder(fd: int) -> str:
         return "a process that has not written its PID yet"
 
 
-def _open_lock(path: Path) -> int:
+def _open_lock(path: Path, create: bool = True) -> int:
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        return os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise CheckpointError(f"lock file {path} is a symbolic link; remove it and rerun") from None
@@ -143,13 +145,17 @@ def lock_state(recovery_dir: str | Path, label: str) -> StateLock:
 
 def wait_for_ranks(recovery_dir: str | Path, label: str) -> None:
     """Return once no process of an earlier attempt of the state is alive (called by the job, which holds
-    the state's lock, before it starts the state's processes).
+    the state's lock, before it adopts, tidies or trains anything).
 
     Such processes can outlive their job by seconds (they die with it, but a signal takes its time, and
     a data loader's workers end after their rank); they hold ``ranks.lock`` shared until the last one
-    is gone, so taking it exclusively waits for exactly them."""
+    is gone, so taking it exclusively waits for exactly them. No file, no such process: one that takes
+    it later belongs to a job that has ended, and stops (``distributed._tie_to_job``)."""
     path = Path(recovery_dir) / RANKS_LOCK
-    fd = _open_lock(path)
+    try:
+        fd = _open_lock(path, create=False)
+    except FileNotFoundError:
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -182,10 +188,10 @@ def hold_ranks_lock(recovery_dir: str | Path) -> int:
 
 
 def _ranks_alive(recovery_dir: Path) -> bool:
-    path = recovery_dir / RANKS_LOCK
-    if not path.is_file():
+    try:
+        fd = _open_lock(recovery_dir / RANKS_LOCK, create=False)
+    except FileNotFoundError:
         return False
-    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
