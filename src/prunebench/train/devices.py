@@ -7,9 +7,13 @@ a killed job cannot leave a GPU held. Under SLURM, or when the user sets ``CUDA_
 only the visible GPUs are candidates, and locks are named by the GPU's UUID (see
 ``visible_gpu_ids``) so that jobs with different visible sets on one machine still exclude each other.
 
-The lock directory is shared by every user of the machine, like /tmp: created with mode 1777, lock
-files 0666, no symlink followed and no file truncated, so that users exclude each other and nobody
-can make a job write through a planted link (see :func:`prepare_lock_dir`).
+Several users of a machine exclude each other, and none can break another's lease. The lock files
+live in /tmp itself (or $PRUNEBENCH_GPU_LOCK_DIR), a directory that only root or this user may own:
+in a sticky world-writable directory a file can still be deleted by the directory's owner, and a
+deleted lock file lets the next job lease the GPU beside the one holding it. For the same reason
+each user locks a file of their own (``prunebench-gpu-{id}.{uid}.lock``, which only they can
+delete) and leases the GPU only while no other user's file for it is locked. No symlink is followed
+and no file truncated, so nobody can make a job write through a planted link.
 """
 
 from __future__ import annotations
@@ -37,12 +41,17 @@ LOCK_DIR_ENV = "PRUNEBENCH_GPU_LOCK_DIR"
 
 
 def _default_lock_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "prunebench-gpu-locks"
+    return Path(tempfile.gettempdir())  # /tmp: root's, so no user can delete another's lock file there
 
 
 def default_lock_dir() -> Path:
-    """Where the GPU lock files live: $PRUNEBENCH_GPU_LOCK_DIR, else one directory in /tmp for all users."""
+    """Where the GPU lock files live: $PRUNEBENCH_GPU_LOCK_DIR, else /tmp (the same for all users)."""
     return Path(os.environ.get(LOCK_DIR_ENV) or _default_lock_dir())
+
+
+def lock_file_name(gpu_id: str, uid: int) -> str:
+    """The lock file of ``gpu_id`` that the jobs of user ``uid`` lock."""
+    return f"prunebench-gpu-{gpu_id}.{uid}.lock"
 
 
 def visible_gpu_ids(count: int) -> list[str]:
@@ -85,22 +94,21 @@ class Lease:
 
 def _lock_dir_error(lock_dir: Path, problem: str) -> TrainingError:
     return TrainingError(
-        f"GPU lock directory {lock_dir} {problem}; another user could break the GPU leases or make a job "
-        f"write to a file of theirs. Set {LOCK_DIR_ENV} to a directory of your own (mkdir -m 700 DIR), "
-        "or to one shared by all users of this machine with mode 1777 (world-writable and sticky, like /tmp)"
+        f"GPU lock directory {lock_dir} ({LOCK_DIR_ENV}) {problem}; another user could break the GPU leases "
+        f"or make a job write to a file of theirs. Unset {LOCK_DIR_ENV} to use /tmp, or set it to a directory "
+        "of your own (mkdir -m 700 DIR) or to one owned by root with mode 1777 (sudo install -d -m 1777 DIR)"
     )
 
 
 def prepare_lock_dir(lock_dir: Path) -> Path:
-    """Create the lock directory shareable by every user (mode 1777, like /tmp) or check the existing one.
-
-    An existing directory must not be a symlink, and must be owned by this user or be world-writable
-    with the sticky bit (so that no other user can delete or replace this user's lock files).
+    """Create the lock directory (mode 1777 when root creates it, to be shared; else 700) or check the
+    existing one: not a symlink, owned by root or by this user, and if world-writable then sticky.
     """
     try:
         lock_dir.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(lock_dir, 0o700)
-        os.chmod(lock_dir, 0o1777)  # after mkdir, so that the umask does not strip it
+        if os.geteuid() == 0:
+            os.chmod(lock_dir, 0o1777)  # after mkdir, so that the umask does not strip it
     except FileExistsError:
         pass  # made by another job or user: checked below like any existing directory
     except OSError as exc:
@@ -113,16 +121,12 @@ def prepare_lock_dir(lock_dir: Path) -> Path:
         raise _lock_dir_error(lock_dir, f"is a symbolic link (to {os.readlink(lock_dir)})")
     if not stat.S_ISDIR(st.st_mode):
         raise _lock_dir_error(lock_dir, "is not a directory")
-    shared = st.st_mode & stat.S_ISVTX and st.st_mode & stat.S_IWOTH
-    if st.st_uid != os.geteuid() and not shared:
-        owner = _user_name(st.st_uid)
-        raise _lock_dir_error(
-            lock_dir,
-            f"belongs to {owner} and is not world-writable with the sticky bit "
-            f"(mode {stat.S_IMODE(st.st_mode):o}: ask {owner} to run chmod 1777 {lock_dir})",
-        )
-    if st.st_uid == os.geteuid() and not shared and lock_dir == _default_lock_dir():
-        os.chmod(lock_dir, 0o1777)  # made 0755 by an older prunebench: let other users share it
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid not in (0, os.geteuid()):
+        # its owner may delete any file in it, sticky bit or not: a held lease's lock file included
+        raise _lock_dir_error(lock_dir, f"belongs to {_user_name(st.st_uid)} (mode {mode:o}), neither root nor you")
+    if mode & (stat.S_IWOTH | stat.S_IWGRP) and not mode & stat.S_ISVTX:
+        raise _lock_dir_error(lock_dir, f"is writable by other users without the sticky bit (mode {mode:o})")
     return lock_dir
 
 
@@ -138,13 +142,11 @@ def _user_name(uid: int) -> str:
 _OPEN_FLAGS = os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # never O_TRUNC
 
 
-def _open_lock_file(path: Path) -> int:
-    """Open (creating if needed, mode 0666) the lock file; refuse a symlink or anything but a plain file."""
+def _open_own_lock_file(path: Path) -> int:
+    """Open (creating if needed) this user's lock file; refuse a symlink, anything but a plain file, and a
+    file of another user (who could delete it while a job of this user holds it)."""
     try:
-        try:
-            fd = os.open(path, os.O_RDWR | _OPEN_FLAGS, 0o666)
-        except PermissionError:  # another user's lock file without write permission: flock needs none
-            fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        fd = os.open(path, os.O_RDWR | _OPEN_FLAGS, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP or path.is_symlink():
             raise TrainingError(
@@ -152,33 +154,79 @@ def _open_lock_file(path: Path) -> int:
                 f"links in its lock directory, so that no file can be overwritten through one. Remove the link, "
                 f"or set {LOCK_DIR_ENV} to a directory of your own"
             ) from None
-        raise TrainingError(
-            f"cannot open GPU lock file {path}: {exc.strerror}; set {LOCK_DIR_ENV} to a directory "
-            "that every user of this machine can write (mode 1777)"
-        ) from None
+        if isinstance(exc, PermissionError) and path.exists():
+            fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)  # checked below: someone else's
+        else:
+            raise TrainingError(
+                f"cannot open GPU lock file {path}: {exc.strerror}; set {LOCK_DIR_ENV} to a directory you can write"
+            ) from None
     st = os.fstat(fd)
+    problem = None
     if not stat.S_ISREG(st.st_mode):
+        problem = "is not a plain file"
+    elif st.st_uid != os.geteuid():
+        problem = f"is named for you but belongs to {_user_name(st.st_uid)}, who could delete it while you hold it"
+    if problem:
         os.close(fd)
         raise TrainingError(
-            f"GPU lock file {path} is not a plain file; remove it, or set {LOCK_DIR_ENV} to a directory of your own"
+            f"GPU lock file {path} {problem}; remove it, or set {LOCK_DIR_ENV} to a directory of your own"
         )
-    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o666:
-        os.fchmod(fd, 0o666)  # the umask stripped it: let other users' jobs open it too
+    if stat.S_IMODE(st.st_mode) != 0o644:
+        os.fchmod(fd, 0o644)  # the umask stripped it: other users' jobs must be able to open it to check it
     return fd
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = _open_lock_file(path)
+def _leased_by_another_user(lock_dir: Path, gpu_id: str) -> bool:
+    """Whether a job of another user holds ``gpu_id``: whether any other user's lock file for it is locked."""
+    prefix, mine = f"prunebench-gpu-{gpu_id}.", lock_file_name(gpu_id, os.geteuid())
+    with os.scandir(lock_dir) as entries:
+        names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(".lock") and e.name != mine]
+    for name in names:
+        uid, path = name[len(prefix) : -len(".lock")], lock_dir / name
+        if not uid.isdigit():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                continue  # a link: no job locks one (each opens its own file, not following links)
+            raise TrainingError(
+                f"cannot tell whether another user's job holds GPU {gpu_id}: cannot open {path} ({exc.strerror}); "
+                f"ask its owner to chmod 644 it, or set {LOCK_DIR_ENV} to a directory of your own"
+            ) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid):
+                continue  # not that user's own plain file: no job of theirs locks it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        finally:
+            os.close(fd)  # drops the probe's shared lock
+    return False
+
+
+def _try_lock(lock_dir: Path, gpu_id: str) -> int | None:
+    """Lease ``gpu_id`` if free: lock this user's file for it, then make sure no other user's is locked.
+
+    Two users' jobs that try at once may both see the other's lock and both back off (to try again at
+    their next poll); they never both lease it."""
+    fd = _open_own_lock_file(lock_dir / lock_file_name(gpu_id, os.geteuid()))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
-    st = os.fstat(fd)
-    if st.st_uid == os.geteuid() and st.st_nlink == 1:
-        # Who holds it, for a curious user: written over in place, never truncated, and only into
-        # this user's own file with no other name (not a hard link planted to another file).
-        with contextlib.suppress(OSError):  # opened read-only, or a full disk: the flock alone is the lease
+    if _leased_by_another_user(lock_dir, gpu_id):
+        os.close(fd)
+        return None
+    if os.fstat(fd).st_nlink == 1:
+        # Who holds it, for a curious user: written over in place, never truncated, and only into a file
+        # with no other name (not a hard link to another file of this user's).
+        with contextlib.suppress(OSError):  # a full disk: the flock alone is the lease
             os.pwrite(fd, f"{os.getpid():>10d}\n".encode(), 0)
     return fd
 
@@ -192,7 +240,7 @@ def lease_gpu(
     warned = False
     while True:
         for index, gpu_id in enumerate(gpu_ids):
-            fd = _try_lock(lock_dir / f"gpu-{gpu_id}.lock")
+            fd = _try_lock(lock_dir, gpu_id)
             if fd is not None:
                 return Lease(index, gpu_id, fd)
         if time.monotonic() > deadline:
@@ -226,7 +274,7 @@ def lease_gpus(
     while True:
         held: list[Lease] = []
         for index, gpu_id in enumerate(gpu_ids):
-            fd = _try_lock(lock_dir / f"gpu-{gpu_id}.lock")
+            fd = _try_lock(lock_dir, gpu_id)
             if fd is not None:
                 held.append(Lease(index, gpu_id, fd))
                 if len(held) == count:

@@ -19,6 +19,13 @@ all, evaluations run identically on every rank, and only rank 0 writes checkpoin
 and the summary. A resume restores every rank from what rank 0 read from ``resume.pt``. When one
 process dies, torchrun (or srun's --kill-on-bad-exit) stops the others, the launcher exits with an
 error and no declared output is written: a rerun resumes from the last finished epoch.
+
+When the launcher itself dies (even by SIGKILL), its processes die with it: torchrun receives SIGKILL
+when the launcher ends, and each worker (which torchrun starts in a session of its own, out of reach
+of a kill of the job's process group) receives SIGKILL when torchrun ends. Every process holds the
+state's ``ranks.lock`` shared while it lives, and a job waits for it before it starts processes of its
+own (:func:`prunebench.train.recovery.wait_for_ranks`), so a rerun never trains beside the last
+processes of a killed attempt.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -38,11 +46,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from prunebench.errors import TrainingError
+from prunebench.errors import StateBusyError, TrainingError
+from prunebench.train.recovery import hold_ranks_lock
 
 log = logging.getLogger("prunebench")
 
 LEASED_ENV = "PRUNEBENCH_DDP_LEASED"  # set by the local launcher: the children's GPUs are leased already
+JOB_ENV = "PRUNEBENCH_DDP_JOB"  # the local launcher's PID: torchrun's workers check that it still runs
 
 
 def world_of(experiment: dict) -> int:
@@ -170,10 +180,43 @@ def reduce_train_stats(stats: dict, device: torch.device) -> dict:
 # --- the launcher: the one process Snakemake starts ---------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the launched child: receive SIGTERM when the launcher dies, however it dies (Linux)."""
+def _kill_me_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent ends, however it ends (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the launched child (torchrun), before it runs: die with the launcher ``parent``. A parent that
+    died before the prctl took effect sends nothing, hence the check that it is still the parent."""
+    _kill_me_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # after the command name, which may hold spaces: state, ppid
+
+
+def _tie_to_job(recovery_dir: str) -> int:
+    """In a state's process, first thing: die with the job that launched it, and hold the state's ranks
+    lock for as long as this process lives; returns the lock's descriptor (kept open)."""
+    job = os.environ.get(JOB_ENV)  # torchrun's worker; under srun, SLURM ends the tasks of a step whose srun died
+    if job:
+        _kill_me_with_parent()  # torchrun's end; torchrun dies with the job
+    try:
+        fd = hold_ranks_lock(recovery_dir)
+    except StateBusyError as exc:
+        sys.exit(f"prunebench: {exc}")
+    # After the lock: a job that ended before this point may have been followed by a rerun that found the
+    # lock free. Then the job is gone and torchrun with it, so this process is no grandchild of the job.
+    if job and _parent_of(os.getppid()) != int(job):
+        sys.exit(f"prunebench: the job (PID {job}) that started this process has ended; this process stops")
+    return fd
 
 
 def _command(experiment: dict, payload: str, threads: int | None, env: dict) -> list[str]:
@@ -192,6 +235,7 @@ def _command(experiment: dict, payload: str, threads: int | None, env: dict) -> 
             f"train.nodes: {nodes} needs a SLURM allocation (snakemake --profile profiles/slurm); on one "
             "machine set train.nodes: 1 and train.gpus to the GPUs it should use"
         )
+    env[JOB_ENV] = str(os.getpid())
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", *worker[1:]]
 
 
@@ -200,9 +244,9 @@ def launch(
 ) -> dict:  # fmt: skip
     """Train the state with its train.gpus x train.nodes processes; returns its summary.
 
-    Called with the state's lock held; the processes' output goes to this process's stderr (the
-    job's log). Raises TrainingError when any process fails; the state's recovery files stay for
-    the rerun."""
+    Called with the state's lock held, once the processes of earlier attempts have ended; the
+    processes' output goes to this process's stderr (the job's log). Raises TrainingError when any
+    process fails; the state's recovery files stay for the rerun."""
     from prunebench.train.devices import acquire_devices, visible_devices_of
 
     n = world_of(experiment)
@@ -231,7 +275,7 @@ def launch(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         for line in proc.stdout:
             sys.stderr.write(line)
@@ -300,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     from prunebench.cli import configure_logging
 
     job = json.loads((argv or sys.argv[1:])[0])  # the job environment (weights, data) is the launcher's
+    _tie_to_job(job["recovery_dir"])  # its descriptor stays open: the lock goes when this process ends
     configure_logging()
     _from_slurm()
     dev, lease = _device(job["device"], int(os.environ.get("LOCAL_RANK", 0)))

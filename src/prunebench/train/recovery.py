@@ -7,7 +7,10 @@ Snakemake never deletes it):
 - **One trainer.** ``trainer.lock`` is locked (``fcntl.flock``, exclusive) first thing and held until
   the state's process ends; the kernel drops it however the process dies. A second trainer of the
   same state (an orphaned job and its rerun, a duplicate submission) stops at once with one message
-  naming the holder's PID and host, which the holder writes into the lock file.
+  naming the holder's PID and host, which the holder writes into the lock file. A state trained by
+  several processes (``train/distributed.py``) has a second lock, ``ranks.lock``: every process holds
+  it shared for as long as it lives, and the job takes it exclusively before it starts its own, so a
+  rerun waits for the processes of a killed attempt to end and never trains beside them.
 - **A finished state is adopted, not retrained.** The state's outputs are written first into
   ``finished/``, then sealed by ``manifest.json`` (sizes, sha256, the training-config hash, the
   experiment, method and state, and the sha256 of the previous state's checkpoint it started
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("prunebench")
 
 LOCK_NAME = "trainer.lock"
+RANKS_LOCK = "ranks.lock"  # held shared by each process of a multi-process state while it lives
 FINISHED = "finished"
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -99,18 +103,24 @@ def _holder(fd: int) -> str:
         return "a process that has not written its PID yet"
 
 
+def _open_lock(path: Path, create: bool = True) -> int:
+    try:
+        return os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CheckpointError(f"lock file {path} is a symbolic link; remove it and rerun") from None
+        raise
+
+
 def lock_state(recovery_dir: str | Path, label: str) -> StateLock:
     """Lock ``recovery_dir`` for this process, or raise StateBusyError naming the process that holds it."""
     recovery_dir = Path(recovery_dir)
     recovery_dir.mkdir(parents=True, exist_ok=True)
     path = recovery_dir / LOCK_NAME
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise CheckpointError(f"lock file {path} is a symbolic link; remove it and rerun") from None
-            raise
+        fd = _open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,6 +150,64 @@ def lock_state(recovery_dir: str | Path, label: str) -> StateLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps({**info, "what": label}) + "\n").encode(), 0)
     return StateLock(fd, path)
+
+
+def wait_for_ranks(recovery_dir: str | Path, label: str) -> None:
+    """Return once no process of an earlier attempt of the state is alive (called by the job, which holds
+    the state's lock, before it adopts, tidies or trains anything).
+
+    Such processes can outlive their job by seconds (they die with it, but a signal takes its time, and
+    a data loader's workers end after their rank); they hold ``ranks.lock`` shared until the last one
+    is gone, so taking it exclusively waits for exactly them. No file, no such process: one that takes
+    it later belongs to a job that has ended, and stops (``distributed._tie_to_job``)."""
+    path = Path(recovery_dir) / RANKS_LOCK
+    try:
+        fd = _open_lock(path, create=False)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning(
+                "%s: processes of an earlier attempt still hold %s (fuser -v shows them); waiting for them to "
+                "end before starting this attempt's",
+                label, path,
+            )  # fmt: skip
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            log.info("%s: the earlier attempt's processes have ended", label)
+    finally:
+        os.close(fd)  # this attempt's processes take it shared
+
+
+def hold_ranks_lock(recovery_dir: str | Path) -> int:
+    """In each process of a multi-process state: take ``ranks.lock`` shared and keep it until the process
+    (and any child it forks) ends; returns the descriptor. Raises StateBusyError while a job waits in
+    :func:`wait_for_ranks`: then this process belongs to an attempt that has ended."""
+    path = Path(recovery_dir) / RANKS_LOCK
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateBusyError(
+            f"a newer attempt of the state holds {path}: this process belongs to one that has ended, and stops"
+        ) from None
+    return fd
+
+
+def _ranks_alive(recovery_dir: Path) -> bool:
+    try:
+        fd = _open_lock(recovery_dir / RANKS_LOCK, create=False)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 # --- the finished bundle -------------------------------------------------------------------------
@@ -214,12 +282,12 @@ def _bundle(paths: StatePaths) -> Path:
 
 def drop_progress(paths: StatePaths) -> None:
     """Remove the recovery files of a running state (resume checkpoint, best so far, metrics so far),
-    keeping the lock and the finished bundle."""
+    keeping the locks and the finished bundle."""
     paths.resume.unlink(missing_ok=True)  # first: a kill while the rest goes must not leave a resume point
     if not paths.recovery_dir.is_dir():
         return
     for entry in paths.recovery_dir.iterdir():
-        if entry.name in (LOCK_NAME, FINISHED):
+        if entry.name in (LOCK_NAME, RANKS_LOCK, FINISHED):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -371,6 +439,9 @@ def release_finished(state_dir: str | Path) -> None:
         log.warning("kept %s: %s", rec, exc)
         return
     try:
+        if _ranks_alive(rec):  # the state's processes are still leaving: removing their lock would let a rerun in
+            log.warning("kept %s: processes of the state still hold its %s", rec, RANKS_LOCK)
+            return
         shutil.rmtree(rec, ignore_errors=True)
     finally:
         lock.release()

@@ -65,6 +65,7 @@ from prunebench.train.recovery import (
     finish_state,
     lock_state,
     release_finished,
+    wait_for_ranks,
 )
 from prunebench.train.seeding import seed_everything, state_seed
 from prunebench.train.tracking import CSV_NAME, Tracker, write_csv
@@ -218,6 +219,8 @@ def run_state(
     label = f"state {state} of {experiment['name']}"
     lock = lock_state(paths.recovery_dir, label)
     try:
+        # the processes of a killed multi-process attempt may still be leaving (writing the bundle, say)
+        wait_for_ranks(paths.recovery_dir, label)
         if paths.previous is not None:  # first: a damaged input stops the state before anything is set aside
             check_recorded(paths.previous, state - 1, experiment["name"], label)
         done = adopt_finished(paths, experiment, state)

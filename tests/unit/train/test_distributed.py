@@ -78,8 +78,9 @@ def test_two_processes_train_as_one_process_with_the_same_global_batch(tiny_conf
     assert json.loads((one / "state1" / "summary.json").read_text())["processes"] == 1
 
 
-def _processes_with(tag: str, rank: str) -> list[int]:
-    """Pids of the processes whose environment has the test's tag and RANK=rank (torchrun's workers)."""
+def _processes_with(tag: str, rank: str | None = None) -> list[int]:
+    """Pids of the live processes whose environment has the test's tag and RANK=rank (torchrun's workers;
+    any rank, the job and torchrun included, when rank is None)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -88,9 +89,10 @@ def _processes_with(tag: str, rank: str) -> list[int]:
             env = dict(
                 item.split("=", 1) for item in (proc / "environ").read_bytes().decode().split("\0") if "=" in item
             )
-        except (OSError, ValueError):
+            zombie = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, ValueError, IndexError):
             continue
-        if env.get("PRUNEBENCH_TEST_TAG") == tag and env.get("RANK") == rank:
+        if env.get("PRUNEBENCH_TEST_TAG") == tag and rank in (None, env.get("RANK")) and not zombie:
             pids.append(int(proc.name))
     return pids
 
@@ -132,6 +134,63 @@ def test_a_killed_rank_stops_the_state_and_the_rerun_resumes(tiny_config, tmp_pa
     assert f"resuming state 0 after epoch {done} of 12" in rerun.stderr
     rows = _rows(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == list(range(13))
+
+
+@pytest.mark.slow
+def test_a_killed_job_takes_its_processes_with_it_and_the_rerun_resumes(tiny_config, tmp_path):
+    """kill -9 of the job's process group (a node's job killed, Snakemake's --kill): torchrun starts its
+    workers in sessions of their own, out of reach of that kill; they must die with the job anyway."""
+    config = _config(tiny_config, 2, epochs=12)
+    config["defaults"]["prune"]["states"] = 1
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    exp = resolved_experiment(config)
+    results = tmp_path / "results"
+    out, recovery = results / exp["name"] / "state0", results / exp["name"] / "recovery" / "state0"
+    cmd = [sys.executable, "-m", "prunebench.cli", "train-state", str(cfg), exp["name"], "0"]
+    cmd += ["--results", str(results), "--threads", "1"]
+    tag = f"{tmp_path}/killed"
+    log = (tmp_path / "killed.log").open("w")
+    env = {**os.environ, "PRUNEBENCH_TEST_TAG": tag}
+    job = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (recovery / "resume.pt").exists():
+            assert job.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+            time.sleep(0.02)
+        assert len(_processes_with(tag, "0")) == len(_processes_with(tag, "1")) == 1
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(10)
+        deadline = time.monotonic() + 10
+        while _processes_with(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _processes_with(tag)
+    finally:
+        for pid in _processes_with(tag):  # only if the test fails: no orphan outlives it
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes of the killed state still run 10 s after the kill: {left}"
+    assert not (out / "summary.json").exists(), "orphaned processes finished the state after the kill"
+    done = torch.load(recovery / "resume.pt", weights_only=True)["progress"]["epoch"]
+    assert 1 <= done < 12
+
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming state 0 after epoch {done} of 12" in rerun.stderr
+    assert [r["epoch"] for r in _rows(out / "metrics.jsonl")] == list(range(13))
+
+
+def test_a_process_whose_job_has_ended_stops_before_it_trains(tmp_path):
+    """A worker checks, once it holds the ranks lock, that torchrun (its parent) is still the child of the job
+    that launched it; here the test process plays torchrun, and the job is its parent or an ended process."""
+    from prunebench.train.distributed import JOB_ENV
+
+    code = "import sys; from prunebench.train.distributed import _tie_to_job; _tie_to_job(sys.argv[1]); print('trains')"
+    for job, trains in ((os.getppid(), True), (os.getpid(), False)):
+        env = {**os.environ, JOB_ENV: str(job)}
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+        assert (run.stdout.strip() == "trains") == trains, run.stderr
+        if not trains:
+            assert run.returncode != 0 and f"the job (PID {job}) that started this process has ended" in run.stderr
 
 
 def test_multi_gpu_leases_take_all_their_gpus_or_none(tmp_path):

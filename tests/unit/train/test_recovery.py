@@ -195,3 +195,24 @@ def test_a_shared_state0_is_adopted_too_and_its_copy_releases_it(tiny_config, tm
         exp = resolved.experiments[f"t-synthetic-tiny_vit-{name}-s0"]
         adopt_state0(shared.out_dir, tmp_path / exp["name"] / "state0", exp)
         assert not shared.recovery_dir.exists()
+
+
+def test_a_job_waits_for_the_last_process_of_an_earlier_attempt_and_keeps_its_folder(tmp_path, caplog):
+    import threading
+
+    rec = tmp_path / "recovery/state0"
+    rec.mkdir(parents=True)
+    (rec / "finished").mkdir()
+    rank = recovery.hold_ranks_lock(rec)  # a process of a killed attempt, still leaving
+    recovery.release_finished(tmp_path / "state0")
+    assert rec.is_dir(), "the folder (and the lock the process holds) went while the process lived"
+    caplog.set_level("INFO", logger="prunebench")
+    rerun = threading.Thread(target=recovery.wait_for_ranks, args=(rec, "state 0 of x"))
+    rerun.start()
+    rerun.join(1.0)
+    assert rerun.is_alive(), "the rerun's job did not wait for the earlier attempt's process"
+    assert "processes of an earlier attempt still hold" in caplog.text
+    os.close(rank)  # the process ends
+    rerun.join(10)
+    assert not rerun.is_alive() and "have ended" in caplog.text
+    os.close(recovery.hold_ranks_lock(rec))  # the rerun's own processes then take it
