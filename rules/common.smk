@@ -4,6 +4,7 @@
 # run in the prepare rule, before any training job.
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from prunebench.config import (
 )
 from prunebench.errors import ConfigError
 from prunebench.estimates import state_resources
+from prunebench.torch_build import BuildError, conda_env
 
 try:
     # Snakemake reads the config files itself and keeps the last of duplicate keys silently:
@@ -24,6 +26,14 @@ try:
         load_config_file(path)
     RESOLVED = resolve_config(config, source="config", build_models=False)
 except ConfigError as exc:
+    sys.exit(f"prunebench: {exc}")
+
+# The jobs' conda environment under --sdm conda: the torch build the nodes' NVIDIA driver runs
+# (PRUNEBENCH_TORCH=cu126 for CUDA 12 drivers; README "GPU drivers"). Which one is no part of what a
+# state trains: switching retrains nothing (the software-env rerun trigger is off, profiles/default).
+try:
+    CONDA_ENV = "../envs/" + conda_env(os.environ.get("PRUNEBENCH_TORCH", "cu130"))
+except BuildError as exc:
     sys.exit(f"prunebench: {exc}")
 
 EXPERIMENTS = RESOLVED.experiments

@@ -10,7 +10,7 @@ rule export_compact:
     log:
         f"{LOGS}/export_compact/{{experiment}}.log",
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     params:
         experiment="{experiment}",
         config_hash=get_training_hash,

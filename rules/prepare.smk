@@ -9,7 +9,7 @@ rule prepare:
     log:
         f"{LOGS}/prepare/{{dataset}}-{{model}}.log",
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     params:
         checks=get_prepare_checks,
     script:

@@ -16,7 +16,7 @@ rule report_summary:
     log:
         f"{LOGS}/report_summary.log",
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     params:
         renderer=RENDERER,
     script:
@@ -65,7 +65,7 @@ rule report_comparison:
         dataset=one_of({d for d, _ in COMPARISONS}),
         model=one_of({m for _, m in COMPARISONS}),
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     params:
         experiments=get_comparison_experiments,
         renderer=RENDERER,
@@ -87,7 +87,7 @@ rule report_index:
     log:
         f"{LOGS}/report_index.log",
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     params:
         experiments=EXPERIMENTS,
         reports=get_index_entries(),

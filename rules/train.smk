@@ -22,7 +22,7 @@ rule train_state0:
     benchmark:
         f"{BENCHMARKS}/train_state/{{run}}/state0.tsv"
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         **STATE_GPU_RESOURCES,
@@ -51,7 +51,7 @@ rule share_state0:
     wildcard_constraints:
         experiment=one_of(SHARING),
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     params:
         experiment="{experiment}",
         config_hash=get_training_hash,
@@ -74,7 +74,7 @@ rule train_state:
     wildcard_constraints:
         state=r"[1-9]\d*",
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         **STATE_GPU_RESOURCES,
@@ -102,7 +102,7 @@ rule measure_state:
     wildcard_constraints:
         name=one_of(MEASURED_NAMES),
     conda:
-        "../envs/prunebench.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,

@@ -23,9 +23,7 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import stat
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from pathlib import Path
 import torch
 
 from prunebench.errors import TrainingError
+from prunebench.torch_build import MIN_DRIVER, BuildError, choose, detect_driver, driver_major
 
 log = logging.getLogger("prunebench")
 
@@ -320,38 +319,8 @@ def visible_devices_of(leases: list[Lease]) -> str:
     return ",".join(current[x.index] if current else str(x.index) for x in leases)
 
 
-def driver_version() -> str | None:
-    """The NVIDIA driver's version on this machine (nvidia-smi, else /proc/driver/nvidia/version), or None."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        versions = sorted(set(out.stdout.split()))
-        if out.returncode == 0 and versions:
-            return versions[0]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        text = Path("/proc/driver/nvidia/version").read_text()
-    except OSError:
-        return None
-    match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]+)", text)
-    return match.group(1) if match else text.splitlines()[0].strip()
-
-
-# The oldest Linux driver each CUDA major version runs on (NVIDIA's minor-version compatibility table)
-MIN_DRIVER = {13: 580, 12: 525, 11: 450}
+driver_version = detect_driver  # the NVIDIA driver's version on this machine (or None)
 TORCH_INSTALL = "https://pytorch.org/get-started/locally/"
-
-
-def _major(version: str | None) -> int | None:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return None
 
 
 def _torch_build_advice(driver: str | None) -> str:
@@ -362,23 +331,23 @@ def _torch_build_advice(driver: str | None) -> str:
             "node without a GPU; check the partition (slurm_partition in the profile) and that the job asks "
             "for a GPU (the rules' gpu=1 resource)"
         )
-    build, driver_major = _major(torch.version.cuda), _major(driver) or 0
-    runs = [cuda for cuda, oldest in sorted(MIN_DRIVER.items(), reverse=True) if driver_major >= oldest]
+    build = driver_major(torch.version.cuda)
     if build is None:
-        return f"This torch is a CPU-only build: install a CUDA build ({TORCH_INSTALL}; README: 'GPU drivers')"
-    if build in runs:
+        return "This torch is a CPU-only build: install a CUDA build (./install.sh; README: 'GPU drivers')"
+    try:
+        fits = choose(driver)
+    except BuildError as exc:
+        return str(exc)
+    if fits.cuda == build:
         return (
             f"Driver {driver} runs CUDA {torch.version.cuda}: the GPU may be failing, busy in exclusive mode, "
             "or hidden by CUDA_VISIBLE_DEVICES; run nvidia-smi on the node"
         )
-    index = {12: "cu126", 11: "cu118"}.get(runs[0]) if runs else None
-    if index is None:
-        return f"Driver {driver} is too old for any current torch: ask the cluster's admins for a newer one"
     return (
-        f"CUDA {build} needs driver >= {MIN_DRIVER.get(build, '?')}: install a torch build for CUDA {runs[0]} "
-        f"in the jobs' environment, e.g. pip install --force-reinstall torch=={torch.__version__.split('+')[0]} "
-        f"torchvision --index-url https://download.pytorch.org/whl/{index} (check the versions built for it "
-        f"at {TORCH_INSTALL}; README: 'GPU drivers')"
+        f"CUDA {build} needs driver >= {MIN_DRIVER.get(build, '?')}: install the torch build for CUDA "
+        f"{fits.cuda} in the jobs' environment: ./install.sh --torch {fits.name} (or, under --sdm conda, run "
+        f"snakemake with PRUNEBENCH_TORCH={fits.name}), i.e. pip install {' '.join(fits.pip_args())} "
+        f"(README: 'GPU drivers'; the builds: {TORCH_INSTALL})"
     )
 
 

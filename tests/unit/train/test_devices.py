@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunebench import torch_build
 from prunebench.errors import TrainingError
 from prunebench.train import devices
 from prunebench.train.devices import acquire_device, lease_gpu, visible_gpu_ids
@@ -79,7 +80,8 @@ def test_a_slurm_job_without_a_usable_gpu_stops_at_once_naming_driver_and_torch_
     msg = str(info.value)
     assert "SLURM job (4242)" in msg and "CUDA_VISIBLE_DEVICES=0" in msg
     assert "driver: 535.104.05" in msg and "CUDA build 13.0" in msg and "needs driver >= 580" in msg
-    assert "https://download.pytorch.org/whl/cu126" in msg and "device: cpu" in msg
+    assert "./install.sh --torch cu126" in msg and "PRUNEBENCH_TORCH=cu126" in msg and "device: cpu" in msg
+    assert "torch==2.14.1+cu126" in msg and "https://download.pytorch.org/whl/cu126" in msg
     # the explicit opt-out keeps working under SLURM (the CI cluster's fake GPUs have no CUDA)
     assert acquire_device("cpu").device.type == "cpu"
 
@@ -87,21 +89,11 @@ def test_a_slurm_job_without_a_usable_gpu_stops_at_once_naming_driver_and_torch_
 def test_a_node_without_a_driver_is_named_as_such(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
-    monkeypatch.setattr(devices, "Path", lambda p: tmp_path / "no-proc-file" if "nvidia" in str(p) else Path(p))
+    monkeypatch.setattr(torch_build, "Path", lambda p: tmp_path / "no-proc-file" if "nvidia" in str(p) else Path(p))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     assert devices.driver_version() is None
     with pytest.raises(TrainingError, match="No NVIDIA driver on this node.*partition"):
         acquire_device("cuda")
-
-
-def test_driver_version_is_read_from_the_proc_file_without_nvidia_smi(monkeypatch, tmp_path):
-    proc = tmp_path / "version"
-    proc.write_text(
-        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 19:15:31 UTC 2024\nGCC version: gcc 12\n"
-    )
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(devices, "Path", lambda p: proc if "nvidia" in str(p) else Path(p))
-    assert devices.driver_version() == "550.54.15"
 
 
 def test_acquire_device_on_a_simulated_machine_of_4_gpus_with_visible_devices(monkeypatch, tmp_path, caplog):

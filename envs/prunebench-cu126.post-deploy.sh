@@ -1,0 +1,1 @@
+prunebench.post-deploy.sh
