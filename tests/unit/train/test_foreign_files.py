@@ -55,7 +55,9 @@ def test_train_state_refuses_a_previous_state_trained_under_other_settings(train
     assert main(["train-state", str(cfg), exp["name"], "1", "--results", str(run.parent)]) == 2
     err = capsys.readouterr().err
     assert f"{run}/state0/last.pt was trained under other settings than {exp['name']} has now" in err
-    assert "train.lr: 0.002 -> 0.01" in err and f"delete {run}/state0" in err
+    assert (
+        "train.lr: 0.002 -> 0.01" in err and f"prunebench retrain --config CONFIG {exp['name']} --from-state 0" in err
+    )
     assert err.count("prunebench:") == 1
 
 
