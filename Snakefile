@@ -40,9 +40,14 @@ localrules:
     report_index,
     export_compact,
     share_state0,
+    announce_state,
 
 
 rule all:
     default_target: True
     input:
         get_final_targets(),
+
+
+onsuccess:
+    print(f"prunebench: the reports are in {RESULTS}/reports/index.md (and index.html)")

@@ -17,6 +17,7 @@ from prunebench.config import (
 )
 from prunebench.errors import ConfigError
 from prunebench.estimates import state_resources
+from prunebench.logs import announce_state
 from prunebench.torch_build import BuildError, conda_env
 
 try:
@@ -32,7 +33,7 @@ except ConfigError as exc:
 # (PRUNEBENCH_TORCH=cu126 for CUDA 12 drivers; README "GPU drivers"). Which one is no part of what a
 # state trains: switching retrains nothing (the software-env rerun trigger is off, profiles/default).
 try:
-    CONDA_ENV = "../envs/" + conda_env(os.environ.get("PRUNEBENCH_TORCH", "cu130"))
+    CONDA_ENV = f"../envs/{conda_env(os.environ.get('PRUNEBENCH_TORCH', 'cu130'))}"
 except BuildError as exc:
     sys.exit(f"prunebench: {exc}")
 
@@ -353,8 +354,17 @@ def get_index_entries():
     return [[d, m, comparison_report(d, m)] for d, m in COMPARISONS]
 
 
+def get_announcements():
+    """The console line of every state, trained once each: a shared state 0 in its run, not its copies."""
+    states = [(run, 0) for run in STATE0_RUNS] + [
+        (exp, k) for exp in EXPERIMENTS for k in range(1, num_states(exp))
+    ]
+    return [f"{LOGS}/states/{name}/state{k}.txt" for name, k in states]
+
+
 def get_final_targets():
     return [
+        *get_announcements(),
         f"{RESULTS}/reports/summary.md",
         f"{RESULTS}/reports/index.md",
         *get_comparison_reports(),

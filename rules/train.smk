@@ -112,3 +112,18 @@ rule measure_state:
         measure=get_measure_settings,
     script:
         "../workflow/scripts/measure_state.py"
+
+
+# One line per finished state in Snakemake's own console, wherever the state ran (a SLURM job's output
+# goes to that job's log): a local job reads the state's summary, prints its line and keeps it.
+rule announce_state:
+    input:
+        summary=f"{RESULTS}/{{name}}/state{{state}}/summary.json",
+    output:
+        line=f"{LOGS}/states/{{name}}/state{{state}}.txt",
+    log:
+        f"{LOGS}/announce_state/{{name}}/state{{state}}.log",
+    wildcard_constraints:
+        name=one_of({*STATE0_RUNS, *EXPERIMENTS}),
+    run:
+        announce_state(input.summary, output.line)

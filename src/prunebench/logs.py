@@ -10,11 +10,14 @@ know about and never deletes. Each attempt starts there with a header line.
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import time
 from pathlib import Path
 from typing import TextIO
+
+from prunebench.io import atomic_write_text
 
 ATTEMPT_HEADER = "=== attempt "
 
@@ -86,7 +89,15 @@ def _duration(seconds: float) -> str:
 def state_done_line(summary: dict) -> str:
     """The console line of a finished state: its accuracies and wall time (from its summary.json)."""
     return (
-        f"prunebench: {summary['experiment']} state {summary['state']} done: "
-        f"final test {summary['final_test_acc']:.1f} %, best {summary['best_test_acc']:.1f} % "
-        f"(epoch {summary['best_epoch']}), {_duration(summary['wall_seconds'])}"
+        f"prunebench: {summary['experiment']} state {summary['state']} done in {_duration(summary['wall_seconds'])}: "
+        f"test {summary['final_test_acc']:.1f} % at its end, {summary['best_test_acc']:.1f} % at its best "
+        f"validation epoch ({summary['best_epoch']})"
     )
+
+
+def announce_state(summary_path: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Print a finished state's line on this process's console (a local job's: Snakemake's own) and
+    keep it in ``out``."""
+    line = state_done_line(json.loads(Path(summary_path).read_text(encoding="utf-8")))
+    print(line, flush=True)
+    atomic_write_text(out, line + "\n")

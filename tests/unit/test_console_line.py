@@ -1,4 +1,4 @@
-"""The console line of a finished state (printed by the training job, shown by Snakemake)."""
+"""The console line of a finished state (printed by the local announce_state job, in Snakemake's console)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ SUMMARY = {"experiment": "demo-digits-vit_digits-rsst-s0", "state": 2, "final_te
 
 def test_the_line_names_the_state_its_accuracies_and_time():
     assert state_done_line(SUMMARY) == (
-        "prunebench: demo-digits-vit_digits-rsst-s0 state 2 done: final test 95.3 %, best 95.8 % (epoch 4), 41 s"
+        "prunebench: demo-digits-vit_digits-rsst-s0 state 2 done in 41 s: test 95.3 % at its end, 95.8 % at its best "
+        "validation epoch (4)"
     )
 
 
 def test_long_states_show_hours_minutes_seconds():
-    assert state_done_line({**SUMMARY, "wall_seconds": 3 * 3600 + 62}).endswith("(epoch 4), 3:01:02")
+    assert "state 2 done in 3:01:02: test" in state_done_line({**SUMMARY, "wall_seconds": 3 * 3600 + 62})

@@ -14,9 +14,10 @@ from tests.conftest import run_snakemake
 def test_reports_after_a_tiny_run(tmp_path, tiny_config):
     tiny_config["experiments"]["t"]["methods"] = ["dense", "refill"]
     proc = run_snakemake(tmp_path, tiny_config)
-    # one console line per finished state, from the training job's stdout
-    done = re.findall(r"^prunebench: (\S+) state (\d) done: final test [\d.]+ %, best [\d.]+ % \(epoch 1\), \d+ s$",
-                      proc.stdout, re.MULTILINE)  # fmt: skip
+    # one console line per finished state (the local announce_state jobs), and where the reports are
+    pattern = r"^prunebench: (\S+) state (\d) done in \d+ s: test [\d.]+ % at its end, [\d.]+ % at its best validation"
+    done = re.findall(pattern, proc.stdout, re.MULTILINE)
+    assert "prunebench: the reports are in results/reports/index.md" in proc.stdout
     expected = [("t-synthetic-tiny_vit-s0", "0")] + [(f"t-synthetic-tiny_vit-{m}-s0", "1") for m in ("dense", "refill")]
     assert sorted(done) == sorted(expected), proc.stdout
     reports = tmp_path / "results" / "reports"

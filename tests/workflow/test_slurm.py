@@ -46,7 +46,9 @@ def test_every_state_runs_as_a_slurm_job_with_a_gpu_request(slurm, tmp_path):
         "--set-resources", "train_state0:mem_mb=3000", "train_state:mem_mb=3000",
         "--set-threads", "train_state0=1", "train_state=1",
     )  # fmt: skip
-    run_snakemake(tmp_path, config, *slurm_args, timeout=1200)
+    proc = run_snakemake(tmp_path, config, *slurm_args, timeout=1200)
+    # the states ran as SLURM jobs, their lines reach Snakemake's own console all the same
+    assert len(re.findall(r"^prunebench: \S+ state \d done in", proc.stdout, re.M)) == 3, proc.stdout[-3000:]
     for method in ("refill", "rsst"):
         for k in (0, 1):
             sdir = tmp_path / "results" / f"t-synthetic-tiny_vit-{method}-s0" / f"state{k}"

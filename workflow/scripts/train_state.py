@@ -2,7 +2,7 @@
 
 import sys
 
-from prunebench.logs import log_every_attempt, state_done_line  # no torch: loads in an instant
+from prunebench.logs import log_every_attempt  # no torch: loads in an instant
 
 # Snakemake deletes the log before a rerun: the lines of every attempt also go to logs/attempts/.
 sys.stderr = log_every_attempt(snakemake.log[0])
@@ -22,8 +22,8 @@ def main(name, config_hash, state, output, inputs, recovery, config, threads):
     # the rule passes only the name and the training hash it was planned with (its rerun trigger)
     experiment, resolved = job_experiment(config, name, config_hash)
     paths = StatePaths(output.last.rsplit("/", 1)[0], recovery, inputs.get("previous"), inputs.get("init"))
-    summary = run_state(experiment, state, paths, threads=threads, **{**resolved.runtime, "download": False})
-    print(state_done_line(summary), flush=True)  # stdout is still the Snakemake console's
+    # its line on Snakemake's console comes from the announce_state rule, which runs where Snakemake does
+    run_state(experiment, state, paths, threads=threads, **{**resolved.runtime, "download": False})
 
 
 main(
