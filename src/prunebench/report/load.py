@@ -335,6 +335,14 @@ def find_summaries(results_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.parent.parent.parent.name == SHARED_DIR, p.parent.parent.name, _k(p)))
 
 
+def has_states(results_dir: str | Path) -> bool:
+    """Whether ``results_dir`` holds any prune state, finished or running (a folder ``state{k}`` of an
+    experiment or a shared run, or its recovery folder)."""
+    root = Path(results_dir)
+    patterns = ("*/state[0-9]*", "*/recovery/state[0-9]*", f"{SHARED_DIR}/*/state0", f"{SHARED_DIR}/*/recovery/state0")
+    return any(p.is_dir() for pattern in patterns for p in root.glob(pattern))
+
+
 def _k(path: Path) -> int:
     m = re.fullmatch(r"state(\d+)", path.parent.name)
     return int(m.group(1)) if m else -1
