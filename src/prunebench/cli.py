@@ -186,18 +186,21 @@ def _results_to_read(args) -> str:
 
 
 def _results_to_write(args) -> str:
-    """The results folder that train-state and prepare write: it need not exist yet, but it must be
-    possible to create it there (checked without creating anything)."""
+    """The results folder that train-state and prepare write, created now: a folder that cannot be
+    created (a file in its way, a read-only or special filesystem, no permission) is one clear error."""
     folder = _results_dir(args)
-    path = Path(folder).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise PrunebenchError(f"results folder {folder} ({_whence(args)}): {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        existing = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
+        why = f"{existing} is a file, not a folder" if existing and not existing.is_dir() else exc.strerror or exc
         raise PrunebenchError(
-            f"results folder {folder} ({_whence(args)}) cannot be written: {existing} is not writable for this "
-            "user; give a folder you can write"
-        )
+            f"results folder {folder} ({_whence(args)}) cannot be created or written ({why}); give a folder you "
+            "can write"
+        ) from None
     return folder
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs
 from prunebench.errors import ResultsError
 from prunebench.export.stamps import state_throughput
-from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
+from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows
 
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
 PLAN_COLUMNS = [*EXPERIMENT_KEYS, "states", "epochs", "state0_epochs"]
@@ -252,7 +252,7 @@ def _fits(value, kind: str) -> bool:
 def _summary_problem(summary) -> str | None:
     """Why a parsed summary.json cannot be reported (the first problem found), or None."""
     if not isinstance(summary, dict):
-        return f"holds a JSON {type(summary).__name__}, not an object"
+        return f"holds {json_kind(summary)}, not a JSON object"
     missing = [k for k in SUMMARY_REQUIRED if k not in summary]
     if missing:
         return f"lacks {', '.join(missing)}; it was not written by prunebench's train-state"

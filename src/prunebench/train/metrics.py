@@ -80,6 +80,16 @@ _COUNT_FIELDS = ("seed", "state", "epoch")
 ACC_FIELDS = ("train_acc", "val_acc", "test_acc")
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (for messages about a file's content)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -87,7 +97,7 @@ def _is_number(value: Any) -> bool:
 def row_problem(row: Any) -> str | None:
     """Why a parsed metrics line is not a metrics row (the first problem found), or None."""
     if not isinstance(row, dict):
-        return f"a JSON {type(row).__name__}, not an object"
+        return f"{json_kind(row)}, not a JSON object"
     missing = [k for k in (*_NAME_FIELDS, *_COUNT_FIELDS) if k not in row]
     if missing:
         return f"lacks {', '.join(missing)}"
@@ -111,7 +121,7 @@ def row_problem(row: Any) -> str | None:
 def _progress_problem(row: Any) -> str | None:
     """A running state's row: what progress and resuming read (its epoch and numbers) must be sound."""
     if not isinstance(row, dict):
-        return f"a JSON {type(row).__name__}, not an object"
+        return f"{json_kind(row)}, not a JSON object"
     epoch = row.get("epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         return f"epoch = {epoch!r} (must be a whole number >= 0)"
