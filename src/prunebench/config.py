@@ -73,6 +73,8 @@ StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _NUMBER, list("-+0
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML config safely (no Python objects), refusing duplicate keys; errors are ConfigErrors."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the config's YAML file (e.g. {path / 'config.yaml'})")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:

@@ -197,7 +197,7 @@ CONFIG_FILE_CASES = [
     ),
     ("not YAML", lambda p: _text(p, "models: [\n"), ["is not valid YAML"]),
     ("a list", lambda p: _text(p, "- 1\n- 2\n"), ["must hold a mapping at the top level"]),
-    ("a folder", lambda p: p.mkdir(), ["does not exist"]),
+    ("a folder", lambda p: p.mkdir(), ["is a folder; give the config's YAML file"]),
     ("duplicate key", lambda p: _tiny_yaml(p, "    lr: 0.002\n    lr: 0.5\n"), ["duplicate key 'lr' at line"]),
     ("lr .nan", lambda p: _tiny_yaml(p, "    lr: .nan\n"), ["defaults.train.lr = .nan: must be a finite number"]),
     ("lr .inf", lambda p: _tiny_yaml(p, "    lr: .inf\n"), ["defaults.train.lr = .inf: must be a finite number"]),
@@ -495,3 +495,28 @@ def test_the_workflow_stops_at_its_parse_with_the_one_message(tmp_path, lr_line,
     assert proc.returncode != 0 and "Traceback" not in output, output
     assert "prunebench: invalid config:" in output and words in output, output
     assert "train_state" not in output  # no job was planned
+
+
+def test_every_number_in_the_schema_has_a_finite_range_its_description_states():
+    from prunebench.config import load_schema
+
+    def numbers(node, path, described):
+        if isinstance(node, dict):
+            described = node.get("description", described)
+            types = node.get("type")
+            types = [types] if isinstance(types, str) else types or []
+            if {"number", "integer"} & set(types):
+                yield ".".join(path), node, described
+            for key, sub in node.items():
+                yield from numbers(sub, (*path, key), described if key in ("items", "oneOf") else "")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                yield from numbers(sub, (*path, str(i)), described)
+
+    found = list(numbers(load_schema(), (), ""))
+    assert len(found) > 40
+    for path, node, described in found:
+        low = node.get("minimum", node.get("exclusiveMinimum"))
+        high = node.get("maximum", node.get("exclusiveMaximum"))
+        assert low is not None and high is not None and math.isfinite(low) and math.isfinite(high), path
+        assert any(w in described for w in ("at most", "At most", "Between", "below 1")), (path, described)
