@@ -31,8 +31,8 @@ def _cmd_prepare(args) -> None:
     from prunebench.config import load_config_file
     from prunebench.prepare import prepare
 
-    config = load_config_file(args.config)
-    done = prepare(config, args.config, markers=Path(_results_to_write(args)) / ".prepared")
+    results = _results_to_write(args, create=False)  # prepare validates the config before it writes there
+    done = prepare(load_config_file(args.config), args.config, markers=Path(results) / ".prepared")
     for marker in done:
         print(f"{marker['dataset']['name']}\t{marker['model']}\tweights: {marker['weights']['pretrained']}")
     print(f"{len(done)} dataset x model pairs ready for offline training jobs", file=sys.stderr)
@@ -185,15 +185,20 @@ def _results_to_read(args) -> str:
     return folder
 
 
-def _results_to_write(args) -> str:
-    """The results folder that train-state and prepare write, created now: a folder that cannot be
-    created (a file in its way, a read-only or special filesystem, no permission) is one clear error."""
+def _results_to_write(args, create: bool = True) -> str:
+    """The results folder that train-state and prepare write, created now (``create``; else only its
+    nearest existing folder is checked): a folder that cannot be created (a file in its way, a read-only
+    or special filesystem, no permission) is one clear error."""
     folder = _results_dir(args)
     path = Path(folder)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, f"{existing} is not writable for this user")
     except OSError as exc:
         existing = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
         why = f"{existing} is a file, not a folder" if existing and not existing.is_dir() else exc.strerror or exc

@@ -440,6 +440,11 @@ CLI_CASES = [
         ["is a file, not a folder"],
     ),
     (
+        "prepare under a file",
+        ["prepare", "config.yaml", "--results", "{tmp}/afile/r"],
+        ["afile is a file, not a folder"],
+    ),
+    (
         "train with lr .nan",
         ["train-state", "nan.yaml", EXP, "0"],
         ["defaults.train.lr = .nan: must be a finite number"],
