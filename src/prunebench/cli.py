@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,8 @@ def _cmd_prepare(args) -> None:
     from prunebench.config import load_config_file
     from prunebench.prepare import prepare
 
-    done = prepare(load_config_file(args.config), args.config, markers=Path(_results_dir(args)) / ".prepared")
+    results = _results_to_write(args, create=False)  # prepare validates the config before it writes there
+    done = prepare(load_config_file(args.config), args.config, markers=Path(results) / ".prepared")
     for marker in done:
         print(f"{marker['dataset']['name']}\t{marker['model']}\tweights: {marker['weights']['pretrained']}")
     print(f"{len(done)} dataset x model pairs ready for offline training jobs", file=sys.stderr)
@@ -58,7 +61,7 @@ def _cmd_train_state(args) -> None:
             f"state {args.state} does not exist: {args.experiment} has {states} states, 0 to {states - 1} "
             f"(prune.states in {args.config})"
         )
-    args.results = _results_dir(args)
+    args.results = _results_to_write(args)
     paths = StatePaths.under(args.results, args.experiment, args.state)
     if _finished(paths.out_dir, experiment):  # as Snakemake would: a finished state is never trained again
         print(
@@ -93,7 +96,7 @@ def _cmd_retrain(args) -> None:
     from prunebench.train.recovery import set_aside
 
     resolved = _resolve(args.config)
-    results = Path(_results_dir(args))
+    results = Path(_results_to_read(args))
     plan: dict[str, int] = {}  # run -> the first state to train again (every later one follows)
     for name in args.experiments:
         if name in resolved.state0_runs:  # a shared dense state 0: every experiment copying it follows
@@ -127,6 +130,46 @@ def _cmd_retrain(args) -> None:
         print("the next snakemake run trains these states again", file=sys.stderr)
     else:
         print("nothing to set aside: none of these states has been trained", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (--threads, --batch-sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
+    return value
+
+
+def _state_index(text: str) -> int:
+    """A prune state: 0 (dense) or more (its upper bound is the config's prune.states - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a state number; give 0 (dense) to prune.states - 1"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: states are numbered from 0 (dense) to prune.states - 1")
+    return value
+
+
+def _device(text: str) -> str:
+    """A torch device for timing: cpu, cuda or cuda:N."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda or cuda:N (e.g. cuda:1)")
+    return text
+
+
+def _path_arg(text: str) -> str:
+    """A file or folder named on the command line (whether it must exist, the command checks)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: a path cannot hold a NUL character")
+    return text
 
 
 def _compile_choice(text: str):
@@ -172,6 +215,60 @@ def _results_dir(args) -> str:
     return "results"
 
 
+def _whence(args) -> str:
+    if args.results:
+        return "--results"
+    return f"the output_dir of {args.config}" if args.config else "the default; give --results or --config"
+
+
+def _results_to_read(args) -> str:
+    """The results folder that report and status read: it must exist and hold states (nothing is created
+    there for a mistyped name)."""
+    from prunebench.report.load import has_states
+
+    folder = _results_dir(args)
+    path = Path(folder)
+    if not path.exists():
+        raise PrunebenchError(
+            f"results folder {folder} ({_whence(args)}) does not exist; give the folder the workflow writes "
+            "(--results, or --config for the results folder of that config)"
+        )
+    if not path.is_dir():
+        raise PrunebenchError(
+            f"results folder {folder} ({_whence(args)}) is not a folder; give the folder the workflow writes"
+        )
+    if not has_states(path):
+        raise PrunebenchError(
+            f"results folder {folder} ({_whence(args)}) holds no prune states yet (no {{experiment}}/state{{k}} "
+            "folder): run the workflow first, or give the folder that holds them"
+        )
+    return folder
+
+
+def _results_to_write(args, create: bool = True) -> str:
+    """The results folder that train-state and prepare write, created now (``create``; else only its
+    nearest existing folder is checked): a folder that cannot be created (a file in its way, a read-only
+    or special filesystem, no permission) is one clear error."""
+    folder = _results_dir(args)
+    path = Path(folder)
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, f"{existing} is not writable for this user")
+    except OSError as exc:
+        existing = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
+        why = f"{existing} is a file, not a folder" if existing and not existing.is_dir() else exc.strerror or exc
+        raise PrunebenchError(
+            f"results folder {folder} ({_whence(args)}) cannot be created or written ({why}); give a folder you "
+            "can write"
+        ) from None
+    return folder
+
+
 def _resolve(config: str):
     """The config file validated and resolved."""
     from prunebench.config import load_config_file, resolve_config
@@ -201,7 +298,7 @@ def _cmd_report(args) -> None:
 
     resolved = _resolve(args.config) if args.config else None
     plan = _plan(args.config, resolved)
-    args.results = _results_dir(args)
+    args.results = _results_to_read(args)
     written, missing = build_reports(args.results, plan, resolved.experiments if resolved else None)
     for path in written:
         print(path)
@@ -223,7 +320,7 @@ def _cmd_status(args) -> None:
 
     resolved = _resolve(args.config)
     plan = _plan(args.config, resolved)
-    args.results = _results_dir(args)
+    args.results = _results_to_read(args)
     print(format_progress(progress(args.results, plan)))
     for line in stale_states(args.results, plan):
         print(f"  stale: {line}")
@@ -233,12 +330,19 @@ def _cmd_status(args) -> None:
         print(format_progress(shared))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong argument told in one line (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="prunebench", description=__doc__)
+    parser = _Parser(prog="prunebench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate a config and list its experiments")
-    p.add_argument("config")
+    p.add_argument("config", type=_path_arg)
     p.add_argument(
         "--models",
         action="store_true",
@@ -251,18 +355,19 @@ def main(argv: list[str] | None = None) -> int:
         help="check the models and download the datasets and pretrained weights of a config, for offline "
         "training jobs (the workflow does it first; with download: false, only check they are present)",
     )
-    p.add_argument("config")
+    p.add_argument("config", type=_path_arg)
     p.add_argument(
         "--results",
+        type=_path_arg,
         help="results folder, whose .prepared/ marks what is ready (default: the config's output_dir/results)",
     )
     p.set_defaults(func=_cmd_prepare)
     p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
-    p.add_argument("config", help="the workflow's config file (e.g. config.yaml)")
+    p.add_argument("config", type=_path_arg, help="the workflow's config file (e.g. config.yaml)")
     p.add_argument("experiment", help="experiment name, as `prunebench validate CONFIG` lists them")
-    p.add_argument("state", type=int, help="prune state to train: 0 (dense) to prune.states - 1")
-    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("state", type=_state_index, help="prune state to train: 0 (dense) to prune.states - 1")
+    p.add_argument("--results", type=_path_arg, help="results folder (default: the config's output_dir/results)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train_state)
     p = sub.add_parser(
         "retrain",
@@ -271,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("experiments", nargs="+", metavar="experiment", help="experiment (or shared state-0 run) names")
     p.add_argument(
-        "--from-state", type=int, default=0, metavar="K",
+        "--from-state", type=_state_index, default=0, metavar="K",
         help="the first state to train again; every later state follows from it (default: 0, the whole chain)",
     )  # fmt: skip
     p.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
@@ -280,29 +385,36 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "export", help="write the compact (physically pruned) model of a state checkpoint, with its costs"
     )
-    p.add_argument("checkpoint", help="a state's last.pt or best.pt")
-    p.add_argument("out", help="compact model file to write (its costs go to the same name with .json)")
+    p.add_argument("checkpoint", type=_path_arg, help="a state's last.pt or best.pt")
+    p.add_argument("out", type=_path_arg, help="compact model file to write (its costs go to the same name with .json)")
     p.add_argument("--throughput", action="store_true", help="time dense and compact models here")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128], help="batch sizes to time")
-    p.add_argument("--device", default="cpu", help="device to time on (cpu, cuda, cuda:1)")
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[1, 32, 128], help="batch sizes to time")
+    p.add_argument("--device", type=_device, default="cpu", help="device to time on (cpu, cuda, cuda:1)")
     p.add_argument(
         "--compile", type=_compile_choice, default="auto",
         help="also time compiled inference: auto (on CUDA only), true or false (default: auto)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("report", help="build the reports under RESULTS/reports from the states done so far")
-    p.add_argument("--config", help="the workflow's config, to know which states are planned and missing")
-    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
+    p.add_argument(
+        "--config", type=_path_arg, help="the workflow's config, to know which states are planned and missing"
+    )
+    p.add_argument("--results", type=_path_arg, help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("status", help="progress of the experiments of a config: states done, running, ETA")
-    p.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
-    p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
+    p.add_argument(
+        "--config", type=_path_arg, default="config.yaml", help="the workflow's config (default: config.yaml)"
+    )
+    p.add_argument("--results", type=_path_arg, help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_status)
     args = parser.parse_args(argv)
     configure_logging()
     try:
         args.func(args)
     except PrunebenchError as exc:
+        print(f"prunebench: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command reads or writes: named by the OS error, in one line
         print(f"prunebench: {exc}", file=sys.stderr)
         return 2
     return 0

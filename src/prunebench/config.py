@@ -73,10 +73,19 @@ StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _NUMBER, list("-+0
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML config safely (no Python objects), refusing duplicate keys; errors are ConfigErrors."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the config's YAML file (e.g. {path / 'config.yaml'})")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path}, line {line}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -195,10 +204,76 @@ def validate_raw(config: dict, source: str = "config") -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [_describe(e) for e in errors]
+    # jsonschema's minimum and maximum let NaN through (every comparison with it is false): one check
+    # for every number of the config, model kwargs included, replaces the schema's words on those keys
+    non_finite = dict(_non_finite(config, ()))
+    errors = [e for e in validator.iter_errors(config) if not _about_non_finite(e, non_finite)]
+    found = [(list(map(str, e.absolute_path)), _describe(e)) for e in errors]
+    found += [(list(map(str, path)), _describe_non_finite(path, value)) for path, value in non_finite.items()]
+    if found:
+        lines = [line for _, line in sorted(found, key=lambda f: f[0])]
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(dict.fromkeys(lines)))
+
+
+def _about_non_finite(error: jsonschema.ValidationError, non_finite: dict) -> bool:
+    """Whether a schema error only says that a NaN or infinity is wrong: the number itself, or the
+    list holding it where the schema offers a choice of forms (oneOf: measure.states)."""
+    path = tuple(error.absolute_path)
+    if path in non_finite:
+        return True
+    return error.validator in ("oneOf", "anyOf") and any(p[: len(path)] == path for p in non_finite)
+
+
+def _non_finite(value: Any, path: tuple) -> Any:
+    """(path, value) of every NaN or infinite number in a config mapping."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, (*path, i))
+
+
+def _describe_non_finite(path: tuple, value: float) -> str:
+    bounds = _bounds_of(_schema_node(path))
+    return f"{_where(path)} = {_yaml_number(value)}: must be a finite number" + (f" ({bounds})" if bounds else "")
+
+
+def _yaml_number(value: float) -> str:
+    return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+
+
+def _schema_node(path: tuple) -> dict:
+    """The schema of the config value at ``path`` ({} where the schema says nothing, as in model kwargs)."""
+    root = load_schema()
+    node: dict = root
+    for part in path:
+        while "$ref" in node:
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        if isinstance(part, int):  # an entry of a list, which may be one branch of a oneOf (measure.states)
+            lists = [
+                b for b in [node, *node.get("oneOf", []), *node.get("anyOf", [])] if isinstance(b.get("items"), dict)
+            ]
+            node = lists[0]["items"] if lists else {}
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return {}
+    while "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _bounds_of(node: dict) -> str:
+    low = (f">= {node['minimum']}" if "minimum" in node else f"> {node['exclusiveMinimum']}"
+           if "exclusiveMinimum" in node else "")  # fmt: skip
+    high = (f"<= {node['maximum']}" if "maximum" in node else f"< {node['exclusiveMaximum']}"
+            if "exclusiveMaximum" in node else "")  # fmt: skip
+    return " and ".join(b for b in (low, high) if b)
 
 
 def _defaults_of(schema: dict) -> Any:

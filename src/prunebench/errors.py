@@ -31,3 +31,7 @@ class WriteError(PrunebenchError, OSError):
 
 class StateBusyError(PrunebenchError):
     """Another process is training the same prune state."""
+
+
+class ResultsError(PrunebenchError):
+    """A results file (a state's metrics.jsonl or summary.json) is damaged: names the file, the line and the fix."""

@@ -39,15 +39,31 @@ _HINTS = {
 def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError:
     """The user-facing error for a failed write of ``path``: the file, the cause and what to do."""
     code = getattr(exc, "errno", None)
-    if code is None and isinstance(exc, RuntimeError) and _looks_like_a_full_disk(Path(path).parent):
+    if code is None and _is_torch_write_failure(exc):
+        if not _looks_like_a_full_disk(Path(path).parent):
+            # torch's C++ writer loses the OS error; the usual causes are a full disk or a quota.
+            return _error(
+                f"cannot write {path}: the write stopped partway (torch: {_first_line(exc)}); "
+                f"this is usually a full disk or quota: free space there (df -h {Path(path).parent}; quota -s) "
+                "and rerun; finished files are kept",
+                errno.EIO,
+            )
         code = errno.ENOSPC  # torch's C++ writer reports ENOSPC as "unexpected pos" without an errno
     cause = os.strerror(code).lower() if code else f"{type(exc).__name__}: {exc}"
     if code and getattr(exc, "filename", None) not in (None, str(path)) and not _is_temp_of(exc.filename, path):
         cause += f" ({exc.filename})"
     hint = _HINTS.get(code, "").format(dir=Path(path).parent)
-    err = WriteError(f"cannot write {path}: {cause}" + (f"; {hint}" if hint else ""))
+    return _error(f"cannot write {path}: {cause}" + (f"; {hint}" if hint else ""), code)
+
+
+def _error(message: str, code: int | None) -> WriteError:
+    err = WriteError(message)
     err.errno = code
     return err
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _is_temp_of(name: Any, path: str | os.PathLike) -> bool:
@@ -75,10 +91,15 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         os.chmod(tmp, _MODE)
         os.replace(tmp, path)
     except BaseException as exc:
+        error = None
+        if (isinstance(exc, OSError) and not isinstance(exc, WriteError)) or _is_torch_write_failure(exc):
+            # Named before the temp file goes: removing it gives its space back, and a disk that was
+            # full when the write failed would no longer look full.
+            error = write_error(path, exc)
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if (isinstance(exc, OSError) and not isinstance(exc, WriteError)) or _is_torch_write_failure(exc):
-            raise write_error(path, exc) from None
+        if error is not None:
+            raise error from None
         raise
 
 

@@ -48,18 +48,75 @@ def test_an_unwritable_folder_names_the_folder(tmp_path, monkeypatch):
         atomic_write_text(tmp_path / "a.txt", "x")
 
 
+def test_torch_failure_with_space_left_still_points_at_the_disk(tmp_path, monkeypatch):
+    def cpp_failure(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534\nframe #0 ...")
+
+    monkeypatch.setattr(torch, "save", cpp_failure)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 40, 1 << 39, 1 << 39))
+    with pytest.raises(WriteError) as info:
+        atomic_torch_save(tmp_path / "last.pt", {"w": torch.zeros(3)})
+    message = str(info.value)
+    assert message.startswith(f"cannot write {tmp_path / 'last.pt'}: the write stopped partway")
+    assert "unexpected pos 576 vs 534" in message and "frame #0" not in message
+    assert f"df -h {tmp_path}" in message and "full disk" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_free_space_is_judged_before_the_temp_file_gives_it_back(tmp_path, monkeypatch):
+    """A temp file holding the last 10 MB of the disk: the disk is full until the temp file goes."""
+
+    def cpp_failure(obj, f, *args, **kwargs):
+        f.write(b"x" * 100)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    def free(folder):
+        temps = [p for p in tmp_path.iterdir() if p.name.startswith(".last.pt.")]
+        return shutil._ntuple_diskusage(1 << 30, 1 << 30, 0 if temps else 10 << 20)
+
+    monkeypatch.setattr(torch, "save", cpp_failure)
+    monkeypatch.setattr(shutil, "disk_usage", free)
+    with pytest.raises(WriteError, match=r"last\.pt: no space left on device; free space"):
+        atomic_torch_save(tmp_path / "last.pt", {"w": torch.zeros(3)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def _mount_tmpfs(mount, size):
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
 @pytest.fixture
 def tiny_filesystem(tmp_path):
     """A 64 KiB tmpfs (needs root and mount rights, as in CI's container); skipped elsewhere."""
     mount = tmp_path / "tiny"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tiny tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    _mount_tmpfs(mount, "64k")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 12 MiB tmpfs: once a failed temp file is removed, megabytes are free again."""
+    mount = tmp_path / "small"
+    _mount_tmpfs(mount, "12m")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("floats", [5_000_000, 9_000_000])  # 20 and 36 MB checkpoints on 12 MiB
+def test_a_checkpoint_larger_than_a_disk_with_megabytes_free(small_filesystem, floats):
+    target = small_filesystem / "state0" / "last.pt"
+    atomic_torch_save(target, {"w": torch.zeros(250_000)})  # 1 MB fits
+    with pytest.raises(WriteError) as info:
+        atomic_torch_save(target, {"state_dict": {"w": torch.zeros(floats)}})
+    assert str(info.value).startswith(f"cannot write {target}: no space left on device; free space")
+    assert os.listdir(target.parent) == ["last.pt"]  # the old checkpoint stays, no temp file
+    assert shutil.disk_usage(small_filesystem).free > 10 << 20  # megabytes free after the failure
 
 
 def test_a_checkpoint_on_a_really_full_filesystem(tiny_filesystem):

@@ -57,6 +57,9 @@ def test_snakemake_plans_the_reference_matrix_with_torch_unimportable(tmp_path):
 
 def test_status_and_validate_run_with_torch_unimportable(tmp_path):
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    (tmp_path / "results" / "shared" / "vit-cifar10-vit_small-s0" / "recovery" / "state0").mkdir(
+        parents=True
+    )  # running
     for argv in (["status", "--config", "config.yaml"], ["validate", "config.yaml"]):
         proc = run_blocked(f"from prunebench.cli import main\nraise SystemExit(main({argv!r}))", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]

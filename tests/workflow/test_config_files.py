@@ -56,6 +56,10 @@ def test_status_and_report_of_one_config_stay_in_its_folder(tmp_path, monkeypatc
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(demo))
     (tmp_path / "results" / "reports").mkdir(parents=True)
     (tmp_path / "results" / "reports" / "index.md").write_text("the reference matrix's index\n")
+    assert main(["report", "--config", "demo.yaml"]) == 2  # demo/results does not exist: nothing to report
+    assert "results folder demo/results (the output_dir of demo.yaml) does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+    (tmp_path / "demo" / "results" / "demo-digits-vit_digits-refill-s0" / "recovery" / "state0").mkdir(parents=True)
     assert main(["report", "--config", "demo.yaml"]) == 0
     assert (tmp_path / "demo" / "results" / "reports" / "index.md").is_file()
     assert (tmp_path / "demo" / "results" / "reports" / "summary.md").is_file()

@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs, training_hash
-from prunebench.errors import PrunebenchError
+from prunebench.errors import ResultsError
 from prunebench.export.stamps import state_throughput
-from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, read_rows
+from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows, retrain_fix
 
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
 PLAN_COLUMNS = [*EXPERIMENT_KEYS, "states", "epochs", "state0_epochs"]
@@ -77,7 +77,7 @@ RSST_FIELDS = {
 }
 
 
-class ReportError(PrunebenchError):
+class ReportError(ResultsError):
     """A results file cannot be turned into a report."""
 
 
@@ -212,19 +212,82 @@ def _kept_totals(summary: dict) -> dict:
     return out
 
 
-def read_summary(path: str | Path) -> dict:
-    """One state's summary.json as a flat row; a broken file is one clear error."""
-    path = Path(path)
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ReportError(f"cannot read state summary {path} ({exc}); delete the state's folder and rerun it") from None
+# The summary fields the reports compute with, and what each must hold where present (null: not
+# recorded, as in summaries written before the field existed). Names and the identity are required.
+_NAME, _COUNT, _ACC, _FRACTION, _AMOUNT, _MAPPING = "name", "count", "acc", "fraction", "amount", "mapping"
+SUMMARY_TYPES = {
+    "experiment": _NAME, "dataset": _NAME, "model": _NAME, "method": _NAME, "seed": _COUNT, "state": _COUNT,
+    "best_test_acc": _ACC, "final_test_acc": _ACC, "best_val_acc": _ACC, "final_val_acc": _ACC,
+    "max_test_acc": _ACC, "acc_after_pruning": _ACC, "epoch": _COUNT, "epochs": _COUNT, "best_epoch": _COUNT,
+    "test_size": _COUNT, "params_dense": _COUNT, "params_alive": _COUNT, "density": _FRACTION,
+    "wall_seconds": _AMOUNT, "train_seconds": _AMOUNT, "images_per_second": _AMOUNT, "cost": _MAPPING,
+    "throughput": _MAPPING, "kept": _MAPPING, "group_sizes": _MAPPING, "budget": _MAPPING, "rsst": _MAPPING,
+    "data_sizes": _MAPPING, "provenance": _MAPPING, "versions": _MAPPING,
+}  # fmt: skip
+_WANTED = {
+    _NAME: "a name",
+    _COUNT: "a whole number >= 0",
+    _ACC: "an accuracy in percent, a number from 0 to 100",
+    _FRACTION: "a fraction from 0 to 1",
+    _AMOUNT: "a number >= 0",
+    _MAPPING: "a JSON object",
+}
+
+
+def _fits(value, kind: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _NAME:
+        return isinstance(value, str) and bool(value)
+    if kind == _COUNT:
+        return number and float(value).is_integer() and value >= 0
+    if kind == _ACC:
+        return number and 0 <= value <= 100
+    if kind == _FRACTION:
+        return number and 0 <= value <= 1
+    if kind == _AMOUNT:
+        return number and math.isfinite(value) and value >= 0
+    return isinstance(value, dict)
+
+
+def _summary_problem(summary) -> str | None:
+    """Why a parsed summary.json cannot be reported (the first problem found), or None."""
+    if not isinstance(summary, dict):
+        return f"holds {json_kind(summary)}, not a JSON object"
     missing = [k for k in SUMMARY_REQUIRED if k not in summary]
     if missing:
+        return f"lacks {', '.join(missing)}; it was not written by prunebench's train-state"
+    for key, kind in SUMMARY_TYPES.items():
+        value = summary.get(key)
+        if (value is not None or key in SUMMARY_REQUIRED) and not _fits(value, kind):
+            return f"{key} = {json.dumps(value, allow_nan=True)[:60]} (must be {_WANTED[kind]})"
+    for part in ("kept", "group_sizes"):  # {layer: {kind: count}}, summed by the reports
+        for layer, counts in (summary.get(part) or {}).items():
+            if not isinstance(counts, dict) or not all(_fits(n, _COUNT) for n in counts.values()):
+                return f"{part}.{layer} = {json.dumps(counts)[:60]} (must map kinds to whole numbers >= 0)"
+    for side, cost in (summary.get("cost") or {}).items():
+        if cost is not None and not (isinstance(cost, dict) and all(_fits(n, _AMOUNT) for n in cost.values())):
+            return f"cost.{side} = {json.dumps(cost)[:60]} (must map quantities to numbers >= 0)"
+    return None
+
+
+def read_summary(path: str | Path) -> dict:
+    """One state's summary.json as a flat row; a damaged file (not UTF-8, not JSON, not a summary:
+    see :data:`SUMMARY_TYPES`) is one :class:`ReportError` naming the file and the fix."""
+    path = Path(path)
+    fix = retrain_fix(path.parent)
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ReportError(f"cannot read state summary {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"damaged state summary {path}: not UTF-8 text; {fix}") from None
+    except json.JSONDecodeError as exc:
         raise ReportError(
-            f"state summary {path} lacks {', '.join(missing)}; it was not written by prunebench's "
-            "train-state; delete the state's folder and rerun it"
-        )
+            f"damaged state summary {path}: not JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); {fix}"
+        ) from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise ReportError(f"damaged state summary {path}: {problem}; {fix}")
     # timed apart from training since the measure_state rule: its throughput.json, else (results
     # written before) the summary's own field
     summary["throughput"] = state_throughput(path, summary)
@@ -255,10 +318,11 @@ def _nan(value):
     return math.nan if value is None else value
 
 
-def read_epochs(path: str | Path) -> list[dict]:
+def read_epochs(path: str | Path, *, finished: bool = False) -> list[dict]:
     """The per-epoch rows of one metrics.jsonl (null, the JSON form of NaN, read back as NaN; the
-    val/test fields an unevaluated epoch lacks as NaN, with ``evaluated`` false; true in older files)."""
-    rows = read_rows(path)
+    val/test fields an unevaluated epoch lacks as NaN, with ``evaluated`` false; true in older files).
+    ``finished``: the file of a finished state, which must be whole (see :func:`read_rows`)."""
+    rows = read_rows(path, finished=finished)
     for row in rows:
         for key in METRIC_FIELDS:
             row[key] = _nan(row.get(key))
@@ -271,6 +335,14 @@ def find_summaries(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir)
     found = [*root.glob("*/state*/summary.json"), *root.glob(f"{SHARED_DIR}/*/state0/summary.json")]
     return sorted(found, key=lambda p: (p.parent.parent.parent.name == SHARED_DIR, p.parent.parent.name, _k(p)))
+
+
+def has_states(results_dir: str | Path) -> bool:
+    """Whether ``results_dir`` holds any prune state, finished or running (a folder ``state{k}`` of an
+    experiment or a shared run, or its recovery folder)."""
+    root = Path(results_dir)
+    patterns = ("*/state[0-9]*", "*/recovery/state[0-9]*", f"{SHARED_DIR}/*/state0", f"{SHARED_DIR}/*/recovery/state0")
+    return any(p.is_dir() for pattern in patterns for p in root.glob(pattern))
 
 
 def _k(path: Path) -> int:
@@ -313,7 +385,7 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
         states = states.sort_values(["experiment", "state"]).reset_index(drop=True)
     epoch_rows = []
     for row in rows:
-        for e in read_epochs(Path(row["path"]) / "metrics.jsonl"):
+        for e in read_epochs(Path(row["path"]) / "metrics.jsonl", finished=True):
             epoch_rows.append({k: e.get(k) for k in EPOCH_COLUMNS})
     epochs = pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS)
     if not epochs.empty:

@@ -52,6 +52,12 @@ def test_report_without_config_warns_it_cannot_know_the_plan(results_dir, tmp_pa
 def test_report_with_no_results_yet(tmp_path, capsys):
     results = tmp_path / "results"
     results.mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(FIXTURE_CONFIG))
+    assert main(["report", "--results", str(results), "--config", str(cfg)]) == 2  # nothing has started
+    assert f"results folder {results} (--results) holds no prune states yet" in capsys.readouterr().err
+    assert list(results.iterdir()) == []
+    (results / "shared" / f"main-{DATASET}-{MODEL}-s0" / "recovery" / "state0").mkdir(parents=True)  # started
     out = _cli_report(results, tmp_path, capsys)
     md = (results / "reports" / f"{DATASET}_{MODEL}.md").read_text()
     assert "0 of 16 planned states are finished" in md
@@ -90,7 +96,7 @@ def test_broken_summary_is_one_clear_error(results_dir, tmp_path, capsys):
     bad.write_text("{not json")
     assert main(["report", "--results", str(results_dir)]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "delete the state's folder and rerun it" in err
+    assert str(bad) in err and "prunebench retrain --config CONFIG" in err
 
 
 def test_experiments_no_longer_in_the_config_are_left_out(results_dir, tmp_path, capsys):

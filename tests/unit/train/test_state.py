@@ -152,7 +152,7 @@ def test_corrupt_previous_checkpoint_is_named(tiny_config, tmp_path):
 
 
 def test_diverging_loss_stops_the_state_without_a_checkpoint(tiny_config, tmp_path):
-    tiny_config["defaults"]["train"].update(optimizer="sgd", lr=1e6, momentum=0.0)
+    tiny_config["defaults"]["train"].update(optimizer="sgd", lr=10, momentum=0.0)  # the largest lr the schema allows
     exp = resolved_experiment(tiny_config)
     with pytest.raises(TrainingError, match="training loss is .*Lower train.lr"):
         run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
