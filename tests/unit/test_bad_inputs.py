@@ -457,7 +457,24 @@ CLI_CASES = [
     ("export on a gpu device", ["export", "x.pt", "out.pt", "--device", "gpu"], ["--device: 'gpu': use cpu, cuda"]),
     ("export batch size 0", ["export", "x.pt", "out.pt", "--batch-sizes", "0"], ["--batch-sizes: '0': must be >= 1"]),
     ("export compile maybe", ["export", "x.pt", "out.pt", "--compile", "maybe"], ["--compile: 'maybe': use auto"]),
-    ("an unknown command", ["retrain"], ["argument command: invalid choice: 'retrain'"]),
+    ("an unknown command", ["trian-state"], ["argument command: invalid choice: 'trian-state'"]),
+    ("retrain no experiment", ["retrain"], ["the following arguments are required: experiment"]),
+    (
+        "retrain an unknown experiment",
+        ["retrain", "--config", "config.yaml", "nope"],
+        ["no experiment 'nope'", "prunebench validate"],
+    ),
+    (
+        "retrain from a state past the last",
+        ["retrain", "--config", "config.yaml", EXP, "--from-state", "7"],
+        [f"{EXP} has no state 7: its states are 0 to 1"],
+    ),
+    ("retrain from state -1", ["retrain", "--config", "config.yaml", EXP, "--from-state", "-1"], ["'-1': states are"]),
+    (
+        "retrain in a missing results folder",
+        ["retrain", "--config", "config.yaml", EXP, "--results", "{tmp}/typo"],
+        ["typo (--results) does not exist"],
+    ),
 ]
 
 
