@@ -14,7 +14,15 @@ from prunebench.config import resolve_config, training_hash
 from prunebench.errors import ConfigError
 from prunebench.train.metrics import read_rows
 from prunebench.train.state import run_state
-from prunebench.train.tracking import CSV_COLUMNS, CSV_FIELDS, SCALARS, wandb_run_id
+from prunebench.train.tracking import (
+    CSV_COLUMNS,
+    CSV_FIELDS,
+    SCALARS,
+    Tracker,
+    chain_step,
+    state_offset,
+    wandb_run_id,
+)
 from tests.conftest import resolved_experiment
 from tests.unit.train.test_state import paths
 
@@ -314,3 +322,39 @@ def test_one_tracked_run_per_chain(tiny_config, tmp_path, fake_wandb):
         _same(csv_row, row)
         assert float(csv_row["eval_top1"]) == pytest.approx(row["val_acc"])
     assert _csv_rows(chain / "state1/summary.csv") == got[3:]  # a state's own lines of the chain's
+
+
+def test_chain_steps_count_every_state_epoch_and_rsst_finetune(tiny_config):
+    tiny_config["defaults"]["train"].update(state0_epochs=3, epochs=2)
+    tiny_config["defaults"]["prune"]["states"] = 3
+    tiny_config["experiments"]["t"]["methods"] = ["rsst"]
+    tiny_config["defaults"].setdefault("rsst", {})["finetune_epochs"] = 1
+    exp = resolved_experiment(tiny_config, "rsst")
+    # state 0: epochs 0..3; state 1: 0..2 and a fine-tune epoch; state 2 starts after them
+    assert [state_offset(exp, k) for k in range(3)] == [0, 4, 8]
+    assert chain_step(exp, {"state": 2, "epoch": 1}) == 9
+
+
+def test_a_state_trained_again_replaces_its_own_and_later_event_files(tiny_config, tmp_path):
+    """No training: the tracker fed rows directly, as a chain whose state 1 is resumed, then whose state 0
+    is copied again (a retrained shared state 0): each step is in the chain's run once."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = resolved_experiment(tiny_config)  # 1 epoch per state: chain steps 0..3
+
+    def rows(state, epochs, acc):
+        return [{"state": state, "epoch": e, "test_acc": acc + e} for e in epochs]
+
+    def steps():
+        acc = EventAccumulator(str(tmp_path / "tensorboard"))
+        acc.Reload()
+        return [(e.step, e.value) for e in acc.Scalars("accuracy/test")]
+
+    on = {"tensorboard": True}
+    Tracker.open(tmp_path / "state0", None, exp, 0, on, rows(0, [0, 1], 10)).close()
+    Tracker.open(tmp_path / "state1", tmp_path / "rec1", exp, 1, on, rows(1, [0], 20)).close()  # killed
+    Tracker.open(tmp_path / "state1", tmp_path / "rec1", exp, 1, on, rows(1, [0, 1], 30)).close()  # resumed
+    assert steps() == [(0, 10), (1, 11), (2, 30), (3, 31)]
+    Tracker.open(tmp_path / "state0", None, exp, 0, on, rows(0, [0, 1], 40)).close()
+    assert steps() == [(0, 40), (1, 41)]  # state 1 trains again after it
