@@ -76,7 +76,7 @@ def _cmd_train_state(args) -> None:
         shared = StatePaths.under(args.results, run, 0)
         if not (shared.out_dir / "summary.json").is_file():
             run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **runtime)
-        adopt_state0(shared.out_dir, paths.out_dir, experiment)
+        adopt_state0(shared.out_dir, paths.out_dir, experiment, logging=runtime.get("logging"))
         return
     run_state(experiment, args.state, paths, threads=args.threads, **runtime)
 

@@ -11,5 +11,10 @@ from prunebench.config import job_experiment
 from prunebench.train.share import adopt_state0
 
 configure_logging()
-experiment, _ = job_experiment(snakemake.config, snakemake.params.experiment, snakemake.params.config_hash)
-adopt_state0(Path(snakemake.input.summary).parent, Path(snakemake.output.summary).parent, experiment)
+experiment, resolved = job_experiment(snakemake.config, snakemake.params.experiment, snakemake.params.config_hash)
+adopt_state0(
+    Path(snakemake.input.summary).parent,
+    Path(snakemake.output.summary).parent,
+    experiment,
+    logging=resolved.runtime.get("logging"),
+)

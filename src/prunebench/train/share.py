@@ -18,14 +18,17 @@ from prunebench.io import atomic_write_json
 from prunebench.train.checkpoint import load_trained, save_checkpoint
 from prunebench.train.metrics import experiment_ids, read_rows, write_rows
 from prunebench.train.recovery import FILES, check_recorded, file_digests, release_finished
-from prunebench.train.tracking import CSV_NAME, write_csv
+from prunebench.train.tracking import track_copied_state0, write_csvs
 
 CHECKPOINTS = ("last.pt", "best.pt", "init.pt")
 log = logging.getLogger("prunebench")
 
 
-def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) -> dict:
-    """Write the shared state 0 in ``source_dir`` to ``out_dir`` as ``experiment``'s own; returns its summary."""
+def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict, logging: dict | None = None) -> dict:
+    """Write the shared state 0 in ``source_dir`` to ``out_dir`` as ``experiment``'s own; returns its summary.
+
+    ``logging`` is the config's tracking settings: the copied epochs open the chain's tracked run
+    (prunebench.train.tracking), as if the experiment had trained its state 0 itself."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     run, trained = shared_state0_run(experiment)
     ids = experiment_ids(experiment, 0)
@@ -44,7 +47,8 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) 
         save_checkpoint(out_dir / name, ckpt)
     rows = [{**row, **ids} for row in read_rows(source_dir / "metrics.jsonl")]
     write_rows(out_dir / "metrics.jsonl", rows)
-    write_csv(out_dir / CSV_NAME, rows)
+    track_copied_state0(out_dir, experiment, logging, rows)
+    write_csvs(out_dir, experiment, 0, rows)
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
     summary.update(ids, shared_state0=str(source_dir), config_hash=training_hash(experiment))
     summary[FILES] = file_digests(out_dir, CHECKPOINTS)  # of the relabelled copies, which the next state reads

@@ -68,7 +68,7 @@ from prunebench.train.recovery import (
     wait_for_ranks,
 )
 from prunebench.train.seeding import seed_everything, state_seed
-from prunebench.train.tracking import CSV_NAME, Tracker, write_csv
+from prunebench.train.tracking import Tracker, write_csvs
 from prunebench.train.writer import CheckpointWriter
 
 log = logging.getLogger("prunebench")
@@ -227,7 +227,7 @@ def run_state(
         if paths.previous is not None:
             release_finished(Path(paths.previous).parent)  # this job started: Snakemake recorded it
         if done is not None:
-            write_csv(paths.out_dir / CSV_NAME, read_rows(paths.out_dir / "metrics.jsonl"))
+            write_csvs(paths.out_dir, experiment, state, read_rows(paths.out_dir / "metrics.jsonl"))
             return done
         if ddp.world_of(experiment) > 1:  # train.gpus x train.nodes processes (train/distributed.py)
             return ddp.launch(
@@ -400,7 +400,7 @@ class _StateRun:
         self.tracker = (
             Tracker.open(paths.out_dir, paths.recovery_dir, experiment, state, tracking, self.prog.rows)
             if ddp.is_main()
-            else Tracker(paths.recovery_dir / CSV_NAME, {})  # records nothing: ranks > 0 write no file
+            else Tracker()  # records nothing: ranks > 0 write no file
         )
         self.method.start(self, self.prog.epoch)
 
@@ -698,7 +698,8 @@ def _write_outputs(run: _StateRun, summary: dict) -> None:
             experiment=run.experiment, model_spec=run.spec, model=init_model, masks=run.plan.final_masks,
             state=0, epoch=0, metrics={},
         )  # fmt: skip
-    write_csv(run.paths.out_dir / CSV_NAME, run.prog.rows)  # beside the outputs, not one of them (tracking)
+    # beside the outputs, not among them (tracking); the chain's summary.csv is current after the last epoch
+    write_csvs(run.paths.out_dir, run.experiment, run.state, run.prog.rows)
     finish_state(
         run.paths, run.experiment, run.state, last=run.checkpoint(run.epochs, run.prog.rows[-1]),
         best=run.paths.best_at(run.prog.best_epoch), rows=run.prog.rows, summary=summary, init=init,

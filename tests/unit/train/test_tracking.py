@@ -14,7 +14,15 @@ from prunebench.config import resolve_config, training_hash
 from prunebench.errors import ConfigError
 from prunebench.train.metrics import read_rows
 from prunebench.train.state import run_state
-from prunebench.train.tracking import CSV_FIELDS, SCALARS
+from prunebench.train.tracking import (
+    CSV_COLUMNS,
+    CSV_FIELDS,
+    SCALARS,
+    Tracker,
+    chain_step,
+    state_offset,
+    wandb_run_id,
+)
 from tests.conftest import resolved_experiment
 from tests.unit.train.test_state import paths
 
@@ -69,12 +77,14 @@ def _csv_rows(path):
 
 
 def _same(csv_row, row):
-    for key in CSV_FIELDS:
-        value = row.get(key)
+    for column, key in CSV_COLUMNS.items():
+        value = row.get(key) if key else None
+        if column == "epoch":
+            continue  # the chain step (test_one_tracked_run_per_chain)
         if value is None:
-            assert csv_row[key] == "", key
+            assert csv_row[column] == "", column
         else:
-            assert float(csv_row[key]) == pytest.approx(float(value), rel=1e-12), key
+            assert float(csv_row[column]) == pytest.approx(float(value), rel=1e-12), column
 
 
 def test_summary_csv_per_epoch_equals_metrics(tiny_config, tmp_path, monkeypatch):
@@ -85,14 +95,11 @@ def test_summary_csv_per_epoch_equals_metrics(tiny_config, tmp_path, monkeypatch
     seen = []
     real = tracking.write_csv
 
-    def spy(path, rows):
-        real(path, rows)
+    def spy(path, experiment, rows):
+        real(path, experiment, rows)
         seen.append((str(path), [r["epoch"] for r in _csv_rows(path)]))
 
     monkeypatch.setattr(tracking, "write_csv", spy)
-    import prunebench.train.state as state_mod
-
-    monkeypatch.setattr(state_mod, "write_csv", spy)
     _state0(tiny_config, tmp_path, epochs=3)
     live = [epochs for path, epochs in seen if "recovery" in path]
     assert live == [["0"], ["0", "1"], ["0", "1", "2"], ["0", "1", "2", "3"]]
@@ -110,7 +117,7 @@ def test_tensorboard_event_files(tiny_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _state0(tiny_config, tmp_path, logging={"tensorboard": True}, epochs=2)
-    tb = tmp_path / "state0" / "tensorboard"
+    tb = tmp_path / "tensorboard"  # the chain's: tmp_path holds its state folders
     assert list(tb.glob("events.out.tfevents.*"))
     acc = EventAccumulator(str(tb))
     acc.Reload()
@@ -155,8 +162,9 @@ def test_wandb_receives_every_row(tiny_config, tmp_path, fake_wandb):
     exp, _ = _state0(tiny_config, tmp_path, logging={"wandb": {"project": "pb"}}, epochs=2)
     (run,) = fake_wandb
     assert run.init["project"] == "pb" and run.init["mode"] == "offline"
-    assert run.init["name"] == f"{exp['name']}/state0" and run.init["config"]["experiment"] == exp
-    assert run.init["dir"] == str(tmp_path / "state0")  # wandb writes into its wandb/ there
+    assert run.init["name"] == exp["name"] and run.init["config"]["experiment"] == exp
+    assert run.init["id"] == wandb_run_id(exp) and run.init["resume"] == "allow"
+    assert run.init["dir"] == str(tmp_path)  # the chain's folder: wandb writes into its wandb/ there
     assert run.finished
     rows = read_rows(tmp_path / "state0" / "metrics.jsonl")
     assert [step for step, _ in run.logged] == [r["epoch"] for r in rows]
@@ -243,7 +251,7 @@ def test_resumed_state_tracks_each_epoch_once(tiny_config, tmp_path, monkeypatch
     assert [r["epoch"] for r in got] == ["0", "1", "2", "3"]
     for csv_row, row in zip(got, rows):
         _same(csv_row, row)
-    acc = EventAccumulator(str(tmp_path / "state0/tensorboard"))
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("accuracy/test")] == [0, 1, 2, 3]
     # the first attempt's start is the state's start; this attempt started later
@@ -266,3 +274,87 @@ def test_train_state_command_passes_the_logging_settings(tiny_config, tmp_path, 
     assert main(["train-state", str(cfg), "t-synthetic-tiny_vit-refill-s0", "0", "--results", str(results)]) == 0
     assert [run.init["project"] for run in fake_wandb] == ["from-config"]
     assert (results / "t-synthetic-tiny_vit-refill-s0/state0/summary.csv").is_file()
+
+
+def test_one_tracked_run_per_chain(tiny_config, tmp_path, fake_wandb):
+    """A 2-state chain whose state 0 is the shared dense run's copy: one TensorBoard run and one W&B run
+    for the chain, stepping through both states' epochs from 0, and one summary.csv line per epoch."""
+    pytest.importorskip("tensorboard")
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from prunebench.cli import main
+
+    tiny_config["defaults"]["train"]["state0_epochs"] = 2  # state 0: epochs 0..2, state 1: 0..1
+    tiny_config["logging"] = {"tensorboard": True, "wandb": {"project": "pb"}}
+    cfg, results = tmp_path / "config.yaml", tmp_path / "results"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    name = "t-synthetic-tiny_vit-refill-s0"
+    for state in (0, 1):
+        assert main(["train-state", str(cfg), name, str(state), "--results", str(results)]) == 0
+    chain = results / name
+    rows = read_rows(chain / "state0/metrics.jsonl") + read_rows(chain / "state1/metrics.jsonl")
+    assert [(r["state"], r["epoch"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert json.loads((chain / "state0/summary.json").read_text())["shared_state0"]  # a copy, not trained here
+
+    runs = sorted(str(p.parent.relative_to(results)) for p in results.rglob("events.out.tfevents.*"))
+    # the chain's run, and the shared dense state 0 as the run it trained in (its epochs are the chain's too)
+    assert sorted(set(runs)) == ["shared/t-synthetic-tiny_vit-s0/tensorboard", f"{name}/tensorboard"]
+    acc = EventAccumulator(str(chain / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("accuracy/test")] == [0, 1, 2, 3, 4]
+    assert [e.value for e in acc.Scalars("accuracy/test")] == pytest.approx([r["test_acc"] for r in rows], abs=1e-4)
+    assert [e.value for e in acc.Scalars("pruning/state")] == [0, 0, 0, 1, 1]
+    assert [e.step for e in acc.Scalars("accuracy/train")] == [1, 2, 4]  # no training at a state's epoch 0
+    assert [e.step for e in acc.Tensors("state/text_summary")] == [0, 3]  # a marker where each state starts
+
+    chain_runs = [run for run in fake_wandb if run.init["name"] == name]
+    assert len(chain_runs) == 2  # the copy of state 0, then state 1: the same W&B run, resumed
+    assert {run.init["id"] for run in chain_runs} == {chain_runs[0].init["id"]}
+    assert [step for step, _ in chain_runs[-1].logged] == [0, 1, 2, 3, 4]  # an offline run holds the whole chain
+
+    got = _csv_rows(chain / "summary.csv")
+    assert list(got[0])[:6] == ["epoch", "train_loss", "eval_loss", "eval_top1", "eval_top5", "lr"]  # timm's
+    assert [(r["epoch"], r["state"], r["state_epoch"]) for r in got] == [
+        ("0", "0", "0"), ("1", "0", "1"), ("2", "0", "2"), ("3", "1", "0"), ("4", "1", "1"),
+    ]  # fmt: skip
+    for csv_row, row in zip(got, rows):
+        _same(csv_row, row)
+        assert float(csv_row["eval_top1"]) == pytest.approx(row["val_acc"])
+    assert _csv_rows(chain / "state1/summary.csv") == got[3:]  # a state's own lines of the chain's
+
+
+def test_chain_steps_count_every_state_epoch_and_rsst_finetune(tiny_config):
+    tiny_config["defaults"]["train"].update(state0_epochs=3, epochs=2)
+    tiny_config["defaults"]["prune"]["states"] = 3
+    tiny_config["experiments"]["t"]["methods"] = ["rsst"]
+    tiny_config["defaults"].setdefault("rsst", {})["finetune_epochs"] = 1
+    exp = resolved_experiment(tiny_config, "rsst")
+    # state 0: epochs 0..3; state 1: 0..2 and a fine-tune epoch; state 2 starts after them
+    assert [state_offset(exp, k) for k in range(3)] == [0, 4, 8]
+    assert chain_step(exp, {"state": 2, "epoch": 1}) == 9
+
+
+def test_a_state_trained_again_replaces_its_own_and_later_event_files(tiny_config, tmp_path):
+    """No training: the tracker fed rows directly, as a chain whose state 1 is resumed, then whose state 0
+    is copied again (a retrained shared state 0): each step is in the chain's run once."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = resolved_experiment(tiny_config)  # 1 epoch per state: chain steps 0..3
+
+    def rows(state, epochs, acc):
+        return [{"state": state, "epoch": e, "test_acc": acc + e} for e in epochs]
+
+    def steps():
+        acc = EventAccumulator(str(tmp_path / "tensorboard"))
+        acc.Reload()
+        return [(e.step, e.value) for e in acc.Scalars("accuracy/test")]
+
+    on = {"tensorboard": True}
+    Tracker.open(tmp_path / "state0", None, exp, 0, on, rows(0, [0, 1], 10)).close()
+    Tracker.open(tmp_path / "state1", tmp_path / "rec1", exp, 1, on, rows(1, [0], 20)).close()  # killed
+    Tracker.open(tmp_path / "state1", tmp_path / "rec1", exp, 1, on, rows(1, [0, 1], 30)).close()  # resumed
+    assert steps() == [(0, 10), (1, 11), (2, 30), (3, 31)]
+    Tracker.open(tmp_path / "state0", None, exp, 0, on, rows(0, [0, 1], 40)).close()
+    assert steps() == [(0, 40), (1, 41)]  # state 1 trains again after it
