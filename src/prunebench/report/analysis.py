@@ -479,8 +479,10 @@ def recovery(states: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.Dat
     events fall inside it (``event_epochs``, REPrune): the accuracy logged right after its last
     event (``after_prune_test_acc`` on the event's epoch row) where recorded, else its epoch 0,
     which is before the event, and says so."""
-    has_events = [bool(_events(e)) for e in states.get("event_epochs", pd.Series([None] * len(states)))]
-    part = states[(states["state"] >= 1) | pd.Series(has_events, index=states.index)]
+    events_col = states["event_epochs"] if "event_epochs" in states else pd.Series([None] * len(states), states.index)
+    has_events = events_col.map(lambda e: bool(_events(e)))
+    by_events = set(states.loc[has_events, "experiment"])  # chains whose pruning falls inside states
+    part = states[(states["state"] >= 1) | has_events]
     out = part[["experiment", "method", "seed", "state", "acc_after_pruning", "final_test_acc"]].copy()
     after = {}
     if epochs is not None and len(epochs) and "after_prune_test_acc" in epochs:
@@ -490,7 +492,7 @@ def recovery(states: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.Dat
     values, when = [], []
     for r in part.itertuples():
         events = _events(getattr(r, "event_epochs", None))
-        if not events and "event_epochs" in part and isinstance(r.event_epochs, list) and r.state >= 1:
+        if not events and r.experiment in by_events:
             values.append(r.acc_after_pruning)
             when.append("epoch 0 (no pruning event in this state)")
         elif not events:

@@ -84,8 +84,8 @@ def _summary(states: pd.DataFrame, ret: pd.DataFrame, methods: list[str]) -> dic
 
 
 def _ref_mark(part: pd.DataFrame) -> str:
-    """ " (state 0)" where a value is against the dense state 0 (no dense chain of that seed ran)."""
-    return " (state 0)" if (part["ref_kind"] == "state 0").any() else ""
+    """ " (dense start)" where a value is against the dense state 0 (no dense chain of that seed ran)."""
+    return " (dense start)" if (part["ref_kind"] == "state 0").any() else ""
 
 
 def _retention(states: pd.DataFrame, ret: pd.DataFrame, methods: list[str]) -> dict:
