@@ -245,3 +245,20 @@ def test_completeness_lists_missing_states():
     plan = pd.DataFrame([{"experiment": "e", "method": "rsst", "seed": 0, "states": 4}])
     c = A.completeness(plan, _states([("e", "rsst", 0, k, 1, 1, 1, 1) for k in (0, 2)])).iloc[0]
     assert (c["done"], c["planned"], c["missing"]) == (2, 4, [1, 3])
+
+
+def test_recovery_uses_the_accuracy_logged_right_after_an_event():
+    s = _states([("r", "reprune", 0, 1, 90.0, 90.0, 85.0, 0.5), ("r", "reprune", 0, 2, 91.0, 91.0, 89.0, 0.4),
+                 ("f", "refill", 0, 1, 88.0, 88.0, 70.0, 0.5)])  # fmt: skip
+    s["event_epochs"] = [[2, 4], [], []]
+    ep = _epochs([85.0, 80.0, 84.0, 86.0, 88.0], experiment="r", state=1)
+    ep["after_prune_test_acc"] = [math.nan, math.nan, 60.0, math.nan, 75.0]
+    r = A.recovery(s, ep).set_index(["experiment", "state"])
+    assert r.at[("r", 1), "acc_after_pruning"] == 75.0 and r.at[("r", 1), "recovery"] == pytest.approx(15.0)
+    assert r.at[("r", 1), "when"] == "right after the event at epoch 4"
+    assert r.at[("r", 2), "when"] == "epoch 0 (no pruning event in this state)"
+    assert r.at[("f", 1), "when"] == "epoch 0, right after the state's pruning"
+    # files written before the field existed: epoch 0, labelled as before the event
+    old = A.recovery(s, ep.drop(columns="after_prune_test_acc")).set_index(["experiment", "state"])
+    assert old.at[("r", 1), "acc_after_pruning"] == 85.0
+    assert old.at[("r", 1), "when"] == "before the events (epoch 0; not recorded after them)"
