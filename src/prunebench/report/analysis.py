@@ -1,15 +1,15 @@
-"""Analyses of one comparison's results: each a pure function of the loaded DataFrames.
+"""Analyses of one comparison's results: each a pure function of the loaded DataFrames (and of the
+states' stored predictions, read by the caller: ``{(experiment, state): read_predictions(...)}``).
 
 Accuracies are test accuracy in percent. A state's **best** accuracy is the test accuracy at its
 epoch of best validation accuracy, its **final** accuracy the test accuracy after its last epoch.
 
-Noise: every accuracy has its test-set 95 % Wilson score interval (the test set is a sample of
-``test_size`` images). A difference between two methods is judged by a 95 % interval: with two or
-more seeds both methods ran, a t interval over the per-seed paired differences; with one seed,
-Newcombe's hybrid score interval for a difference of two proportions, built from the two Wilson
-intervals. The latter treats the two evaluations as independent; both models are scored on the
-same images and mostly err on the same ones, so the true interval is narrower: it is conservative
-(a paired test such as McNemar's would need per-image predictions, which the logs do not keep).
+Noise and verdicts (``prunebench.report.stats``): one seed gives one trained model per method, so
+a verdict about methods is made only over seeds, at matched cost, after Holm's correction over the
+report's verdicts. An accuracy of one model carries its test-set 95 % Wilson interval; a difference
+of two methods over two or more seeds a t interval of the per-seed paired differences whose variance
+is floored at the test-set variance (never zero width, never narrower than the test set alone);
+with one seed, the two models' paired test-set interval and exact McNemar test, and no verdict.
 """
 
 from __future__ import annotations
@@ -18,17 +18,28 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from prunebench.report.stats import (
+    ALPHA,
+    Z95,
+    binomial_variance,
+    floored_t,
+    holm,
+    mcnemar_exact,
+    normal_interval,
+    paired_variance,
+)
 from prunebench.train.metrics import EVAL_FIELDS
 
 WINDOW = 5  # epochs compared for convergence and stability (SPEC §5: last 5 vs the 5 before)
 ANOMALY_DROP = 5.0  # points of final accuracy below the neighbouring states' mean
 DIVERGENCE_FACTOR = 2.0  # final training loss this many times the state's lowest
-CONFIDENCE = 0.95
-Z95 = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
 BASELINES = ("random", "oneshot")  # the floors every pruning method must beat
-MACS_GRID = 10.0  # matched-cost levels: multiples of this many % of the dense MACs (and the common floor)
+# Two costs within this many points of the dense MACs are one cost: the budget's own tolerance
+# (pruning.budget.fit_cost lands within 0.005 of the dense quantity under its target).
+MATCH_TOL = 0.5
+ONE_SEED = "one seed: no verdict; run >= 3 seeds"
+NOT_RECORDED = "predictions not recorded"
 
 
 def method_order(methods) -> list[str]:
@@ -53,45 +64,6 @@ def wilson(acc: float, n: float, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return 100.0 * (centre - half), 100.0 * (centre + half)
-
-
-def newcombe(acc_a: float, acc_b: float, n_a: float, n_b: float) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (in points) of acc_a - acc_b from the two Wilson intervals."""
-    la, ua = wilson(acc_a, n_a)
-    lb, ub = wilson(acc_b, n_b)
-    diff = acc_a - acc_b
-    return diff - math.hypot(acc_a - la, ub - acc_b), diff + math.hypot(ua - acc_a, acc_b - lb)
-
-
-def t_interval(values) -> tuple[float, float]:
-    """95 % t interval of the mean of ``values`` (at least two)."""
-    v = np.asarray(values, dtype=float)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(v) - 1)) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
-    return float(v.mean()) - half, float(v.mean()) + half
-
-
-def difference(a: dict, b: dict, n_a: float = math.nan, n_b: float = math.nan) -> dict:
-    """Accuracy of method a minus method b with its 95 % interval and a verdict.
-
-    ``a`` and ``b`` map seed -> accuracy. With two or more seeds in common: the mean paired
-    difference and a t interval over those seeds. Otherwise (one seed): the difference of the
-    means and Newcombe's interval on test sets of ``n_a`` and ``n_b`` images (NaN when unknown).
-    """
-    common = sorted(set(a) & set(b))
-    if len(common) >= 2:
-        d = [a[s] - b[s] for s in common]
-        lo, hi = t_interval(d)
-        diff, how = float(np.mean(d)), f"t over {len(common)} seeds"
-    else:
-        ma, mb = float(np.mean(list(a.values()))), float(np.mean(list(b.values())))
-        diff, (lo, hi), how = ma - mb, newcombe(ma, mb, n_a, n_b), "test set (Newcombe)"
-    if _bad(lo):
-        verdict = "unknown (no test-set size)"
-    elif lo <= 0.0 <= hi:
-        verdict = "within noise"
-    else:
-        verdict = "a better" if diff > 0 else "b better"
-    return {"diff": diff, "lo": lo, "hi": hi, "how": how, "verdict": verdict}
 
 
 def seed_stats(states: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -144,17 +116,53 @@ def pruned_means(states: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _base_method(states: pd.DataFrame) -> pd.Series:
+    """The method itself (``base_method``, before labels name groups or variants), else its label."""
+    return states["base_method"] if "base_method" in states else states["method"]
+
+
+def dense_chain(states: pd.DataFrame) -> pd.DataFrame:
+    """The states of the ``dense`` control chain (the dense model trained on, state after state)."""
+    return states[_base_method(states) == "dense"] if len(states) else states
+
+
 def retention(states: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
-    """Per state: final and best accuracy as a percentage of its dense reference's (the dense
-    state 0 of its group, dataset, model and seed: report.load.dense_references), and the
-    difference in points ("vs dense"). NaN where the reference has not finished."""
-    base = references.set_index("reference")
+    """Per state: final and best accuracy as a percentage of its dense reference's, and the difference
+    in points ("vs dense"). The reference is the equally trained dense model: the dense control
+    chain's state of the same index (same group and seed; else the same seed in another group), so
+    the dense chain's own retention is 100 % at every state. Where no dense chain of that seed ran,
+    the dense state 0 of its group and seed (``report.load.dense_references``), which has trained
+    less than any later state: ``ref_kind`` says which ("chain", "state 0", or "none": NaN)."""
     out = states[["experiment", "method", "seed", "state"]].copy()
-    for col in ("final_test_acc", "best_test_acc"):
-        ref = states["reference"].map(base[col]) if len(base) else np.nan
+    chain = dense_chain(states)
+    by_ref = {(r.reference, r.state): r for r in chain.itertuples()} if "reference" in chain else {}
+    by_seed = {}
+    for r in chain.sort_values("experiment").itertuples():
+        by_seed.setdefault((r.seed, r.state), r)
+    chain_seeds = set(chain["seed"])
+    base = references.set_index("reference") if len(references) else None
+    kinds, refs = [], {"final_test_acc": [], "best_test_acc": []}
+    for r in states.itertuples():
+        ref = by_ref.get((getattr(r, "reference", None), r.state)) or by_seed.get((r.seed, r.state))
+        if ref is not None:
+            kinds.append("chain")
+            for col in refs:
+                refs[col].append(getattr(ref, col))
+        elif r.seed not in chain_seeds and base is not None and getattr(r, "reference", None) in base.index:
+            kinds.append("state 0")
+            for col in refs:
+                refs[col].append(base.at[r.reference, col])
+        else:  # the chain has not finished this state yet, or no reference at all
+            kinds.append("none")
+            for col in refs:
+                refs[col].append(math.nan)
+    out["ref_kind"] = kinds
+    for col in refs:
+        ref = np.asarray(refs[col], dtype=float)
         kind = col.replace("_test_acc", "")
-        out[f"{kind}_retention"] = 100.0 * states[col] / ref
-        out[f"{kind}_vs_dense"] = states[col] - ref
+        out[f"{kind}_reference"] = ref
+        out[f"{kind}_retention"] = 100.0 * states[col].to_numpy(dtype=float) / ref
+        out[f"{kind}_vs_dense"] = states[col].to_numpy(dtype=float) - ref
     return out
 
 
@@ -175,66 +183,113 @@ def reference_accuracy(references: pd.DataFrame) -> dict:
     }
 
 
-def _curve(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(MACs kept, final accuracy, state) of one method and seed, sorted by MACs; of several states
-    at one cost (the dense chain: all at 100 %) the latest, the one trained longest."""
-    g = points.sort_values("state").groupby("macs_kept")[["final_test_acc", "state"]].last().sort_index()
-    return g.index.to_numpy(dtype=float), g["final_test_acc"].to_numpy(dtype=float), g["state"].to_numpy()
+def method_interval(values, n_test: float) -> dict:
+    """A method's accuracy over seeds: mean and 95 % interval. Two or more seeds: t over seeds, the
+    variance floored at one seed's test-set variance; one seed: that model's Wilson interval."""
+    v = [float(x) for x in values]
+    if not v:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    if len(v) == 1:
+        lo, hi = wilson(v[0], n_test)
+        return {"mean": v[0], "lo": lo, "hi": hi, "n": 1}
+    tv = [binomial_variance(x, n_test) for x in v]
+    t = floored_t(v, [0.0 if math.isnan(x) else x for x in tv])
+    return {"mean": t["mean"], "lo": t["lo"], "hi": t["hi"], "n": len(v)}
 
 
-def at_cost(x: np.ndarray, y: np.ndarray, level: float, tol: float = 1e-9) -> tuple[float, bool]:
-    """Accuracy at ``level`` % MACs kept: measured (False) or linearly interpolated between two
-    measured states (True); NaN outside the measured range (never extrapolated)."""
-    if len(x) == 0 or level < x[0] - tol or level > x[-1] + tol:
-        return math.nan, False
-    exact = np.abs(x - level) <= tol
-    if exact.any():
-        return float(y[exact][0]), False
-    return float(np.interp(level, x, y)), True
+# --- matched cost ---
 
 
-def matched_levels(states: pd.DataFrame, grid: float = MACS_GRID) -> list[float]:
-    """MACs-kept levels (%) for the matched-cost table, highest first: the multiples of ``grid``
-    inside the measured range, and the common floor: the lowest level every pruning method reached."""
-    measured = states[states["macs_kept"].notna()] if "macs_kept" in states else states.iloc[:0]
-    if measured.empty:
+def _pruned_points(states: pd.DataFrame) -> pd.DataFrame:
+    """The states that define and take part in matched costs: pruned states (1 and later; state 0 is
+    the dense start, or for a method that prunes while it trains, the chain's least trained state)
+    that measured their MACs and keep less than all of them (the dense chain keeps 100 %)."""
+    if states.empty or "macs_kept" not in states:
+        return states.iloc[:0]
+    return states[(states["state"] >= 1) & states["macs_kept"].notna() & (states["macs_kept"] < 100.0 - MATCH_TOL)]
+
+
+def matched_levels(states: pd.DataFrame, tol: float = MATCH_TOL) -> list[float]:
+    """MACs-kept levels (%) of the matched-cost comparison, highest first: the measured costs of the
+    pruned states (each method and state: its mean over seeds), those within ``tol`` of the highest
+    of a run of them merged into one level at their mean."""
+    pts = _pruned_points(states)
+    if pts.empty:
         return []
-    lo, hi = float(measured["macs_kept"].min()), float(measured["macs_kept"].max())
-    levels = {float(v) for v in np.arange(grid, 100.0 + grid / 2, grid) if lo - 1e-9 <= v <= hi + 1e-9}
-    pruning = measured[measured["method"] != "dense"]
-    if pruning["method"].nunique() >= 1:
-        floor = float(pruning.groupby("method")["macs_kept"].min().max())
-        # a grid level that would print as the floor (one decimal) gives way to it: one row per level
-        levels = {v for v in levels if abs(v - floor) >= 0.05} | {floor}
-    return sorted(levels, reverse=True)
+    costs = sorted(pts.groupby(["method", "state"])["macs_kept"].mean(), reverse=True)
+    levels, run = [], []
+    for x in costs:
+        if run and run[0] - x > tol:
+            levels.append(float(np.mean(run)))
+            run = []
+        run.append(float(x))
+    levels.append(float(np.mean(run)))
+    return levels
+
+
+def _seed_curve(part: pd.DataFrame) -> list[tuple[float, float, str, int]]:
+    """(MACs kept, final accuracy, experiment, state) of one method and seed's pruned states, by
+    MACs; of several states at one cost (oneshot's, all at the final budget) the latest, trained longest."""
+    part = part.sort_values("state").drop_duplicates("macs_kept", keep="last").sort_values("macs_kept")
+    return list(zip(part["macs_kept"].astype(float), part["final_test_acc"].astype(float), part["experiment"],
+                    part["state"].astype(int)))  # fmt: skip
+
+
+def value_at(curve, level: float, tol: float = MATCH_TOL) -> dict | None:
+    """A seed's accuracy at ``level``: measured where a pruned state's cost is within ``tol`` of it
+    (the nearest), else linearly interpolated between its two neighbouring pruned states (never
+    through state 0), None outside their range (never extrapolated). ``parts``: (experiment, state,
+    weight) of the states it is made of."""
+    if not curve:
+        return None
+    xs = np.array([c[0] for c in curve])
+    i = int(np.argmin(np.abs(xs - level)))
+    if abs(xs[i] - level) <= tol:
+        x, y, exp, k = curve[i]
+        return {"value": y, "interpolated": False, "parts": [(exp, k, 1.0)]}
+    if not xs[0] < level < xs[-1]:
+        return None
+    j = int(np.searchsorted(xs, level))
+    (x0, y0, e0, k0), (x1, y1, e1, k1) = curve[j - 1], curve[j]
+    w = (level - x0) / (x1 - x0)
+    return {"value": y0 + w * (y1 - y0), "interpolated": True, "parts": [(e0, k0, 1.0 - w), (e1, k1, w)]}
 
 
 def matched_cost(states: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFrame:
-    """Per MACs-kept level and method: final accuracy at that cost (mean, std and n over seeds,
-    each seed interpolated on its own curve), whether any seed's value is interpolated, and the
-    per-seed values (for the differences)."""
+    """Per MACs-kept level and method: final accuracy at that cost (mean, std and n over seeds, each
+    seed on its own curve of pruned states, :func:`value_at`), whether any seed's value is
+    interpolated, and per seed the value and the states it is made of (for the paired differences)."""
     levels = matched_levels(states) if levels is None else levels
+    pts = _pruned_points(states)
     rows = []
-    measured = states[states["macs_kept"].notna()] if "macs_kept" in states else states.iloc[:0]
-    for method in method_order(measured["method"]):
-        curves = {seed: _curve(p) for seed, p in measured[measured["method"] == method].groupby("seed")}
-        n_test = states[states["method"] == method]["test_size"].min() if "test_size" in states else math.nan
+    for method in method_order(pts["method"]):
+        mine = pts[pts["method"] == method]
+        curves = {seed: _seed_curve(p) for seed, p in mine.groupby("seed")}
+        n_test = mine["test_size"].min() if "test_size" in mine else math.nan
         for level in levels:
-            per_seed, interp, state0 = {}, False, True
-            for seed, (x, y, state) in curves.items():
-                value, was = at_cost(x, y, level)
-                if not math.isnan(value):
-                    per_seed[seed], interp = value, interp or was
-                    state0 = state0 and not was and at_cost(x, state, level)[0] == 0  # that state's index
-            vals = list(per_seed.values())
+            found = {seed: v for seed, c in curves.items() if (v := value_at(c, level)) is not None}
+            vals = [v["value"] for v in found.values()]
             rows.append({
-                "level": level, "method": method, "n": len(vals), "interpolated": interp, "per_seed": per_seed,
+                "level": level, "method": method, "n": len(vals),
+                "interpolated": any(v["interpolated"] for v in found.values()),
+                "measured": bool(found) and not any(v["interpolated"] for v in found.values()),
+                "per_seed": {s: v["value"] for s, v in found.items()},
+                "parts": {s: v["parts"] for s, v in found.items()},
                 "mean": float(np.mean(vals)) if vals else math.nan,
                 "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
-                "test_size": n_test, "state0": bool(vals) and state0,
+                "test_size": n_test,
             })  # fmt: skip
-    cols = ["level", "method", "n", "interpolated", "per_seed", "mean", "std", "test_size", "state0"]
+    cols = ["level", "method", "n", "interpolated", "measured", "per_seed", "parts", "mean", "std", "test_size"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def common_level(matched: pd.DataFrame) -> float | None:
+    """The last (lowest) matched-cost level at which every method of the comparison has a value."""
+    if matched.empty:
+        return None
+    methods = set(matched["method"])
+    ok = [lv for lv, part in matched.groupby("level") if set(part[part["n"] > 0]["method"]) == methods]
+    return min(ok) if ok else None
 
 
 def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
@@ -248,9 +303,104 @@ def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
     return pts.loc[keep]
 
 
-def method_differences(states: pd.DataFrame, column: str = "final_test_acc") -> pd.DataFrame:
-    """Per pruned state (k >= 1) and pair of methods that both finished it: a - b with its 95 %
-    interval and verdict (see :func:`difference`), and each method's MACs kept there."""
+# --- differences between methods ---
+
+
+def _correctness(parts, predictions: dict | None, kind: str = "final"):
+    """Per-image correctness (0/1, or the weighted mean of two states' where interpolated) and the
+    targets it is scored on; (None, None) where a state has no stored predictions."""
+    vec, targets = None, None
+    for exp, state, w in parts:
+        pred = (predictions or {}).get((exp, state))
+        if pred is None:
+            return None, None
+        t = pred["targets"]
+        if targets is not None and not np.array_equal(t, targets):
+            return None, None
+        targets = t
+        c = (pred[kind] == t).astype(float)
+        vec = w * c if vec is None else vec + w * c
+    return vec, targets
+
+
+def difference(a: dict, b: dict, n_a: float = math.nan, n_b: float = math.nan, a_parts: dict | None = None,
+               b_parts: dict | None = None, predictions: dict | None = None) -> dict:  # fmt: skip
+    """Accuracy of method a minus method b, paired by seed (``a``, ``b``: seed -> accuracy).
+
+    Per seed both ran: the difference and its test-set variance, paired per image where the states'
+    predictions are stored (``a_parts`` / ``b_parts``: seed -> (experiment, state, weight) of the
+    states a value is made of), else unpaired from the two accuracies on ``n_a`` / ``n_b`` test
+    images; where both values are measured states with predictions, the exact McNemar test.
+    Two or more seeds: the mean paired difference, its floored t interval (``stats.floored_t``) and
+    p, the verdict left to :func:`apply_holm` (``verdict`` None). One seed: the two models' test-set
+    interval, McNemar's p, and no verdict. Seeds only one of the two ran are listed in ``left_out``.
+    """
+    common = sorted(set(a) & set(b))
+    left = [f"seed {s} (only a)" for s in sorted(set(a) - set(b))]
+    left += [f"seed {s} (only b)" for s in sorted(set(b) - set(a))]
+    per_seed = []
+    for s in common:
+        ca, ta = _correctness((a_parts or {}).get(s, []), predictions) if a_parts else (None, None)
+        cb, tb = _correctness((b_parts or {}).get(s, []), predictions) if b_parts else (None, None)
+        if ca is not None and cb is not None and len(ta) == len(tb) and np.array_equal(ta, tb):
+            var, paired = paired_variance(ca, cb), True
+            exact = len(a_parts[s]) == 1 and len(b_parts[s]) == 1  # two measured states: two models
+            mc = mcnemar_exact(ca > 0.5, cb > 0.5) if exact else None
+        else:
+            var, paired, mc = binomial_variance(a[s], n_a) + binomial_variance(b[s], n_b), False, None
+        per_seed.append({"seed": s, "diff": a[s] - b[s], "var": var, "paired": paired, "mcnemar": mc})
+    out = {"n": len(common), "seeds": common, "left_out": left, "per_seed": per_seed, "verdict": None,
+           "p": math.nan, "mcnemar_p": math.nan, "test_lo": math.nan, "test_hi": math.nan,
+           "paired": bool(per_seed) and all(x["paired"] for x in per_seed)}  # fmt: skip
+    test = "paired per image" if out["paired"] else f"unpaired ({NOT_RECORDED})"
+    if not common:
+        return {**out, "diff": math.nan, "lo": math.nan, "hi": math.nan, "how": "no seed in common",
+                "verdict": "no seed in common"}  # fmt: skip
+    if len(common) == 1:
+        x = per_seed[0]
+        lo, hi = normal_interval(x["diff"], x["var"])
+        mc = x["mcnemar"]
+        how = f"one seed: two models, test set {test}" + ("" if mc else "; no exact test (interpolated)"
+                                                          if out["paired"] else "")  # fmt: skip
+        return {**out, "diff": x["diff"], "lo": lo, "hi": hi, "test_lo": lo, "test_hi": hi, "how": how,
+                "mcnemar_p": mc["p"] if mc else math.nan, "verdict": ONE_SEED}  # fmt: skip
+    variances = [x["var"] for x in per_seed]
+    known = [v for v in variances if not math.isnan(v)]
+    t = floored_t([x["diff"] for x in per_seed], known if len(known) == len(variances) else [0.0])
+    how = f"{len(common)} seeds: t, floored at the test set ({test})"
+    if len(known) < len(variances):
+        how = f"{len(common)} seeds: t (test-set size unknown: no floor)"
+    return {**out, "diff": t["mean"], "lo": t["lo"], "hi": t["hi"], "p": t["p"], "test_lo": t["test_lo"],
+            "test_hi": t["test_hi"], "how": how}  # fmt: skip
+
+
+def apply_holm(diffs: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts of the verdict-bearing rows (``bearing``: over two or more seeds, at matched cost),
+    after Holm's correction over all of them: "a better" / "b better" where the adjusted p < 0.05,
+    else "inconclusive"; ``holm_p`` the adjusted p, ``m`` how many were corrected for."""
+    diffs = diffs.copy()
+    bearing = diffs["bearing"].astype(bool) if len(diffs) else pd.Series(dtype=bool)
+    adjusted = holm(diffs.loc[bearing, "p"]) if bearing.any() else []
+    diffs["holm_p"] = math.nan
+    diffs.loc[bearing, "holm_p"] = adjusted
+    for i in diffs.index[bearing]:
+        r = diffs.loc[i]
+        diffs.at[i, "verdict"] = (
+            ("a better" if r["diff"] > 0 else "b better") if r["holm_p"] < ALPHA else "inconclusive"
+        )
+    diffs.attrs["m"] = int(bearing.sum())
+    return diffs
+
+
+DIFF_COLUMNS = ["diff", "lo", "hi", "p", "holm_p", "n", "seeds", "left_out", "how", "verdict", "mcnemar_p",
+                "test_lo", "test_hi", "paired", "per_seed"]  # fmt: skip
+
+
+def method_differences(states: pd.DataFrame, predictions: dict | None = None,
+                       column: str = "final_test_acc") -> pd.DataFrame:  # fmt: skip
+    """Per pruned state (k >= 1) and pair of methods that both finished it: a - b paired by seed
+    (:func:`difference`), each method's MACs kept there, and whether the two costs match (within
+    MATCH_TOL). States are not a cost: no verdict here (the matched-cost comparison gives them)."""
     rows = []
     pruned = states[states["state"] >= 1]
     for state, part in pruned.groupby("state", sort=True):
@@ -260,30 +410,38 @@ def method_differences(states: pd.DataFrame, column: str = "final_test_acc") -> 
             for b in methods[i + 1 :]:
                 pa, pb = by[a], by[b]
                 n_a, n_b = (p["test_size"].min() if "test_size" in p else math.nan for p in (pa, pb))
-                d = difference(dict(zip(pa["seed"], pa[column])), dict(zip(pb["seed"], pb[column])), n_a, n_b)
+                parts = [{s: [(e, int(state), 1.0)] for s, e in zip(p["seed"], p["experiment"])} for p in (pa, pb)]
+                d = difference(dict(zip(pa["seed"], pa[column])), dict(zip(pb["seed"], pb[column])), n_a, n_b,
+                               parts[0], parts[1], predictions)  # fmt: skip
                 macs_a, macs_b = (p["macs_kept"].mean() if "macs_kept" in p else math.nan for p in (pa, pb))
-                rows.append({"state": int(state), "a": a, "b": b, "macs_a": macs_a, "macs_b": macs_b, **d})
-    cols = ["state", "a", "b", "macs_a", "macs_b", "diff", "lo", "hi", "how", "verdict"]
-    return pd.DataFrame(rows, columns=cols)
+                matched = not _bad(macs_a) and not _bad(macs_b) and abs(macs_a - macs_b) <= MATCH_TOL
+                rows.append({"state": int(state), "a": a, "b": b, "macs_a": macs_a, "macs_b": macs_b,
+                             "matched": matched, **{k: d[k] for k in DIFF_COLUMNS if k in d}})  # fmt: skip
+    cols = ["state", "a", "b", "macs_a", "macs_b", "matched", *DIFF_COLUMNS]
+    return pd.DataFrame(rows, columns=cols).drop(columns=["holm_p"])
 
 
-def matched_differences(matched: pd.DataFrame) -> pd.DataFrame:
-    """At each matched-cost level: every pair of methods with a value there, a - b with its interval.
-    A method whose value there is its state 0 (the dense start, before any pruning: for dense, Refill
-    and RSST the shared dense reference) is left out of the pairs: beside another state 0 it is the
-    same run, beside a later state it has trained less, so the difference measures training length."""
+def matched_differences(matched: pd.DataFrame, predictions: dict | None = None) -> pd.DataFrame:
+    """At each matched-cost level: every pair of methods with a value there, a - b paired by seed
+    (:func:`difference`). A pair bears a verdict when it has two or more seeds in common and at least
+    one of the two is measured at that cost (not both interpolated); the verdicts come after Holm's
+    correction over all of them (:func:`apply_holm`, the report's only verdicts)."""
     rows = []
     for level, part in matched.groupby("level", sort=False):
-        part = part[(part["n"] > 0) & ~part["state0"].astype(bool)].set_index("method")
+        part = part[part["n"] > 0].set_index("method")
         methods = method_order(part.index)
         for i, a in enumerate(methods):
             for b in methods[i + 1 :]:
-                d = difference(part.at[a, "per_seed"], part.at[b, "per_seed"], part.at[a, "test_size"],
-                               part.at[b, "test_size"])  # fmt: skip
-                interp = bool(part.at[a, "interpolated"] or part.at[b, "interpolated"])
-                rows.append({"level": level, "a": a, "b": b, "interpolated": interp, **d})
-    cols = ["level", "a", "b", "interpolated", "diff", "lo", "hi", "how", "verdict"]
-    return pd.DataFrame(rows, columns=cols)
+                ra, rb = part.loc[a], part.loc[b]
+                d = difference(ra["per_seed"], rb["per_seed"], ra["test_size"], rb["test_size"], ra["parts"],
+                               rb["parts"], predictions)  # fmt: skip
+                both_interp = bool(ra["interpolated"] and rb["interpolated"])
+                if d["n"] >= 2 and both_interp:
+                    d["verdict"] = "no verdict (both interpolated)"
+                rows.append({"level": level, "a": a, "b": b, "interpolated": bool(ra["interpolated"] or rb["interpolated"]),
+                             "bearing": d["n"] >= 2 and not both_interp, **{k: d[k] for k in DIFF_COLUMNS if k in d}})  # fmt: skip
+    cols = ["level", "a", "b", "interpolated", "bearing", *DIFF_COLUMNS]
+    return apply_holm(pd.DataFrame(rows, columns=cols))
 
 
 def rsst_damage(states: pd.DataFrame) -> pd.DataFrame:
@@ -310,10 +468,44 @@ def budgets(states: pd.DataFrame) -> pd.DataFrame:
     return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)
 
 
-def recovery(states: pd.DataFrame) -> pd.DataFrame:
-    """Per pruned state: accuracy right after pruning (epoch 0), at the state's end, and the gain."""
-    pruned = states[states["state"] >= 1]
-    out = pruned[["experiment", "method", "seed", "state", "acc_after_pruning", "final_test_acc"]].copy()
+def _events(value) -> list[int]:
+    return [int(e) for e in value] if isinstance(value, list) else []
+
+
+def recovery(states: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per pruned state (and any state with pruning events): the accuracy right after pruning, at the
+    state's end, and the gain; ``when`` says what "after pruning" is. A state that prunes at its
+    start: its epoch 0 (evaluated right after the pruning, before training). A state whose pruning
+    events fall inside it (``event_epochs``, REPrune): the accuracy logged right after its last
+    event (``after_prune_test_acc`` on the event's epoch row) where recorded, else its epoch 0,
+    which is before the event, and says so."""
+    events_col = states["event_epochs"] if "event_epochs" in states else pd.Series([None] * len(states), states.index)
+    has_events = events_col.map(lambda e: bool(_events(e)))
+    by_events = set(states.loc[has_events, "experiment"])  # chains whose pruning falls inside states
+    part = states[(states["state"] >= 1) | has_events]
+    out = part[["experiment", "method", "seed", "state", "acc_after_pruning", "final_test_acc"]].copy()
+    after = {}
+    if epochs is not None and len(epochs) and "after_prune_test_acc" in epochs:
+        logged = epochs[epochs["after_prune_test_acc"].notna()]
+        for r in logged.itertuples():
+            after[(r.experiment, int(r.state), int(r.epoch))] = float(r.after_prune_test_acc)
+    values, when = [], []
+    for r in part.itertuples():
+        events = _events(getattr(r, "event_epochs", None))
+        if not events and r.experiment in by_events:
+            values.append(r.acc_after_pruning)
+            when.append("epoch 0 (no pruning event in this state)")
+        elif not events:
+            values.append(r.acc_after_pruning)
+            when.append("epoch 0, right after the state's pruning")
+        elif (r.experiment, int(r.state), events[-1]) in after:
+            values.append(after[(r.experiment, int(r.state), events[-1])])
+            when.append(f"right after the event at epoch {events[-1]}")
+        else:
+            values.append(r.acc_after_pruning)
+            when.append(f"before the event{'s' if len(events) > 1 else ''} (epoch 0; not recorded after them)")
+    out["acc_after_pruning"] = values
+    out["when"] = when
     out["recovery"] = out["final_test_acc"] - out["acc_after_pruning"]
     return out.reset_index(drop=True)
 

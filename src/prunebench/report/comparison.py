@@ -18,8 +18,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from prunebench.config import SHARED_DIR
 from prunebench.report import analysis as A
 from prunebench.report.html import write_report
-from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments
+from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments, read_predictions
 from prunebench.report.plots import write_plots
+from prunebench.report.recipes import recipes
 from prunebench.report.summary import render_summary
 from prunebench.report.tables import (
     RUN_STATE,
@@ -54,10 +55,9 @@ def comparison_name(dataset: str, model: str) -> str:
     return f"{dataset}_{model}"
 
 
-def _summary(states: pd.DataFrame, refs: pd.DataFrame, methods: list[str]) -> dict:
+def _summary(states: pd.DataFrame, ret: pd.DataFrame, methods: list[str]) -> dict:
     best = A.best_states(states).set_index("method")
     means = A.pruned_means(states).set_index("method")
-    ret = A.retention(states, refs)
     rows = []
     for m in methods:
         part = states[states["method"] == m]
@@ -73,8 +73,8 @@ def _summary(states: pd.DataFrame, refs: pd.DataFrame, methods: list[str]) -> di
                 num(means.at[m, "mean_final"]) if m in means.index else "-",
                 str(last),
                 num(part[part["state"] == last]["macs_kept"].mean(), 1),
-                num(at_last["final_retention"].mean()),
-                num(at_last["final_vs_dense"].mean()),
+                num(at_last["final_retention"].mean()) + _ref_mark(at_last),
+                num(at_last["final_vs_dense"].mean()) + _ref_mark(at_last),
             ]
         )
     header = ["method", "seeds", "best pruned state", "best acc", "mean best (pruned)", "mean final (pruned)",
@@ -83,17 +83,33 @@ def _summary(states: pd.DataFrame, refs: pd.DataFrame, methods: list[str]) -> di
     return table(header, rows, "lrrrrrrrrr")
 
 
-def _retention(states: pd.DataFrame, refs: pd.DataFrame, methods: list[str]) -> dict:
-    ret = A.retention(states, refs)
-    stats = ret.groupby(["method", "state"])["final_retention"].agg(["mean", "std"])
+def _ref_mark(part: pd.DataFrame) -> str:
+    """ " (dense start)" where a value is against the dense state 0 (no dense chain of that seed ran)."""
+    return " (dense start)" if (part["ref_kind"] == "state 0").any() else ""
+
+
+def _retention(states: pd.DataFrame, ret: pd.DataFrame, methods: list[str]) -> dict:
     header = ["state"] + [f"{m} retention %" for m in methods]
     rows = []
     for state in sorted(states["state"].unique()):
         cells = [str(int(state))]
         for m in methods:
-            cells.append(pm(*stats.loc[(m, state)]) if (m, state) in stats.index else "missing")
+            part = ret[(ret["method"] == m) & (ret["state"] == state)]
+            if part.empty:
+                cells.append("missing")
+                continue
+            vals = part["final_retention"].dropna()
+            cell = pm(vals.mean(), vals.std() if len(vals) > 1 else None) if len(vals) else "-"
+            cells.append(cell + (_ref_mark(part) if len(vals) else ""))
         rows.append(cells)
     return table(header, rows, "r" * len(header))
+
+
+def _reference_kind(ret: pd.DataFrame) -> str:
+    kinds = set(ret["ref_kind"])
+    if "chain" in kinds and "state 0" in kinds:
+        return "mixed"
+    return "chain" if "chain" in kinds else "state 0" if "state 0" in kinds else "none"
 
 
 def _reference(refs: pd.DataFrame) -> tuple[dict | None, dict]:
@@ -112,9 +128,49 @@ def _reference(refs: pd.DataFrame) -> tuple[dict | None, dict]:
     return table(header, rows, "lrrrrrr"), ref
 
 
-def _matched(states: pd.DataFrame) -> tuple[dict | None, dict | None]:
-    """Accuracy at common MACs levels, and the differences between methods there."""
-    matched = A.matched_cost(states)
+def _predictions(states: pd.DataFrame) -> dict:
+    """Each state's stored predictions (``predictions.npz``) by (experiment, state), where it has them."""
+    out = {}
+    if "path" not in states:
+        return out
+    for r in states.itertuples():
+        pred = read_predictions(r.path) if isinstance(r.path, str) else None
+        if pred is not None:
+            out[(r.experiment, int(r.state))] = pred
+    return out
+
+
+def _pval(p) -> str:
+    return "-" if _missing(p) else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _seed_cells(r, names: tuple[str, str]) -> tuple[str, str]:
+    """The seeds a difference is over, and those left out (with the method that ran them)."""
+    left = [x.replace("(only a)", f"(only {names[0]})").replace("(only b)", f"(only {names[1]})") for x in r.left_out]
+    return (", ".join(map(str, r.seeds)) or "none"), ("; ".join(left) or "none")
+
+
+def _verdict(r) -> str:
+    return {"a better": f"{r.a} better", "b better": f"{r.b} better"}.get(r.verdict, r.verdict)
+
+
+def _diff_rows(diffs: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for r in diffs.itertuples():
+        seeds, left = _seed_cells(r, (r.a, r.b))
+        p = r.mcnemar_p if r.n == 1 else r.p
+        rows.append([num(r.level, 1), f"{r.a} - {r.b}", seeds, left, num(r.diff) + ci(r.lo, r.hi, 2), r.how,
+                     _pval(p) + (" (McNemar)" if r.n == 1 and not _missing(p) else ""), _pval(r.holm_p),
+                     _verdict(r) + (" (interpolated)" if r.interpolated and r.bearing else "")])  # fmt: skip
+    return rows
+
+
+DIFF_HEADER = ["MACs kept %", "methods", "seeds", "seeds left out", "difference (95 % interval)", "interval", "p",
+               "Holm p", "verdict"]  # fmt: skip
+
+
+def _matched(matched: pd.DataFrame, diffs: pd.DataFrame) -> tuple[dict | None, dict | None]:
+    """Accuracy at the matched-cost levels, and the differences between methods there."""
     if matched.empty:
         return None, None
     methods = A.method_order(matched["method"])
@@ -128,31 +184,54 @@ def _matched(states: pd.DataFrame) -> tuple[dict | None, dict | None]:
             cells.append(cell + (" (interp.)" if r["n"] and r["interpolated"] else ""))
         rows.append(cells)
     tab = table(["MACs kept %"] + [f"{m} final" for m in methods], rows, "r" * (len(methods) + 1))
-    diffs = A.matched_differences(matched)
-    drows = [
-        [num(r.level, 1), f"{r.a} - {r.b}", num(r.diff) + ci(r.lo, r.hi, 2), r.how,
-         _verdict(r) + (" (interpolated)" if r.interpolated else "")]
-        for r in diffs.itertuples()
-    ]  # fmt: skip
-    dtab = table(["MACs kept %", "methods", "difference (95 % interval)", "interval", "verdict"], drows, "rlrll")
-    return tab, dtab if drows else None
+    drows = _diff_rows(diffs)
+    return tab, table(DIFF_HEADER, drows, "rlllrlrrl") if drows else None
 
 
-def _verdict(r) -> str:
-    return {"a better": f"{r.a} better", "b better": f"{r.b} better"}.get(r.verdict, r.verdict)
+def _decision(matched: pd.DataFrame, diffs: pd.DataFrame, states: pd.DataFrame) -> dict:
+    """The lead section: at the last matched cost every method reached, each method's mean and
+    interval, the paired differences and their verdicts."""
+    out = {"level": None, "methods": None, "diffs": None, "one_seed": False, "m": diffs.attrs.get("m", 0),
+           "dense": None}  # fmt: skip
+    chain = A.dense_chain(states)
+    if len(chain):
+        last = chain[chain["state"] == chain["state"].max()]
+        acc = last["final_test_acc"]
+        out["dense"] = {"cell": pm(acc.mean(), acc.std() if len(acc) > 1 else None), "state": int(last["state"].max())}
+    level = A.common_level(matched)
+    if level is None:
+        return out
+    out["level"] = num(level, 1)
+    part = matched[(matched["level"] == level) & (matched["n"] > 0)]
+    rows = []
+    for r in part.itertuples():
+        iv = A.method_interval(r.per_seed.values(), r.test_size)
+        how = "one model: test-set Wilson" if iv["n"] == 1 else f"t over {iv['n']} seeds, floored at the test set"
+        rows.append([r.method, ", ".join(map(str, sorted(r.per_seed))), num(iv["mean"]) + ci(iv["lo"], iv["hi"], 2),
+                     "interpolated" if r.interpolated else "measured", how])  # fmt: skip
+    out["methods"] = table(["method", "seeds", "final accuracy (95 % interval)", "at this cost", "interval"], rows,
+                           "llrll")  # fmt: skip
+    here = diffs[diffs["level"] == level]
+    drows = _diff_rows(here)
+    out["diffs"] = table(DIFF_HEADER, drows, "rlllrlrrl") if drows else None
+    out["one_seed"] = bool(len(here)) and int(here["n"].max()) <= 1
+    return out
 
 
-def _differences(states: pd.DataFrame) -> dict | None:
-    d = A.method_differences(states)
+def _differences(states: pd.DataFrame, predictions: dict) -> dict | None:
+    d = A.method_differences(states, predictions)
     if d.empty:
         return None
-    rows = [
-        [str(r.state), f"{r.a} - {r.b}", f"{num(r.macs_a, 1)} / {num(r.macs_b, 1)}", num(r.diff) + ci(r.lo, r.hi, 2),
-         r.how, _verdict(r)]
-        for r in d.itertuples()
-    ]  # fmt: skip
-    header = ["state", "methods", "MACs kept % a / b", "difference (95 % interval)", "interval", "verdict"]
-    return table(header, rows, "rlrrll")
+    rows = []
+    for r in d.itertuples():
+        seeds, left = _seed_cells(r, (r.a, r.b))
+        cost = "matched cost: verdict at matched cost" if r.matched else "unequal cost: no verdict"
+        p = _pval(r.mcnemar_p) + " (McNemar)" if r.n == 1 and not _missing(r.mcnemar_p) else "-"
+        rows.append([str(r.state), f"{r.a} - {r.b}", f"{num(r.macs_a, 1)} / {num(r.macs_b, 1)}", seeds,
+                     num(r.diff) + ci(r.lo, r.hi, 2), r.how, p, cost])  # fmt: skip
+    header = ["state", "methods", "MACs kept % a / b", "seeds", "difference (95 % interval)", "interval",
+              "p (one seed)", "cost"]  # fmt: skip
+    return table(header, rows, "rlrlrlrl")
 
 
 def _rsst(states: pd.DataFrame) -> dict | None:
@@ -187,13 +266,22 @@ def _budgets(states: pd.DataFrame) -> dict | None:
     ])  # fmt: skip
 
 
-def _recovery(states: pd.DataFrame) -> dict:
-    return frame_table(A.recovery(states).sort_values(["method", "seed", "state"]), [
+def _recovery(states: pd.DataFrame, epochs: pd.DataFrame) -> dict:
+    return frame_table(A.recovery(states, epochs).sort_values(["method", "seed", "state"]), [
         *RUN_STATE,
         ("after pruning", "r", lambda r: num(r.acc_after_pruning)),
+        ("measured", "l", lambda r: r.when),
         ("final", "r", lambda r: num(r.final_test_acc)),
         ("recovery", "r", lambda r: num(r.recovery)),
     ], empty_is_none=False)  # fmt: skip
+
+
+def _recipes(states: pd.DataFrame, epochs: pd.DataFrame, methods: list[str]) -> dict:
+    rows = [[r["method"], r["seeds"], r["epochs"], r["optimizer"], r["schedule"], r["lr_span"], r["own"], r["events"]]
+            for r in recipes(states, epochs, methods)]  # fmt: skip
+    header = ["method", "seeds", "epochs per state", "optimizer", "learning rate", "schedule spans",
+              "its own settings", "pruning events"]  # fmt: skip
+    return table(header, rows, "llllllll")
 
 
 def _dynamics(epochs: pd.DataFrame) -> dict:
@@ -420,7 +508,7 @@ def comparison_context(
     (the workflow's resolved experiments) give the config of groups none of whose states has finished."""
     res = results.select(dataset, model)
     states, epochs = res.states, res.epochs
-    ctx = {"dataset": dataset, "model": model, "plots": plots}
+    ctx = {"dataset": dataset, "model": model, "plots": plots, "match_tol": A.MATCH_TOL}
     ctx["produced"] = _produced(states, experiments, dataset, model)
     ctx["completeness"], ctx["missing"], ctx["done"], ctx["planned"] = _completeness(res)
     ctx["has_results"] = not states.empty
@@ -433,12 +521,21 @@ def comparison_context(
     ctx["accuracy"] = accuracy_by_state(states, methods)
     refs = res.references
     ctx["reference"], ctx["ref"] = _reference(refs)
-    ctx["matched"], ctx["matched_diffs"] = _matched(states)
-    ctx["differences"] = _differences(states)
+    predictions = _predictions(states)
+    ctx["predictions"] = {"with": len(predictions), "states": len(states)}
+    matched = A.matched_cost(states)
+    diffs = A.matched_differences(matched, predictions)
+    ctx["matched"], ctx["matched_diffs"] = _matched(matched, diffs)
+    ctx["verdicts"] = diffs.attrs.get("m", 0)
+    ctx["decision"] = _decision(matched, diffs, states)
+    ctx["differences"] = _differences(states, predictions)
     ctx["rsst"], ctx["events"], ctx["budgets"] = _rsst(states), _events(states), _budgets(states)
-    ctx["summary"] = _summary(states, refs, methods)
-    ctx["retention"] = _retention(states, refs, methods)
-    ctx["recovery"] = _recovery(states)
+    ret = A.retention(states, refs)
+    ctx["summary"] = _summary(states, ret, methods)
+    ctx["retention"] = _retention(states, ret, methods)
+    ctx["reference_kind"] = _reference_kind(ret)
+    ctx["recipes"] = _recipes(states, epochs, methods)
+    ctx["recovery"] = _recovery(states, epochs)
     ctx["dynamics"] = _dynamics(epochs)
     ctx["window"] = A.WINDOW
     ctx["anomalies"] = [a["message"] for a in A.anomalies(states, epochs)]

@@ -22,11 +22,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs, training_hash
 from prunebench.errors import ResultsError
 from prunebench.export.stamps import state_throughput
+from prunebench.report.recipes import with_variants
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows, retrain_fix
 
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
@@ -311,7 +313,12 @@ def read_summary(path: str | Path) -> dict:
     return row
 
 
-EPOCH_COLUMNS = [*ID_FIELDS, *METRIC_FIELDS, "evaluated"]
+# A pruning event's accuracy right after it, before any training (REPrune logs them on the event
+# epoch's row); read when present, NaN in files written before.
+AFTER_PRUNE_FIELDS = ("after_prune_val_acc", "after_prune_test_acc")
+EPOCH_COLUMNS = [*ID_FIELDS, *METRIC_FIELDS, "evaluated", *AFTER_PRUNE_FIELDS]
+PREDICTIONS_FILE = "predictions.npz"
+PREDICTION_ARRAYS = ("targets", "final", "best")
 
 
 def _nan(value):
@@ -327,7 +334,27 @@ def read_epochs(path: str | Path, *, finished: bool = False) -> list[dict]:
         for key in METRIC_FIELDS:
             row[key] = _nan(row.get(key))
         row["evaluated"] = bool(row.get("evaluated", True))
+        for key in AFTER_PRUNE_FIELDS:
+            row[key] = _nan(row.get(key))
     return rows
+
+
+def read_predictions(state_dir: str | Path) -> dict[str, np.ndarray] | None:
+    """A state's predicted class per test image (``predictions.npz``: ``targets``, ``final``, ``best``,
+    one entry per test image, the same order in every state of a dataset); None where the state
+    predates the file. A damaged file is one clear error."""
+    path = Path(state_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in PREDICTION_ARRAYS}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ReportError(f"cannot read {path} ({exc}); {retrain_fix(path.parent)}") from None
+    n = len(arrays["targets"])
+    if any(a.ndim != 1 or len(a) != n for a in arrays.values()):
+        raise ReportError(f"{path}: targets, final and best must be 1-d arrays of one length (one per test image)")
+    return arrays
 
 
 def find_summaries(results_dir: str | Path) -> list[Path]:
@@ -394,7 +421,8 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
         plan = _plan_from_states(states)
     references = dense_references(states, pd.DataFrame(shared))  # before relabelling: by the real method
     if not states.empty:
-        labels = method_labels(states)
+        labels = with_variants(method_labels(states), states)
+        states["base_method"] = states["method"]  # the method itself, before labels name groups or variants
         states["method"] = states["experiment"].map(labels)
         if not epochs.empty:
             epochs["method"] = epochs["experiment"].map(labels).fillna(epochs["method"])

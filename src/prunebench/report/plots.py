@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +15,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from prunebench.io import atomic_write_bytes  # noqa: E402
-from prunebench.report.analysis import accuracy_table, method_order, pareto_front, reference_accuracy  # noqa: E402
+from prunebench.report.analysis import (  # noqa: E402
+    accuracy_table,
+    method_interval,
+    method_order,
+    pareto_front,
+    reference_accuracy,
+)
 from prunebench.train.metrics import EVAL_FIELDS  # noqa: E402
 
 # File names inside a comparison's plot folder (the workflow declares them as outputs).
@@ -26,9 +33,30 @@ PLOTS = {
 }
 
 
+# One colour per method in every plot of every report. A label that names a group or a variant
+# ("rsst (mask at 50 %)") takes a colour of its own from the rest of the palette, chosen by the
+# label's text (crc32), so it is the same in every report too.
+METHOD_COLORS = {
+    "dense": "#000000",
+    "random": "#7f7f7f",
+    "oneshot": "#8c564b",
+    "refill": "#1f77b4",
+    "rsst": "#ff7f0e",
+    "reprune": "#2ca02c",
+}
+_SPARE = ["#d62728", "#9467bd", "#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+          "#c5b0d5"]  # fmt: skip
+
+
+def method_color(method: str) -> str:
+    """The fixed colour of a method (or of a labelled group or variant of one)."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _SPARE[zlib.crc32(method.encode()) % len(_SPARE)]
+
+
 def _colors(methods) -> dict[str, str]:
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {m: ("black" if m == "dense" else cycle[i % len(cycle)]) for i, m in enumerate(method_order(methods))}
+    return {m: method_color(m) for m in method_order(methods)}
 
 
 def _save(fig, path: str | Path) -> None:
@@ -78,7 +106,8 @@ def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -
 
 def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path, title: str) -> None:
     """Final accuracy against MACs kept (% of dense): every state of every method (seed means, bars:
-    test-set 95 % Wilson interval), the dense reference as a star at 100 %, and the Pareto front."""
+    the 95 % interval of the method over seeds, floored at the test set; one seed: the model's
+    test-set Wilson interval), the dense state 0 as a star at 100 %, and the Pareto front."""
     fig, ax = plt.subplots(figsize=(8, 5))
     acc = accuracy_table(states) if not states.empty else pd.DataFrame()
     acc = acc[acc["macs_kept"].notna()] if len(acc) else acc
@@ -88,7 +117,9 @@ def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path
     colors = _colors(acc["method"]) if len(acc) else {}
     for method in method_order(acc["method"]) if len(acc) else []:
         part = acc[acc["method"] == method].sort_values("state")
-        yerr = np.array([part["final"] - part["final_lo"], part["final_hi"] - part["final"]])
+        iv = [method_interval(states[(states["method"] == method) & (states["state"] == k)]["final_test_acc"], n)
+              for k, n in zip(part["state"], part["test_size"])]  # fmt: skip
+        yerr = np.array([part["final"] - [i["lo"] for i in iv], [i["hi"] for i in iv] - part["final"]])
         ax.errorbar(part["macs_kept"], part["final"], yerr=np.nan_to_num(yerr), marker="o", capsize=2, lw=0.8,
                     color=colors[method], label=method)  # fmt: skip
     if len(acc):
@@ -98,7 +129,7 @@ def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path
         lo, hi = ref["final_ci"]
         err = [[ref["final"] - lo], [hi - ref["final"]]] if not np.isnan(lo) else None
         ax.errorbar([100.0], [ref["final"]], yerr=err, marker="*", ms=16, color="black", capsize=3, ls="none",
-                    zorder=5, label="dense reference")  # fmt: skip
+                    zorder=5, label="dense state 0 (the start)")  # fmt: skip
     ax.set_xlabel("MACs kept (% of the dense model)")
     ax.set_ylabel("final test accuracy (%)")
     ax.grid(alpha=0.3)

@@ -3,6 +3,7 @@ REPrune's state 0 (already pruned) nor a method's own copy; REPrune's events are
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -21,16 +22,20 @@ def cnn_report(tmp_path_factory):
     return results, sections((results / "reports" / f"{CNN[0]}_{CNN[1]}.md").read_text())
 
 
-def test_retention_and_vs_dense_use_the_shared_dense_state0(cnn_report):
+def test_without_a_dense_chain_retention_uses_the_shared_dense_state0_and_says_so(cnn_report):
     _, secs = cnn_report
     best_ref, final_ref = CNN_REFERENCE
+    assert "No dense control chain ran in this comparison" in secs["Dense reference"]
+    assert "under-trained reference (state 0 only)" in secs["Dense reference"]
     (rows,) = tables(secs["Retention vs the dense reference"])
     for row in rows:
         k = int(row["state"])
         for method, states in CNN_RUNS.items():
-            assert_cell(row[f"{method} retention %"], 100 * states[k][0] / final_ref, where=f"{method} {k}")
+            cell = row[f"{method} retention %"]
+            assert cell.endswith("(dense start)")
+            assert_cell(cell, 100 * states[k][0] / final_ref, where=f"{method} {k}")
     # REPrune's state 0 is pruned: its retention is below 100 %, not 100 % by construction
-    assert float(rows[0]["reprune retention %"]) < 70
+    assert float(rows[0]["reprune retention %"].split()[0]) < 70
     (summary,) = tables(secs["Summary per method"])
     for row in summary:
         last = CNN_RUNS[row["method"]][-1]
@@ -41,15 +46,18 @@ def test_retention_and_vs_dense_use_the_shared_dense_state0(cnn_report):
     assert ref["final"].startswith(f"{final_ref:.2f} (") and ref["best"].startswith(f"{best_ref:.2f} (")
 
 
-def test_matched_cost_compares_refill_and_reprune_at_equal_macs(cnn_report):
+def test_matched_cost_compares_refill_and_reprune_at_their_pruned_costs(cnn_report):
     _, secs = cnn_report
     table, diffs = tables(secs["Accuracy at matched cost"])
     by_level = {float(r["MACs kept %"]): r for r in table}
+    # the levels: the pruned states' costs (Refill 60, 40; REPrune 45, 35), not REPrune's state 0 (50)
+    assert list(by_level) == [60.0, 45.0, 40.0, 35.0]
     # 40 %: Refill measured (state 2); REPrune interpolated between 45 % (90.0) and 35 % (88.0)
     assert_cell(by_level[40.0]["refill final"], 89.0)
     assert by_level[40.0]["reprune final"] == "89.00 (interp.)"
-    assert by_level[100.0]["reprune final"] == "-"  # REPrune never ran dense: no extrapolation
+    assert by_level[60.0]["reprune final"] == "-"  # above its pruned states: never through its state 0
     assert {r["methods"] for r in diffs} == {"refill - reprune"}
+    assert {html.unescape(r["verdict"]) for r in diffs} == {"one seed: no verdict; run >= 3 seeds"}
 
 
 def test_reprune_events_and_the_pareto_plot(cnn_report):
@@ -59,7 +67,11 @@ def test_reprune_events_and_the_pareto_plot(cnn_report):
     assert [r["best trained after the last event"] for r in events] == ["no", "yes"]
     plot_dir = results / "reports" / f"{CNN[0]}_{CNN[1]}"
     assert (plot_dir / PLOTS["pareto"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"]({CNN[0]}_{CNN[1]}/pareto.png)" in secs["Accuracy at matched cost"]
+    assert f"]({CNN[0]}_{CNN[1]}/pareto.png)" in secs["Decision"]
+    # the events logged no accuracy right after them: "after pruning" is before the event, and says so
+    recovery = {(r["method"], r["state"]): r for r in tables(secs["Damage and recovery"])[0]}
+    assert recovery[("reprune", "1")]["measured"] == "before the event (epoch 0; not recorded after them)"
+    assert recovery[("refill", "1")]["measured"] == "epoch 0, right after the state's pruning"
 
 
 def test_a_method_in_two_groups_is_two_rows_not_two_seeds(tmp_path):
