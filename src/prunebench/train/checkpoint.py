@@ -11,6 +11,7 @@ import torch
 from prunebench.config import settings_diff, training_hash
 from prunebench.errors import CheckpointError
 from prunebench.io import atomic_torch_save
+from prunebench.train.metrics import retrain_command
 
 FORMAT_VERSION = 1
 KIND = "prunebench-state"
@@ -135,7 +136,7 @@ def check_trained_for(ckpt: dict, path: str | Path, experiment: dict, state: int
     path, name = Path(path), experiment["name"]
     fix = (
         f"restore the config it was trained with, or train it and the later states of {name} again with the "
-        f"current settings: prunebench retrain --config CONFIG {name} --from-state {state}"
+        f"current settings: {retrain_command(path.parent)}"
     )
     for key, want in (("experiment", name), ("method", experiment["method"]), ("state", state)):
         if ckpt.get(key) != want:

@@ -133,17 +133,19 @@ def _damaged(path: Path, where: str, what: str, fix: str) -> ResultsError:
     return ResultsError(f"damaged metrics file {path}{where}: {what}; {fix}")
 
 
-def retrain_fix(state_dir: str | Path) -> str:
-    """How to get a damaged finished state's files back: a backup, or training it (and what follows) again.
-    (Deleting the folder is not enough: Snakemake does not rebuild a file whose consumers are done.)"""
+def retrain_command(state_dir: str | Path) -> str:
+    """The command that trains the state in ``state_dir`` and the states after it again (README: "What reruns
+    what"; deleting the folder is not enough: Snakemake does not rebuild a file whose consumers are done)."""
     state_dir = Path(state_dir)
     run = state_dir.parent
     name = f"{run.parent.name}/{run.name}" if run.parent.name == "shared" else run.name
     k = state_dir.name.removeprefix("state")
-    return (
-        f"restore it from a backup, or train the state again: prunebench retrain --config CONFIG {name} "
-        f"--from-state {k if k.isdigit() else 0}, then run the workflow"
-    )
+    return f"prunebench retrain --config CONFIG {name} --from-state {k if k.isdigit() else 0}"
+
+
+def retrain_fix(state_dir: str | Path) -> str:
+    """How to get a damaged finished state's files back: a backup, or training it (and what follows) again."""
+    return f"restore it from a backup, or train the state again: {retrain_command(state_dir)}, then run the workflow"
 
 
 def read_rows(path: str | Path, *, finished: bool = False) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ from prunebench.config import training_hash
 from prunebench.errors import CheckpointError, PrunebenchError, StateBusyError
 from prunebench.io import atomic_copy, atomic_write_json
 from prunebench.train.checkpoint import save_checkpoint
-from prunebench.train.metrics import write_rows
+from prunebench.train.metrics import retrain_command, write_rows
 
 if TYPE_CHECKING:
     from prunebench.train.state import StatePaths
@@ -261,10 +261,9 @@ def check_recorded(path: str | Path, state: int, experiment: str, reader: str) -
 
 
 def _restore_or_retrain(path: Path, state: int, experiment: str, name: str) -> str:
-    # deleting the state's folder would not do: Snakemake does not rebuild a file whose consumers are done
     return (
-        f"Restore {name} from a copy, or train state {state} and the states after it again: `prunebench retrain "
-        f"--config CONFIG {experiment} --from-state {state}`, then rerun snakemake."
+        f"Restore {name} from a copy, or train state {state} and the states after it again: "
+        f"`{retrain_command(path.parent)}`, then rerun snakemake."
     )
 
 

@@ -313,7 +313,7 @@ def test_adopted_state0_is_the_shared_one_relabelled_and_refuses_other_settings(
     tiny_config["defaults"]["train"]["lr"] = 0.5  # the group's settings changed since state 0 was trained
     changed = resolve_config(tiny_config).experiments["t-synthetic-tiny_vit-refill-s0"]
     with pytest.raises(
-        CheckpointError, match=r"trained under other settings .*train.lr: 0.002 -> 0.5.* delete .*shared"
+        CheckpointError, match=r"trained under other settings .*train.lr: 0.002 -> 0.5.* prunebench retrain .*shared/"
     ):
         adopt_state0(shared / "state0", tmp_path / "refill/state0", changed)
 
