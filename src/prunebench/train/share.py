@@ -14,9 +14,9 @@ import logging
 from pathlib import Path
 
 from prunebench.config import shared_state0_run, training_hash
-from prunebench.io import atomic_write_json
+from prunebench.io import atomic_copy, atomic_write_json
 from prunebench.train.checkpoint import load_trained, save_checkpoint
-from prunebench.train.metrics import experiment_ids, read_rows, write_rows
+from prunebench.train.metrics import PREDICTIONS_NAME, experiment_ids, read_rows, write_rows
 from prunebench.train.recovery import release_finished
 from prunebench.train.tracking import CSV_NAME, write_csv
 
@@ -44,6 +44,10 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict) 
     rows = [{**row, **ids} for row in read_rows(source_dir / "metrics.jsonl")]
     write_rows(out_dir / "metrics.jsonl", rows)
     write_csv(out_dir / CSV_NAME, rows)
+    if (source_dir / PREDICTIONS_NAME).is_file():  # the same test images, predicted by the same model
+        atomic_copy(source_dir / PREDICTIONS_NAME, out_dir / PREDICTIONS_NAME)
+    else:  # a shared run finished before the file was kept: no earlier copy's file stays beside this one
+        (out_dir / PREDICTIONS_NAME).unlink(missing_ok=True)
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
     summary.update(ids, shared_state0=str(source_dir), config_hash=training_hash(experiment))
     if isinstance(summary.get("provenance"), dict):  # where and how it ran stays; the config is the copy's
