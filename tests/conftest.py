@@ -40,7 +40,16 @@ TINY_CONFIG = {
         "measure": {"enabled": False},  # throughput timing has its own tests (tests/unit/export)
     },
     "models": {"tiny_vit": TINY_VIT},
-    "experiments": {"t": {"datasets": ["synthetic"], "models": ["tiny_vit"], "methods": ["refill"], "seeds": [0]}},
+    # dense_control off: a test that wants the dense control chain lists `dense` or turns it on
+    "experiments": {
+        "t": {
+            "datasets": ["synthetic"],
+            "models": ["tiny_vit"],
+            "methods": ["refill"],
+            "seeds": [0],
+            "dense_control": False,
+        }
+    },
 }
 
 

@@ -610,6 +610,15 @@ def settings_diff(trained: dict, current: dict, limit: int = 4) -> list[str]:
     return diff[:limit] + ([f"and {len(diff) - limit} more"] if len(diff) > limit else [])
 
 
+def group_methods(spec: dict) -> list[str]:
+    """The methods a group runs: its ``methods``, and ``dense`` after them when the group prunes and keeps
+    its ``dense_control`` (the equally trained dense reference of SPEC §2)."""
+    methods = list(spec["methods"])
+    if spec.get("dense_control", True) and "dense" not in methods and set(methods) - {"dense"}:
+        methods.append("dense")
+    return methods
+
+
 def resolve_config(config: dict, source: str = "config", *, build_models: bool | set[str] = True) -> ResolvedConfig:
     """Validate ``config`` and expand its matrix into fully resolved experiments.
 
@@ -682,7 +691,7 @@ def resolve_config(config: dict, source: str = "config", *, build_models: bool |
                 'have more), or use "last" or "all"'
             )
         for dataset, model_key, method, seed in itertools.product(
-            spec["datasets"], spec["models"], spec["methods"], spec["seeds"]
+            spec["datasets"], spec["models"], group_methods(spec), spec["seeds"]
         ):
             name = experiment_name(group, dataset, model_key, method, seed)
             experiments[name] = {

@@ -17,10 +17,11 @@ def reference():
 def test_reference_matrix_is_vit_small_on_cifar_refill_vs_rsst():
     resolved = resolve_config(reference())
     exps = {k: e for k, e in resolved.experiments.items() if e["group"] == "vit"}
-    assert len(exps) == 8
-    assert {(e["dataset"], e["method"]) for e in exps.values()} == {
-        (d, m) for d in ("cifar10", "cifar100") for m in ("refill", "rsst", "random", "oneshot")
-    }
+    assert len(exps) == 30  # with the dense control chain (dense_control), over three seeds
+    assert {(e["dataset"], e["method"], e["seed"]) for e in exps.values()} == {
+        (d, m, s) for d in ("cifar10", "cifar100") for m in ("refill", "rsst", "random", "oneshot", "dense")
+        for s in (0, 1, 2)
+    }  # fmt: skip
     for e in exps.values():
         assert e["model"]["arch"] == "vit_small_patch16_224" and e["model"]["pretrained"] is True
         assert (e["prune"]["states"], e["train"]["epochs"], e["prune"]["target_sparsity"]) == (16, 60, 0.7)
@@ -53,7 +54,7 @@ def test_defaults_are_filled_from_the_schema(tiny_config):
 
 def test_group_overrides_apply_only_to_their_group(tiny_config):
     tiny_config["experiments"]["slow"] = {
-        "datasets": ["digits"], "models": ["tiny_vit"], "methods": ["rsst"], "seeds": [1, 2],
+        "datasets": ["digits"], "models": ["tiny_vit"], "methods": ["rsst"], "seeds": [1, 2], "dense_control": False,
         "overrides": {"train": {"lr": 0.5}, "rsst": {"lambda_schedule": "x^2"}},
     }  # fmt: skip
     exps = resolve_config(tiny_config).experiments

@@ -9,7 +9,7 @@ from prunebench.config import resolve_config
 def _cnn_group(tiny_config, methods):
     tiny_config["models"]["cnn"] = {"arch": "small_cnn"}
     tiny_config["experiments"]["c"] = {
-        "datasets": ["synthetic"], "models": ["cnn"], "methods": methods,
+        "datasets": ["synthetic"], "models": ["cnn"], "methods": methods, "dense_control": False,
         "overrides": {"prune": {"groups": ["channels"]}, "reprune": {"interval_epochs": 1}},
     }  # fmt: skip
 

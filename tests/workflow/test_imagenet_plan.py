@@ -15,6 +15,7 @@ def test_the_imagenet_config_validates_with_its_models_built():
     assert methods == {("resnet50", m) for m in ("dense", "reprune", "refill", "rsst")} | {
         ("deit_small", "refill"),
         ("deit_small", "rsst"),
+        ("deit_small", "dense"),  # the dense control chain (dense_control)
     }
     for exp in resolved.experiments.values():
         assert exp["dataset_source"]["kind"] == "imagefolder"
@@ -28,8 +29,8 @@ def test_the_dry_run_plans_eight_gpu_jobs_with_their_memory_and_time(tmp_path):
     out = proc.stdout + proc.stderr
     jobs = re.findall(r"rule (train_state0?):.*?wildcards: ([^\n]*).*?resources: ([^\n]*)", out, re.S)
     counts = dict(re.findall(r"^(train_state0?)\s+(\d+)$", out, re.M))
-    assert counts == {"train_state0": "3", "train_state": "46"}, out[-3000:]  # 2 shared dense + REPrune's own
-    assert len(jobs) == 49
+    assert counts == {"train_state0": "3", "train_state": "51"}, out[-3000:]  # 2 shared dense + REPrune's own
+    assert len(jobs) == 54
     resolved = resolve_config(load_config_file(CONFIG), build_models=False)
     for _rule, wildcards, res in jobs:
         res = dict(item.split("=", 1) for item in res.split(", "))

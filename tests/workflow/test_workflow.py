@@ -101,19 +101,21 @@ def test_a_finished_run_has_nothing_left_to_do(finished_run):
 def test_reference_config_plans_the_full_matrix(tmp_path):
     proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(REPO / "config.yaml"))
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    # 8 ViT-S experiments (2 datasets x refill, rsst, random, oneshot) x 16 states, 9 ResNet-56
-    # experiments (6 methods + 3 linkages) x 10 states. State 0 is trained once per dataset for the
-    # ViT-S methods, once for the ResNet-56 methods but REPrune, and once per REPrune. The three
-    # REPrune-only linkage groups also train their dense reference (a shared state 0).
-    assert counts["train_state0"] == str(2 + 1 + 4 + 3) and counts["share_state0"] == str(8 + 5)
-    assert counts["train_state"] == str(8 * 15 + 9 * 9)
+    # Three seeds. 30 ViT-S experiments (2 datasets x refill, rsst, random, oneshot and the dense control
+    # chain x 3 seeds) x 16 states, 27 ResNet-56 experiments (6 methods + 3 linkages, x 3 seeds) x 10
+    # states. State 0 is trained once per dataset and seed for the ViT-S methods, once per seed for the
+    # ResNet-56 methods but REPrune, and once per REPrune. The three REPrune-only linkage groups (no dense
+    # control of their own: the cnn group's stands for them) also train their dense reference (a shared
+    # state 0).
+    assert counts["train_state0"] == str(6 + 3 + 12 + 9) and counts["share_state0"] == str(30 + 15)
+    assert counts["train_state"] == str(30 * 15 + 27 * 9)
     assert (
-        counts["export_compact"] == "17" and counts["report_comparison"] == "3"
+        counts["export_compact"] == "57" and counts["report_comparison"] == "3"
     )  # cifar10/100 ViT-S, cifar10 ResNet-56
     # measure.states: last (the default): each experiment's last state is timed by a job of its own,
-    # and the dense state 0 of each group (2 ViT-S, 1 ResNet-56, 3 linkage groups), not once per copy
-    assert counts["measure_state"] == str(17 + 6)
-    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(250 + 23)
+    # and the dense state 0 of each group and seed (6 ViT-S, 3 ResNet-56, 9 linkage), not once per copy
+    assert counts["measure_state"] == str(57 + 18)
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(834 + 75)
     # one prepare job (check the model, fetch its data and weights) per dataset x model, before the states
     assert counts["prepare"] == "3"
     # each state asks for what its model and epochs need: ViT-S at 224 px (60 epochs), ResNet-56 (30)
@@ -124,12 +126,12 @@ def test_reference_config_plans_the_full_matrix(tmp_path):
 @pytest.mark.parametrize(
     ("states", "timed"),
     [
-        # every trained state (8 x 15 + 9 x 9 pruned states, 3 + 4 states 0 of their own: the shared
-        # runs and REPrune's) and the dense state 0 of the 3 REPrune-only linkage groups
-        ("all", 8 * 15 + 9 * 9 + 3 + 4 + 3),
-        # states 0 and 5 only: the 6 shared states 0 that sharing experiments copy, 4 REPrune states 0
-        # (the linkage groups' dense state 0 is no state of theirs), and state 5 of all 17
-        ([0, 5], 3 + 4 + 17),
+        # every trained state (30 x 15 + 27 x 9 pruned states, 9 + 12 states 0 of their own: the shared
+        # runs and REPrune's) and the dense state 0 of the 3 REPrune-only linkage groups x 3 seeds
+        ("all", 30 * 15 + 27 * 9 + 9 + 12 + 9),
+        # states 0 and 5 only: the 9 shared states 0 that sharing experiments copy, 12 REPrune states 0
+        # (the linkage groups' dense state 0 is no state of theirs), and state 5 of all 57
+        ([0, 5], 9 + 12 + 57),
     ],
 )
 def test_measure_states_choose_the_timing_jobs(tmp_path, states, timed):
@@ -140,7 +142,7 @@ def test_measure_states_choose_the_timing_jobs(tmp_path, states, timed):
     proc = run_snakemake(tmp_path, config, "-n")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert counts["measure_state"] == str(timed)
-    assert counts["train_state"] == str(8 * 15 + 9 * 9)  # the training plan is the same
+    assert counts["train_state"] == str(30 * 15 + 27 * 9)  # the training plan is the same
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

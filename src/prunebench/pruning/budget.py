@@ -30,7 +30,13 @@ from torch import nn
 from prunebench.config import default_budget
 from prunebench.errors import ConfigError
 from prunebench.pruning.groups import GroupSet, Masks, group_costs
-from prunebench.pruning.importance import magnitude_scores, random_scores, scale_fair_scores, taylor_scores
+from prunebench.pruning.importance import (
+    layer_normalised,
+    magnitude_scores,
+    random_scores,
+    scale_fair_scores,
+    taylor_scores,
+)
 from prunebench.pruning.ranking import round_widths, select
 from prunebench.pruning.schedule import density_at
 
@@ -351,7 +357,11 @@ def fit_cost(
 def state_scores(
     model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, *, batches=None, rng=None
 ) -> dict[str, torch.Tensor]:
-    """Each live group's score for the state: random (``rng``), Taylor, or magnitude (scale-fair for mixed)."""
+    """Each live group's score for the state: random (``rng``), Taylor, or magnitude (scale-fair for mixed,
+    normalised per layer for global: :func:`prunebench.pruning.importance.layer_normalised`).
+
+    Taylor scores are left as they are: a loss change is one unit in every layer, and rescaling a layer
+    without changing the network's function leaves them unchanged."""
     if rng is not None:
         return random_scores(groupsets, rng)
     importance = prune_cfg.get("importance", "l1")
@@ -359,7 +369,10 @@ def state_scores(
         return taylor_scores(model, groupsets, batches, int(prune_cfg.get("taylor_batches", 4)))
     if prune_cfg.get("ranking") == "mixed":
         return scale_fair_scores(model, groupsets, prev, importance)
-    return magnitude_scores(model, groupsets, importance)
+    scores = magnitude_scores(model, groupsets, importance)
+    if prune_cfg.get("ranking", "global") == "global":
+        return layer_normalised(scores, prev)
+    return scores
 
 
 def choose_masks(

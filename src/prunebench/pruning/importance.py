@@ -2,8 +2,13 @@
 
 Every function returns ``{GroupSet name: float64 score per group}`` on the CPU; higher means keep.
 
-- :func:`magnitude_scores`: the L1 sum or L2 norm of a group's weights (layerwise and global ranking,
-  which only compare groups of one kind that live in tensors of the same role).
+- :func:`magnitude_scores`: the L1 sum or L2 norm of a group's weights (layerwise ranking, which
+  compares the groups of one layer only).
+- :func:`layer_normalised`: what ``ranking: global`` pools. Raw magnitudes of different layers are
+  not comparable (a layer's sums grow with its fan-in and follow its own weight scale: pooled raw,
+  the layers with the largest sums take every kept slot and the others fall to their floor), so
+  each layer's scores are divided by the mean score of its live groups, as Torch-Pruning's ``mean``
+  normaliser does: a group then counts by how it stands within its layer, around 1 in every layer.
 - :func:`scale_fair_scores`: what ``ranking: mixed`` compares when heads and neurons share one pool.
   A raw magnitude is not comparable across kinds (a head owns ~100x more weights than a neuron) nor
   across tensors (each tensor has its own scale, set by its fan-in at initialisation and by what
@@ -40,6 +45,17 @@ def magnitude_scores(model: nn.Module, groupsets: list[GroupSet], norm: str) -> 
     if norm not in ("l1", "l2"):
         raise ValueError(f"unknown magnitude norm {norm!r}; choose l1 or l2")
     return {gs.name: group_importance(model, gs, norm) for gs in groupsets}
+
+
+def layer_normalised(scores: dict[str, torch.Tensor], live: Masks) -> dict[str, torch.Tensor]:
+    """Each GroupSet's scores divided by the mean score of its live groups (scores of a layer whose live
+    groups all score 0 are left as they are: there is nothing to rank them by)."""
+    out = {}
+    for name, s in scores.items():
+        alive = live[name].cpu().bool()
+        mean = float(s[alive].mean()) if bool(alive.any()) else 0.0
+        out[name] = s / mean if mean > 0 else s.clone()
+    return out
 
 
 def _per_group(gs: GroupSet, values: torch.Tensor, dim: int, sl) -> torch.Tensor:

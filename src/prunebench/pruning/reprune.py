@@ -27,7 +27,10 @@ E_total = E0 + (S-1) E and ``T_prune = round(prune_until * E_total)``. After eve
 with g a multiple of dT, g <= T_prune and g < E_total, a pruning event happens at the START of global
 epoch g + 1, before it trains: every architecture trains at least one epoch before it is evaluated,
 so no reported accuracy (a state's best or final) is of a just-pruned model, and a state's best is
-chosen among the epochs after its last event. The learning-rate schedule spans E_total (one warmup,
+chosen among the epochs after its last event. The pruned model is evaluated once right after each
+event, before it trains again: its accuracy is logged on the event's epoch row as
+``after_prune_val_acc`` / ``after_prune_test_acc`` (and in the event's ``after_prune``), the damage
+the event did, as RSST logs its model just before its hard mask. The learning-rate schedule spans E_total (one warmup,
 one decay), as in a single run.
 The masks live in the state checkpoints and in the per-epoch resume checkpoint, so a crash loses at
 most the epochs since the last finished one, and a finished state is never redone. The optimizer
@@ -365,13 +368,20 @@ class REPrune(PruningMethod):
         if self.schedule.is_event(global_epoch):
             masks, event = self.schedule.prune(run.model, run.plan.final_masks, global_epoch, run.img_size)
             run.set_plan(keep_plan(masks, event["target"]))
+            # the pruned model before it trains again (one evaluation per event): the damage the event
+            # does, which the epoch's own evaluation, after it trained, no longer shows
+            after = run.evaluate()
+            event["after_prune"] = after
             log.info(
                 "state %d: REPrune event before epoch %d, %.4f of the dense %s kept (target %.4f), "
-                "density %.4f, mean coverage %.3f",
+                "density %.4f, mean coverage %.3f; right after it val %.2f test %.2f",
                 self.state, epoch, event["reached"], self.schedule.kind, event["target"],
-                alive_fraction(masks), event["coverage"],
+                alive_fraction(masks), event["coverage"], after["val_acc"], after["test_acc"],
             )  # fmt: skip
-            extra.update(coverage=event["coverage"], reprune_event=event)
+            extra.update(
+                coverage=event["coverage"], reprune_event=event,
+                after_prune_val_acc=after["val_acc"], after_prune_test_acc=after["test_acc"],
+            )  # fmt: skip
         return extra
 
     def event_epochs(self, rows: list[dict]) -> list[int]:

@@ -154,6 +154,16 @@ def sum_over_ranks(sums: torch.Tensor) -> None:
         dist.all_reduce(sums)
 
 
+def gather_shards(t: torch.Tensor) -> torch.Tensor:
+    """The ranks' shares of a split (each evaluated its contiguous share, rank 0 the first), joined in
+    rank order, so in the split's order, on the CPU of every rank; ``t`` itself when not distributed."""
+    if not active():
+        return t.cpu()
+    parts: list = [None] * world()
+    dist.all_gather_object(parts, t.cpu())
+    return torch.cat(parts)
+
+
 def reduce_train_stats(stats: dict, device: torch.device) -> dict:
     """An epoch's training loss, accuracy and images over all ranks (each saw only its shards)."""
     if not active():

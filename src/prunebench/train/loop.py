@@ -203,6 +203,7 @@ def evaluate(
     reduce: Callable[[torch.Tensor], None] | None = None,
     graphed: bool = False,
     pad: bool = True,
+    predictions: dict | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Mean loss and accuracy (%) of every split in ``splits``, evaluated in one pass over them.
 
@@ -210,21 +211,31 @@ def evaluate(
     compiled model compiles once; without, the last batch of a split is its leftover (no wasted work
     for an eager model). ``shard=(rank, world)`` evaluates this process's share only; ``reduce`` then
     sums the per-split ``[loss, correct, images]`` tensor over the processes, in place. One read-back
-    at the end, none per batch.
+    at the end, none per batch. ``predictions``: a dict that receives ``"test"``: (predicted classes,
+    labels), int64 tensors of this process's share of the test split in its order (from the same pass).
     """
     model.eval()
     names = (splits,) if isinstance(splits, str) else tuple(splits)
     row_of = {name: i for i, name in enumerate(names)}
     sums = torch.zeros(len(names), 3, dtype=torch.float64, device=data.device)
+    predicted, labels = [], []
     for x, y, split in data.eval_batches(names, batch_size, shard=shard, pad=pad):
         if graphed:
             _step_begins()
         with autocast(data.device, amp):
             logits = model(x)
         row = sums[row_of[split]]
+        pred = logits.argmax(-1)
         row[0] += F.cross_entropy(logits.float(), y, ignore_index=PAD_LABEL, reduction="sum")
-        row[1] += (logits.argmax(-1) == y).sum()
+        row[1] += (pred == y).sum()
         row[2] += (y != PAD_LABEL).sum()
+        if predictions is not None and split == "test":
+            predicted.append(pred)
+            labels.append(y.clone())  # a graphed or reused batch buffer may be overwritten by the next
+    if predictions is not None and labels:
+        y_all = torch.cat(labels)
+        real = y_all != PAD_LABEL  # padding rows are only at the end of the share: order is kept
+        predictions["test"] = (torch.cat(predicted)[real], y_all[real])
     if reduce is not None:
         reduce(sums)
     loss, correct, n = sums.cpu().unbind(1)

@@ -1,4 +1,5 @@
-"""Per-epoch metrics: one JSON object a line, identifiers repeated on every line."""
+"""Per-epoch metrics: one JSON object a line, identifiers repeated on every line; and a state's
+per-image test predictions (``predictions.npz``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prunebench.errors import ResultsError
-from prunebench.io import atomic_write_text
+from prunebench.io import atomic_write_bytes, atomic_write_text
 
 ID_FIELDS = ("experiment", "method", "dataset", "model", "seed", "state", "epoch")
 METRIC_FIELDS = (
@@ -192,3 +193,33 @@ def read_rows(path: str | Path, *, finished: bool = False) -> list[dict[str, Any
             raise _damaged(path, f", line {number}", f"not a metrics row: {problem}", fix)
         rows.append(row)
     return rows
+
+
+# A state's per-image test predictions, beside its metrics: ``np.load(path, allow_pickle=False)`` gives
+# int16 arrays of one length, the test set in its fixed order: ``targets`` (the labels), ``final`` and
+# ``best`` (the predicted classes at the state's final evaluation and at its best epoch's, the
+# evaluations whose accuracies the summary's final_test_acc and best_test_acc are).
+PREDICTIONS_NAME = "predictions.npz"
+PREDICTION_KEYS = ("targets", "final", "best")
+
+
+def write_predictions(path: str | Path, *, targets, final, best) -> None:
+    """Write ``predictions.npz`` atomically (each argument: a sequence of class indices, all of one length)."""
+    import io
+
+    import numpy as np
+
+    arrays = {k: np.asarray(v, dtype=np.int16) for k, v in zip(PREDICTION_KEYS, (targets, final, best))}
+    if len({a.shape for a in arrays.values()}) != 1 or arrays["targets"].ndim != 1:
+        raise ValueError(f"predictions of unequal lengths: { ({k: a.shape for k, a in arrays.items()}) }")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_predictions(path: str | Path) -> dict[str, Any]:
+    """``{targets, final, best}`` of a ``predictions.npz`` as numpy int16 arrays."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in PREDICTION_KEYS}

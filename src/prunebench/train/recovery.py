@@ -46,7 +46,7 @@ from prunebench.config import training_hash
 from prunebench.errors import CheckpointError, PrunebenchError, StateBusyError
 from prunebench.io import atomic_copy, atomic_write_json
 from prunebench.train.checkpoint import save_checkpoint
-from prunebench.train.metrics import retrain_command, write_rows
+from prunebench.train.metrics import PREDICTIONS_NAME, retrain_command, write_predictions, write_rows
 
 if TYPE_CHECKING:
     from prunebench.train.state import StatePaths
@@ -60,6 +60,9 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")  # summary last: it marks a state done
 FILES = "files"  # the summary's record of its checkpoints: name -> {"sha256", "bytes"}
+# Published with the outputs but not declared to Snakemake (a new declared output would make it train
+# every finished state again): a bundle sealed before such a file existed, or without it, is whole.
+OPTIONAL = (PREDICTIONS_NAME,)
 
 
 def output_names(state: int) -> tuple[str, ...]:
@@ -70,6 +73,21 @@ def output_names(state: int) -> tuple[str, ...]:
 def checkpoint_names(state: int) -> tuple[str, ...]:
     """The checkpoints a state writes, whose digests its summary records (``files``)."""
     return tuple(name for name in output_names(state) if name.endswith(".pt"))
+
+
+def bundle_names(bundle: Path, state: int) -> tuple[str, ...]:
+    """The files a finished bundle publishes: the declared outputs, then the optional files it has
+    (before the summary, which marks a state done)."""
+    extra = tuple(name for name in OPTIONAL if (Path(bundle) / name).is_file())
+    names = output_names(state)
+    return (*names[:-1], *extra, names[-1])
+
+
+def drop_optional(out_dir: str | Path) -> None:
+    """Remove the optional files of a state's outputs: a state that trains again must not leave an
+    earlier run's files beside its new outputs (Snakemake removes the declared ones)."""
+    for name in OPTIONAL:
+        (Path(out_dir) / name).unlink(missing_ok=True)
 
 
 def recovery_dir_of(state_dir: str | Path) -> Path:
@@ -304,11 +322,14 @@ def finish_state(
     rows: list[dict],
     summary: dict,
     init: dict | None = None,
+    predictions: dict | None = None,
 ) -> None:
     """Write a finished state's outputs: into its bundle, sealed by the manifest, then into place.
 
     ``last`` and ``init`` are checkpoint dicts, ``best`` the recovery file holding the best
-    checkpoint, ``rows`` the metrics, ``summary`` the summary (its ``config_hash`` is set here).
+    checkpoint, ``rows`` the metrics, ``summary`` the summary (its ``config_hash`` is set here),
+    ``predictions`` the per-image test predictions (``targets``, ``final``, ``best``; see
+    :data:`prunebench.train.metrics.PREDICTIONS_NAME`), written when given.
     """
     bundle = _bundle(paths)
     shutil.rmtree(bundle, ignore_errors=True)  # what an attempt killed before its seal left
@@ -320,10 +341,12 @@ def finish_state(
     save_checkpoint(bundle / "last.pt", last)
     atomic_copy(best, bundle / "best.pt")
     write_rows(bundle / "metrics.jsonl", rows)
+    if predictions is not None:
+        write_predictions(bundle / PREDICTIONS_NAME, **predictions)
     summary[FILES] = file_digests(bundle, checkpoint_names(state))  # what a later state checks its input by
     atomic_write_json(bundle / "summary.json", summary)
     _seal(bundle, paths, experiment, state, known=summary[FILES])
-    _publish(bundle, paths.out_dir, output_names(state))
+    _publish(bundle, paths.out_dir, bundle_names(bundle, state))
     drop_progress(paths)
 
 
@@ -334,7 +357,7 @@ def _seal(bundle: Path, paths: StatePaths, experiment: dict, state: int, known: 
         name: {"size": known[name]["bytes"], "sha256": known[name]["sha256"]}
         if name in known
         else {"size": (bundle / name).stat().st_size, "sha256": _sha256(bundle / name)}
-        for name in output_names(state)
+        for name in bundle_names(bundle, state)
     }
     manifest = {
         "version": MANIFEST_VERSION,
@@ -356,6 +379,9 @@ def _publish(bundle: Path, out_dir: Path, names: tuple[str, ...]) -> None:
     """Hard-link (or, where links are impossible, copy) the bundle's files into the declared outputs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OPTIONAL:
+        if name not in names:
+            (out_dir / name).unlink(missing_ok=True)  # not this bundle's: an earlier run's
     for name in names:
         src, dst = bundle / name, out_dir / name
         tmp = out_dir / f".{name}.{os.getpid()}.link"
@@ -387,7 +413,11 @@ def _why_not(bundle: Path, paths: StatePaths, experiment: dict, state: int) -> s
     if paths.previous and manifest.get("previous_sha256") != _sha256(Path(paths.previous)):
         return f"started from another {paths.previous} than the one there now (it was rebuilt since)"
     files = manifest.get("files") or {}
-    for name in output_names(state):
+    optional = [name for name in OPTIONAL if name in files]  # sealed before the file existed: not listed
+    for name in OPTIONAL:
+        if name not in files and (bundle / name).exists():
+            return f"has a {name} that its manifest does not list"
+    for name in (*output_names(state), *optional):
         path, entry = bundle / name, files.get(name)
         if not entry:
             return f"lists no {name}"
@@ -415,7 +445,7 @@ def adopt_finished(paths: StatePaths, experiment: dict, state: int) -> dict | No
         log.warning("finished outputs in %s %s; setting them aside and training the state", bundle, why)
         shutil.rmtree(bundle, ignore_errors=True)
         return None
-    _publish(bundle, paths.out_dir, output_names(state))
+    _publish(bundle, paths.out_dir, bundle_names(bundle, state))
     drop_progress(paths)
     summary = json.loads((bundle / "summary.json").read_text(encoding="utf-8"))
     log.info(

@@ -14,9 +14,9 @@ import logging
 from pathlib import Path
 
 from prunebench.config import shared_state0_run, training_hash
-from prunebench.io import atomic_write_json
+from prunebench.io import atomic_copy, atomic_write_json
 from prunebench.train.checkpoint import load_trained, save_checkpoint
-from prunebench.train.metrics import experiment_ids, read_rows, write_rows
+from prunebench.train.metrics import PREDICTIONS_NAME, experiment_ids, read_rows, write_rows
 from prunebench.train.recovery import FILES, check_recorded, file_digests, release_finished
 from prunebench.train.tracking import track_copied_state0, write_csvs
 
@@ -49,6 +49,10 @@ def adopt_state0(source_dir: str | Path, out_dir: str | Path, experiment: dict, 
     write_rows(out_dir / "metrics.jsonl", rows)
     track_copied_state0(out_dir, experiment, logging, rows)
     write_csvs(out_dir, experiment, 0, rows)
+    if (source_dir / PREDICTIONS_NAME).is_file():  # the same test images, predicted by the same model
+        atomic_copy(source_dir / PREDICTIONS_NAME, out_dir / PREDICTIONS_NAME)
+    else:  # a shared run finished before the file was kept: no earlier copy's file stays beside this one
+        (out_dir / PREDICTIONS_NAME).unlink(missing_ok=True)
     summary = json.loads((source_dir / "summary.json").read_text(encoding="utf-8"))
     summary.update(ids, shared_state0=str(source_dir), config_hash=training_hash(experiment))
     summary[FILES] = file_digests(out_dir, CHECKPOINTS)  # of the relabelled copies, which the next state reads

@@ -5,7 +5,9 @@ epoch starts, a mask at an epoch's end) sits behind its hooks (``pruning/hooks.p
 names no method.
 
 Declared outputs (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``summary.json``, and ``init.pt``
-for state 0) are written only when the state has finished, each atomically. While it runs, the
+for state 0) are written only when the state has finished, each atomically, with
+``predictions.npz`` (the test set's predicted classes at the final and the best evaluation, taken
+from those evaluations; published with the outputs, not declared to Snakemake). While it runs, the
 state keeps its progress in a recovery folder outside the declared outputs: the metrics so far, the
 best checkpoint so far and a resume checkpoint written after every epoch, from which a rerun of a
 killed state continues. The same folder holds the lock that keeps a second trainer out and the
@@ -61,6 +63,7 @@ from prunebench.train.metrics import EVAL_FIELDS, append_row, experiment_ids, ma
 from prunebench.train.recovery import (
     adopt_finished,
     check_recorded,
+    drop_optional,
     drop_progress,
     finish_state,
     lock_state,
@@ -229,6 +232,7 @@ def run_state(
         if done is not None:
             write_csvs(paths.out_dir, experiment, state, read_rows(paths.out_dir / "metrics.jsonl"))
             return done
+        drop_optional(paths.out_dir)  # an earlier run's predictions.npz must not stand beside this run's files
         if ddp.world_of(experiment) > 1:  # train.gpus x train.nodes processes (train/distributed.py)
             return ddp.launch(
                 experiment, state, paths, data_dir=data_dir, download=download, device=device, threads=threads,
@@ -383,7 +387,10 @@ class _StateRun:
         paths.recovery_dir.mkdir(parents=True, exist_ok=True)
         self.prog = _Progress(started_at=self.process_started_at)
         self.resumed_after = resume["progress"]["epoch"] if resume is not None else None
+        # the test set's predicted classes at the best and the final evaluation (predictions.npz)
+        self.predictions: dict = {"targets": None, "final": None, "best": None}
         if resume is not None:
+            self.predictions.update(resume.get("predictions") or {})  # none in a resume.pt of an older version
             self.optimizer.load_state_dict(resume["optimizer"])
             self.generator.set_state(resume["generator"].to(self.generator.get_state().device))
             torch.set_rng_state(resume["torch_rng"])
@@ -424,12 +431,20 @@ class _StateRun:
         self._hook_eval_seconds += time.perf_counter() - start  # counted in the epoch's eval_seconds
         return {"val_acc": scores["val"][1], "test_acc": scores["test"][1]}
 
-    def _evaluate(self) -> dict[str, tuple[float, float]]:
-        """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share."""
+    def _evaluate(self, predictions: dict | None = None) -> dict[str, tuple[float, float]]:
+        """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share.
+        ``predictions`` receives this rank's test predictions (:func:`prunebench.train.loop.evaluate`)."""
         return evaluate(
             self.net, self.data, ("val", "test"), self.eval_batch, self.tcfg["amp"],
             shard=ddp.shard(), reduce=ddp.sum_over_ranks, graphed=self.graphed, pad=self.eval_padded,
+            predictions=predictions,
         )  # fmt: skip
+
+    def _keep_predictions(self, which: str, test: dict) -> None:
+        """Keep the evaluation's test predictions as the state's ``which`` (best, final), all ranks' shares
+        joined in the test set's order (every rank calls this: it gathers)."""
+        predicted, labels = (ddp.gather_shards(t).to(torch.int16) for t in test["test"])
+        self.predictions.update({which: predicted, "targets": labels})
 
     # --- the parts of a state ---
     def _importance_batches(self) -> list | None:
@@ -468,8 +483,9 @@ class _StateRun:
                 del row[key]  # not measured: absent, not null
             return self._append(row, eval_seconds=0.0)
         start = time.perf_counter()
+        test: dict = {}
         with masked_view(self.final if self.eval_masked else None):
-            scores = self._evaluate()
+            scores = self._evaluate(test)
             eval_seconds = time.perf_counter() - start
             (val_loss, val_acc), test_acc = scores["val"], scores["test"][1]
             row = make_row(self.ids, epoch, {
@@ -478,8 +494,11 @@ class _StateRun:
             })  # fmt: skip
             if epoch > 0 and val_acc > prog.best_val:
                 prog.best_val, prog.best_epoch = val_acc, epoch
+                self._keep_predictions("best", test)
                 if ddp.is_main():  # a copy of the weights now; written while training goes on
                     self.writer.save(self.paths.best_at(epoch), self.checkpoint(epoch, row), copied=True)
+            if epoch == self.epochs:
+                self._keep_predictions("final", test)
         return self._append(row, eval_seconds=eval_seconds)
 
     def _append(self, row: dict, *, eval_seconds: float) -> dict:
@@ -587,6 +606,7 @@ def _save_resume(paths: StatePaths, run: _StateRun, prog: _Progress) -> None:
         "torch_rng": torch.get_rng_state(),
         "plan": {"density": plan.density, "train": plan.train_masks, "final": plan.final_masks, "penalized": plan.penalized},
         "method": run.method.state_dict(),  # what the method keeps across epochs
+        "predictions": dict(run.predictions),  # CPU tensors, replaced (never changed in place) when kept
         "progress": {k: v for k, v in vars(prog).items() if k != "rows"},
     })  # fmt: skip
     best = prog.best_epoch
@@ -700,9 +720,13 @@ def _write_outputs(run: _StateRun, summary: dict) -> None:
         )  # fmt: skip
     # beside the outputs, not among them (tracking); the chain's summary.csv is current after the last epoch
     write_csvs(run.paths.out_dir, run.experiment, run.state, run.prog.rows)
+    predictions = run.predictions if all(v is not None for v in run.predictions.values()) else None
+    if predictions is None:  # resumed from a resume.pt written before the predictions were kept
+        log.warning("state %d: the per-image predictions of its best epoch are unknown; no predictions.npz", run.state)
     finish_state(
         run.paths, run.experiment, run.state, last=run.checkpoint(run.epochs, run.prog.rows[-1]),
         best=run.paths.best_at(run.prog.best_epoch), rows=run.prog.rows, summary=summary, init=init,
+        predictions=predictions,
     )  # fmt: skip
 
 

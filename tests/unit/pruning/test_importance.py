@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import full_masks, groupsets_of
-from prunebench.pruning.importance import taylor_scores
+from prunebench.pruning.importance import magnitude_scores, taylor_scores
 from prunebench.pruning.methods import choose_masks
 
 VIT = {
@@ -61,15 +61,39 @@ def test_rescaling_a_module_does_not_change_what_mixed_ranking_keeps(norm):
         assert torch.equal(before[name], after[name]), name
 
 
-def test_raw_magnitudes_would_follow_the_scale():
-    """Control for the test above: the global (raw magnitude) ranking does move with a module's scale."""
+def test_global_ranking_does_not_follow_a_layers_scale():
+    """The old failure: global ranking pooled raw L1 sums, so a block whose weights were 10x larger kept
+    every one of its neurons. Scores are now normalised per layer: a block whose groups all weigh 100x
+    more keeps exactly what it kept before, not all the kept slots."""
     model = vit()
     groupsets = groupsets_of(model, ["heads", "neurons"])
     prune = {**HALF, "ranking": "global", "importance": "l1", "budget": "groups"}
+    _, before = choose_masks(model, groupsets, full_masks(groupsets), prune, 1)
     with torch.no_grad():
-        model.blocks[1].mlp.fc1.weight.mul_(10.0)
-    _, keep = choose_masks(model, groupsets, full_masks(groupsets), prune, 1)
-    assert int(keep["blocks.1.mlp.neurons"].sum()) == 384  # every neuron of the scaled block survives
+        model.blocks[1].mlp.fc1.weight.mul_(100.0)
+        model.blocks[1].mlp.fc1.bias.mul_(100.0)
+        model.blocks[1].mlp.fc2.weight.mul_(100.0)
+    raw = magnitude_scores(model, groupsets, "l1")
+    pooled_raw = sorted((float(v), n) for n, s in raw.items() if "neurons" in n for v in s)[-768:]
+    assert sum(n == "blocks.1.mlp.neurons" for _, n in pooled_raw) == 384  # raw sums: all of block 1 kept
+    _, after = choose_masks(model, groupsets, full_masks(groupsets), prune, 1)
+    assert int(after["blocks.1.mlp.neurons"].sum()) < 384
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+
+
+def test_global_channel_ranking_keeps_every_conv_above_its_floor_when_one_is_100x_larger():
+    torch.manual_seed(0)
+    model = build_model(model_spec({"arch": "small_cnn", "kwargs": {"widths": [16, 32, 64]}}, 10))
+    groupsets = groupsets_of(model, ["channels"])
+    with torch.no_grad():
+        model.conv3.weight.mul_(100.0)
+    for budget in ("groups", "macs"):
+        prune = {**HALF, "ranking": "global", "importance": "l1", "budget": budget, "groups": ["channels"]}
+        _, keep = choose_masks(model, groupsets, full_masks(groupsets), prune, 1)
+        kept_per_layer = {gs.name: int(keep[gs.name].sum()) for gs in groupsets}
+        assert all(n >= gs.size // 4 for gs, n in zip(groupsets, kept_per_layer.values())), (budget, kept_per_layer)
+        assert kept_per_layer["conv3.channels"] < 64, budget
 
 
 def tiny_cnn_and_batches():

@@ -60,15 +60,25 @@ def test_global_keeps_a_share_of_each_pool(tiny_vit):
             assert kept == max(len(pool), math.floor(d * total + 0.5))
 
 
-def test_global_ranks_across_layers(tiny_vit):
-    """A layer whose neurons are all weaker loses more of them than the others."""
+def test_global_ranks_across_layers_by_each_groups_standing_in_its_layer(tiny_vit):
+    """A layer whose neurons are all weaker by one factor keeps what it would keep at full scale (the
+    pool compares scores normalised per layer, not raw sums that grow with a layer's scale), while a
+    layer with half its neurons far below its own mean loses more of them than the other layer."""
     model = randomise(tiny_vit)
+    _, unscaled = chain(model, "global")
     with torch.no_grad():
-        model.blocks[1].mlp.fc1.weight.mul_(0.01)
-        model.blocks[1].mlp.fc2.weight.mul_(0.01)
+        model.blocks[0].mlp.fc1.weight.mul_(0.01)
+        model.blocks[0].mlp.fc1.bias.mul_(0.01)
+        model.blocks[0].mlp.fc2.weight.mul_(0.01)
     groupsets, masks = chain(model, "global")
-    kept = {gs.layer: int(masks[-1][gs.name].sum()) for gs in groupsets if gs.kind == "neuron"}
-    assert kept["blocks.1"] == 1 and kept["blocks.0"] > 1
+    assert all(torch.equal(masks[-1][k], unscaled[-1][k]) for k in masks[-1])
+    with torch.no_grad():
+        model.blocks[1].mlp.fc1.weight[:48].mul_(0.01)
+        model.blocks[1].mlp.fc2.weight[:, :48].mul_(0.01)
+    groupsets, masks = chain(model, "global")
+    kept = {gs.layer: masks[-1][gs.name] for gs in groupsets if gs.kind == "neuron"}
+    assert not kept["blocks.1"][:48].any()  # the weak half of block 1 went
+    assert int(kept["blocks.1"].sum()) < int(kept["blocks.0"].sum())
 
 
 def test_mixed_uses_one_parameter_budget(tiny_vit):

@@ -54,7 +54,13 @@ FIXTURE_CONFIG = {
     },
     "experiments": {
         "main": {"datasets": [DATASET], "models": [MODEL], "methods": ["dense", "refill", "rsst"], "seeds": [0]},
-        "seeds": {"datasets": [DATASET], "models": [MODEL], "methods": ["refill"], "seeds": [1]},
+        "seeds": {
+            "datasets": [DATASET],
+            "models": [MODEL],
+            "methods": ["refill"],
+            "seeds": [1],
+            "dense_control": False,
+        },
     },
 }
 

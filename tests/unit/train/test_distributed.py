@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -22,6 +23,7 @@ import yaml
 from prunebench.cli import main
 from prunebench.errors import TrainingError
 from prunebench.train.devices import lease_gpus
+from prunebench.train.metrics import read_predictions
 from tests.conftest import REPO, resolved_experiment
 
 TOL = 1e-5
@@ -72,6 +74,9 @@ def test_two_processes_train_as_one_process_with_the_same_global_batch(tiny_conf
         assert ca["masks"].keys() == cb["masks"].keys()
         assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
         assert any(not bool(m.all()) for m in cb["masks"].values()) or k == 0  # state 1 did prune
+        # each rank evaluated its share of the test set; rank 0 wrote all of them, in the test set's order
+        pa, pb = (read_predictions(run / f"state{k}" / "predictions.npz") for run in (one, two))
+        assert all(np.array_equal(pa[key], pb[key]) for key in pa)
     # the summary says how many processes trained the state
     summary = json.loads((two / "state1" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["images_per_second"] > 0

@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import prunebench.train.recovery as recovery
 from prunebench.errors import CheckpointError, StateBusyError
-from prunebench.train.metrics import read_rows
+from prunebench.train.metrics import read_predictions, read_rows
 from prunebench.train.state import run_state
 from tests.conftest import resolved_experiment
 from tests.unit.train.test_state import paths
@@ -47,6 +48,7 @@ def test_a_state_killed_after_its_last_epoch_is_not_trained_again(tiny_config, t
             run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     bundle = tmp_path / "recovery/state1/finished"
     written = {name: (bundle / name).read_bytes() for name in OUTPUTS}
+    predictions = read_predictions(bundle / "predictions.npz")
     # what Snakemake's rerun-incomplete does to the outputs of a job it has not recorded
     for name in OUTPUTS:
         (tmp_path / "state1" / name).unlink(missing_ok=True)
@@ -69,6 +71,8 @@ def test_a_state_killed_after_its_last_epoch_is_not_trained_again(tiny_config, t
         assert summary == json.loads(written["summary.json"])
     assert not (tmp_path / "recovery/state1/resume.pt").exists()
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    again = read_predictions(tmp_path / "state1/predictions.npz")  # kept in resume.pt, or adopted
+    assert all(np.array_equal(again[k], predictions[k]) for k in predictions)
 
 
 @pytest.mark.parametrize("change", ["config", "contents", "previous"])

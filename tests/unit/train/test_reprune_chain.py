@@ -59,6 +59,22 @@ def test_no_reported_accuracy_is_of_a_just_pruned_model(chain):
         assert (summary["final_test_acc"], summary["density"]) == (final["test_acc"], final["density"])
 
 
+def test_the_accuracy_right_after_each_event_is_logged_on_its_row(chain):
+    """As RSST logs its model just before its hard mask: the pruned model, evaluated before it trains again."""
+    root, summaries = chain
+    for k, summary in summaries.items():
+        events = [r for r in _rows(root, k) if r.get("reprune_event")]
+        assert [r["epoch"] for r in events] == summary["event_epochs"]
+        for r in events:
+            after = {"val_acc": r["after_prune_val_acc"], "test_acc": r["after_prune_test_acc"]}
+            assert all(0.0 <= v <= 100.0 for v in after.values())
+            assert r["reprune_event"]["after_prune"] == after
+        assert all("after_prune_test_acc" not in r for r in _rows(root, k) if not r.get("reprune_event"))
+    assert [e["after_prune"] for e in summaries[1]["reprune"]["events"]] == [
+        r["reprune_event"]["after_prune"] for r in _rows(root, 1) if r.get("reprune_event")
+    ]
+
+
 def test_coverage_is_logged_per_layer(chain):
     root, summaries = chain
     event = summaries[1]["reprune"]["events"][-1]

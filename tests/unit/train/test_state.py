@@ -309,6 +309,8 @@ def test_adopted_state0_is_the_shared_one_relabelled_and_refuses_other_settings(
     assert summary["method"] == "rsst" and summary["density"] < 1
     own = json.loads((tmp_path / "rsst/state0/summary.json").read_text())
     assert own["experiment"] == rsst["name"] and own["shared_state0"] == str(shared / "state0")
+    copied = (tmp_path / "rsst/state0/predictions.npz").read_bytes()
+    assert copied == (shared / "state0/predictions.npz").read_bytes()  # per-image predictions come along
 
     tiny_config["defaults"]["train"]["lr"] = 0.5  # the group's settings changed since state 0 was trained
     changed = resolve_config(tiny_config).experiments["t-synthetic-tiny_vit-refill-s0"]
