@@ -65,6 +65,18 @@ def ran_rules(out: str) -> set[str]:
     return set(re.findall(r"^(?:local)?rule (\w+):", out, re.M))
 
 
+def training_jobs(out: str) -> list[tuple[str, str]]:
+    """The (rule, wildcards) of every training job a dry run plans."""
+    jobs = re.findall(r"^rule (\w+):\n(?:    (?!wildcards).*\n)*    wildcards: (.*)$", out, re.M)
+    return sorted((rule, wildcards) for rule, wildcards in jobs if rule in TRAINING_RULES)
+
+
+def copy_of(project: Path, dest: Path) -> Path:
+    """The finished project copied with its files' times (each test changes its own copy)."""
+    subprocess.run(["cp", "-a", str(project), str(dest)], check=True)
+    return dest
+
+
 def state_files(project: Path) -> dict[str, str]:
     """sha256 of every file of every state (and shared state 0) under the project's results."""
     results = project / "results"
@@ -112,15 +124,12 @@ def test_a_code_update_trains_nothing(finished):
 @pytest.mark.slow
 def test_a_folder_moved_with_its_times_trains_nothing(finished, tmp_path):
     before = state_files(finished)
-    moved = tmp_path / "moved"
-    subprocess.run(["cp", "-a", str(finished), str(moved)], check=True)
-    assert_nothing_trained(moved, before)
+    assert_nothing_trained(copy_of(finished, tmp_path / "moved"), before)
 
 
 @pytest.mark.slow
 def test_another_gpu_count_trains_nothing(finished, tmp_path):
-    project = tmp_path / "gpus"
-    subprocess.run(["cp", "-a", str(finished), str(project)], check=True)
+    project = copy_of(finished, tmp_path / "gpus")
     before = state_files(project)
     config = config_of()
     config["defaults"]["train"]["gpus"] = 2
@@ -130,13 +139,11 @@ def test_another_gpu_count_trains_nothing(finished, tmp_path):
 
 @pytest.mark.slow
 def test_an_rsst_setting_trains_the_rsst_states_only(finished, tmp_path):
-    project = tmp_path / "rsst"
-    subprocess.run(["cp", "-a", str(finished), str(project)], check=True)
+    project = copy_of(finished, tmp_path / "rsst")
     before = state_files(project)
     out, _ = snakemake(project, "-n", config=config_of(reg_granularity_prune=2.0))
-    jobs = re.findall(r"^rule (\w+):\n(?:    (?!wildcards).*\n)*    wildcards: (.*)$", out, re.M)
     # RSST's state 1 trains; its copy of the shared dense state 0 is relabelled with RSST's new hash (seconds)
-    assert sorted((r, w) for r, w in jobs if r in TRAINING_RULES) == [
+    assert training_jobs(out) == [
         ("share_state0", "experiment=t-synthetic-tiny_vit-rsst-s0"),
         ("train_state", "experiment=t-synthetic-tiny_vit-rsst-s0, state=1"),
     ], out[-3000:]
@@ -150,8 +157,7 @@ def test_an_rsst_setting_trains_the_rsst_states_only(finished, tmp_path):
 
 @pytest.mark.slow
 def test_retraining_on_purpose_is_one_command(finished, tmp_path):
-    project = tmp_path / "retrain"
-    subprocess.run(["cp", "-a", str(finished), str(project)], check=True)
+    project = copy_of(finished, tmp_path / "retrain")
     before = state_files(project)
     exp = "t-synthetic-tiny_vit-refill-s0"
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
@@ -173,16 +179,14 @@ def test_retraining_on_purpose_is_one_command(finished, tmp_path):
     kept = sorted((project / "results" / exp / "retrained").glob("*/state1/last.pt"))
     assert len(kept) == 1  # nothing is deleted
     out, _ = snakemake(project, "-n")
-    jobs = re.findall(r"^rule (\w+):\n(?:    (?!wildcards).*\n)*    wildcards: (.*)$", out, re.M)
-    assert sorted((r, w) for r, w in jobs if r in TRAINING_RULES) == [("train_state", f"experiment={exp}, state=1")]
+    assert training_jobs(out) == [("train_state", f"experiment={exp}, state=1")]
     snakemake(project)
     after = state_files(project)
     assert {k for k in before if before[k] != after.get(k)} <= {f"{exp}/state1/{n}" for n in os.listdir(kept[0].parent)}
     assert after[f"{exp}/state1/summary.json"] != before[f"{exp}/state1/summary.json"]
     # Snakemake's own --forcerun keeps its meaning: the forced state trains again, and the states after it
     out, _ = snakemake(project, "-n", "--forcerun", f"results/{exp}/state0/summary.json")
-    jobs = re.findall(r"^rule (\w+):\n(?:    (?!wildcards).*\n)*    wildcards: (.*)$", out, re.M)
-    assert sorted((r, w) for r, w in jobs if r in TRAINING_RULES) == [
+    assert training_jobs(out) == [
         ("share_state0", f"experiment={exp}"),
         ("train_state", f"experiment={exp}, state=1"),
     ], out[-3000:]

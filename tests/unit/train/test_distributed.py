@@ -102,8 +102,8 @@ def _processes_with(tag: str, rank: str | None = None) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
-def test_a_killed_rank_stops_the_state_and_the_rerun_resumes(tiny_config, tmp_path):
+def _twelve_epoch_two_process_state(tiny_config, tmp_path):
+    """A 2-process state 0 of 12 epochs: its output and recovery folders, and the command that trains it."""
     config = _config(tiny_config, 2, epochs=12)
     config["defaults"]["prune"]["states"] = 1
     cfg = tmp_path / "config.yaml"
@@ -112,7 +112,12 @@ def test_a_killed_rank_stops_the_state_and_the_rerun_resumes(tiny_config, tmp_pa
     results = tmp_path / "results"
     out, recovery = results / exp["name"] / "state0", results / exp["name"] / "recovery" / "state0"
     cmd = [sys.executable, "-m", "prunebench.cli", "train-state", str(cfg), exp["name"], "0"]
-    cmd += ["--results", str(results), "--threads", "1"]
+    return out, recovery, [*cmd, "--results", str(results), "--threads", "1"]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_stops_the_state_and_the_rerun_resumes(tiny_config, tmp_path):
+    out, recovery, cmd = _twelve_epoch_two_process_state(tiny_config, tmp_path)
     env = {**os.environ, "PRUNEBENCH_TEST_TAG": str(tmp_path)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -145,15 +150,7 @@ def test_a_killed_rank_stops_the_state_and_the_rerun_resumes(tiny_config, tmp_pa
 def test_a_killed_job_takes_its_processes_with_it_and_the_rerun_resumes(tiny_config, tmp_path):
     """kill -9 of the job's process group (a node's job killed, Snakemake's --kill): torchrun starts its
     workers in sessions of their own, out of reach of that kill; they must die with the job anyway."""
-    config = _config(tiny_config, 2, epochs=12)
-    config["defaults"]["prune"]["states"] = 1
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    exp = resolved_experiment(config)
-    results = tmp_path / "results"
-    out, recovery = results / exp["name"] / "state0", results / exp["name"] / "recovery" / "state0"
-    cmd = [sys.executable, "-m", "prunebench.cli", "train-state", str(cfg), exp["name"], "0"]
-    cmd += ["--results", str(results), "--threads", "1"]
+    out, recovery, cmd = _twelve_epoch_two_process_state(tiny_config, tmp_path)
     tag = f"{tmp_path}/killed"
     log = (tmp_path / "killed.log").open("w")
     env = {**os.environ, "PRUNEBENCH_TEST_TAG": tag}
