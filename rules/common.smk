@@ -19,6 +19,7 @@ from prunebench.errors import ConfigError
 from prunebench.estimates import state_resources
 from prunebench.logs import announce_state
 from prunebench.torch_build import BuildError, conda_env
+from snakemake.exceptions import WorkflowError
 
 try:
     # Snakemake reads the config files itself and keeps the last of duplicate keys silently:
@@ -265,6 +266,17 @@ def get_measure_settings(wildcards):
     """
     exp = EXPERIMENTS.get(wildcards.name) or STATE0_RUNS[wildcards.name]
     return {k: v for k, v in exp["measure"].items() if k != "states"}
+
+
+def get_measure_threads(wildcards):
+    """measure_state's threads: every core of --cores, so that the local scheduler runs no other job
+    (a training job above all) beside a timing. A cluster executor runs without --cores, each job in
+    an allocation of its own: there it asks for 4 CPUs, as a training state does (profiles/slurm).
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 4
 
 
 def get_final_state(wildcards):

@@ -91,6 +91,7 @@ rule train_state:
 # The dense vs compact throughput of a finished state, timed on the device it trains on (a GPU job),
 # apart from the training: the measure settings are its only parameter, so changing them retimes
 # every state and retrains none. State 0 of a shared run is timed once, in the run's folder.
+# It holds every core of --cores (get_measure_threads): locally nothing else runs beside a timing.
 rule measure_state:
     input:
         last=ancient(f"{RESULTS}/{{name}}/state{{state}}/last.pt"),
@@ -103,7 +104,7 @@ rule measure_state:
         name=one_of(MEASURED_NAMES),
     conda:
         CONDA_ENV
-    threads: 1
+    threads: get_measure_threads
     resources:
         gpu=1,
         mem_mb=8000,

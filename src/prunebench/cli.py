@@ -182,6 +182,7 @@ def _compile_choice(text: str):
 
 def _cmd_export(args) -> None:
     from prunebench.export.run import export_checkpoint
+    from prunebench.export.throughput import speedup_text
 
     out = Path(args.out)
     measure = summary = None
@@ -199,7 +200,9 @@ def _cmd_export(args) -> None:
         for mode, timed in (("eager", tput), ("compiled", tput.get("compiled") or {})):
             for b in timed.get("dense", {}):
                 dense, compact = timed["dense"][b], timed["compact"][b]
-                print(f"{mode}, batch {b}: {dense:.0f} -> {compact:.0f} images/s ({compact / dense:.2f}x)")
+                spread = timed.get("speedup", {}).get(b)
+                ratio = speedup_text(spread) if spread else f"{compact / dense:.2f}x"
+                print(f"{mode}, batch {b}: {dense:.0f} -> {compact:.0f} images/s, {ratio}")
             if timed.get("error"):
                 print(f"{mode}: not timed ({timed['error']})")
 

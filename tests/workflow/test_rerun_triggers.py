@@ -50,6 +50,31 @@ def test_the_finished_run_timed_every_state_apart(finished):
     assert "Time and throughput" in report
 
 
+def job_events(log: str) -> list[tuple[str, str]]:
+    """("start" or "end", rule) of every job, in the order Snakemake's log has them."""
+    starts = list(re.finditer(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", log, re.M))
+    rule_of = {m.group(2): m.group(1) for m in starts}
+    events = [(m.start(), "start", m.group(2)) for m in starts]
+    events += [(m.start(), "end", m.group(1)) for m in re.finditer(r"^Finished jobid: (\d+)", log, re.M)]
+    return [(kind, rule_of[job]) for _, kind, job in sorted(events)]
+
+
+@pytest.mark.slow
+def test_the_timing_jobs_ran_alone(finished):
+    """--cores 2 ran two training jobs at once, but nothing beside a measure_state job."""
+    logs = sorted((finished / ".snakemake" / "log").glob("*.log"))  # by start time: the run's first
+    log = next(text for text in (p.read_text() for p in logs) if "Finished jobid" in text)
+    running, most, timed = [], 0, 0
+    for kind, rule in job_events(log):
+        if kind == "end":
+            running.remove(rule)
+            continue
+        running.append(rule)
+        most, timed = max(most, len(running)), timed + (rule == "measure_state")
+        assert "measure_state" not in running or len(running) == 1, f"ran at once: {running}"
+    assert timed == 4 and most == 2  # the two groups' training did run side by side
+
+
 @pytest.mark.slow
 def test_measure_settings_rerun_the_timing_only(finished):
     config = two_groups()

@@ -18,4 +18,5 @@ measure_state(
     snakemake.output.throughput,
     snakemake.params.measure,
     device=runtime_settings(snakemake.config)["device"],
+    threads=snakemake.threads,  # every core of --cores locally: nothing else runs beside a timing
 )

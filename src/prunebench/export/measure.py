@@ -11,7 +11,7 @@ from torch import nn
 from prunebench.export.compact import compact_model
 from prunebench.export.cost import input_shape, model_cost
 from prunebench.export.stamps import THROUGHPUT_FILE, read_throughput  # noqa: F401 (re-exported)
-from prunebench.export.throughput import measure_throughput
+from prunebench.export.throughput import ROUND_SECONDS, measure_throughput, speedup_text
 from prunebench.pruning.groups import Masks
 from prunebench.train.loop import uses_channels_last
 
@@ -25,25 +25,23 @@ def measures(dense: nn.Module, compact: nn.Module, spec: dict, cspec: dict, timi
     cost = {"dense": model_cost(dense, spec), "compact": model_cost(compact, cspec)}
     throughput = None
     if timing:
+        if type(dense) is not type(compact):  # a speedup must come from the widths alone
+            log.warning("dense is a %s, compact a %s: their timings differ by more than the pruning",
+                        type(dense).__name__, type(compact).__name__)  # fmt: skip
         dev = torch.device(device)
         throughput = measure_throughput(
             {"dense": dense, "compact": compact}, input_shape(dense, spec), timing["batch_sizes"],
             device=dev, warmup=timing["warmup"], repeats=timing["repeats"], amp=timing["amp"],
             channels_last=uses_channels_last(spec["family"], dev),  # the layout the model trains in
-            compile=timing.get("compile", False),
+            compile=timing.get("compile", False), round_seconds=timing.get("round_seconds", ROUND_SECONDS),
         )  # fmt: skip
-        b = str(max(timing["batch_sizes"]))
-        log.info(
-            "compact model: %.2fx fewer MACs, %.2fx the dense throughput at batch %s on %s",
-            cost["dense"]["macs"] / cost["compact"]["macs"],
-            throughput["compact"][b] / throughput["dense"][b], b, throughput["device"],
-        )  # fmt: skip
-        compiled = throughput.get("compiled") or {}
-        if b in compiled.get("dense", {}):
-            log.info(
-                "compiled: %.2fx the dense throughput at batch %s (%.0f -> %.0f images/s)",
-                compiled["compact"][b] / compiled["dense"][b], b, compiled["dense"][b], compiled["compact"][b],
-            )  # fmt: skip
+        macs = cost["dense"]["macs"] / cost["compact"]["macs"]
+        for mode, timed in (("eager", throughput), ("compiled", throughput.get("compiled") or {})):
+            for b, s in (timed.get("speedup") or {}).items():
+                log.info(
+                    "%s, batch %s: %.0f -> %.0f images/s, %s on %s (%.2fx fewer MACs)",
+                    mode, b, timed["dense"][b], timed["compact"][b], speedup_text(s), throughput["device"], macs,
+                )  # fmt: skip
     return {"cost": cost, "throughput": throughput}
 
 
@@ -60,20 +58,24 @@ def state_measures(
     return measures(model, compact, spec, cspec, cfg if cfg.get("enabled", False) else None, device)
 
 
-def measure_state(checkpoint: str | Path, out: str | Path, measure_cfg: dict, device: str = "auto") -> dict:
+def measure_state(
+    checkpoint: str | Path, out: str | Path, measure_cfg: dict, device: str = "auto", threads: int | None = None
+) -> dict:
     """Time a finished state's dense and compact models and write ``out`` (the state's throughput.json).
 
     The workflow's measure_state rule: apart from training, so that the measure settings rerun the
     timing only. ``device`` is the config's (a leased GPU when there is one, as training takes). The
     file names the checkpoint it timed (experiment, state, epoch, config_hash), so that a reader can
     tell it from a timing of an earlier run of the state; ``throughput`` is null when
-    ``measure_cfg["enabled"]`` is false.
+    ``measure_cfg["enabled"]`` is false. ``threads``: the CPU threads torch times with (the job's).
     """
     from prunebench.export.compact import compact_from_checkpoint
     from prunebench.io import atomic_write_json
     from prunebench.train.checkpoint import load_checkpoint, trained_hash
     from prunebench.train.devices import acquire_device
 
+    if threads:
+        torch.set_num_threads(threads)
     ckpt = load_checkpoint(checkpoint)
     compact, cspec, dense = compact_from_checkpoint(ckpt)
     timing = {"amp": True, **measure_cfg} if measure_cfg.get("enabled", True) else None

@@ -1,4 +1,10 @@
-"""Measured inference throughput (images/s) of a model at given batch sizes, eager and compiled."""
+"""Measured inference throughput (images/s) of models at given batch sizes, eager and compiled.
+
+Timed with ``torch.utils.benchmark`` (``Timer.blocked_autorange``: its own warm-up and block sizing,
+CUDA synchronised around every block) in *paired rounds*: each round times every model once, the
+order alternating from round to round, so that drift and other processes' load hit all of them alike.
+A speedup is the median over rounds of the paired ratio, reported with its spread over the rounds.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ import platform
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils import benchmark
 
 from prunebench.provenance import versions
 from prunebench.train.loop import autocast, compiles
@@ -19,6 +27,11 @@ COMPILE_CHOICES = ("auto", True, False)
 # What "compiled" means per device type: on CUDA, Inductor kernels replayed as CUDA graphs (no launch
 # overhead left); on the CPU, Inductor's C++ kernels.
 COMPILE_HOW = {"cuda": "torch.compile(mode='reduce-overhead')", "cpu": "torch.compile()"}
+TIMER = "torch.utils.benchmark.Timer.blocked_autorange, paired rounds in alternating order"
+# Fewest paired rounds: a speedup is outside the noise only when every round agrees on its direction,
+# which two identical models do by chance with probability 2 / 2**rounds (3% at 6 rounds, a sign test).
+MIN_ROUNDS = 6
+ROUND_SECONDS = 0.2  # blocked_autorange's min_run_time: the least time each model runs per round
 
 
 def device_name(dev: torch.device) -> str:
@@ -54,38 +67,75 @@ def compile_for_inference(model: nn.Module, dev: torch.device) -> nn.Module:
     return torch.compile(model, dynamic=False)
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+def speedup_spread(dense_seconds: list[float], compact_seconds: list[float]) -> dict:
+    """The speedup of compact over dense from paired rounds (round i of one with round i of the
+    other): the median of the per-round ratios, their quartiles and range, and ``within_noise``
+    when that range covers 1.0 (some rounds found the compact model no faster, or no slower)."""
+    ratios = np.asarray(dense_seconds, dtype=float) / np.asarray(compact_seconds, dtype=float)
+    lo, q1, median, q3, hi = np.percentile(ratios, [0, 25, 50, 75, 100])
+    return {
+        "median": float(median), "q1": float(q1), "q3": float(q3), "min": float(lo), "max": float(hi),
+        "rounds": len(ratios), "within_noise": bool(lo <= 1.0 <= hi),
+    }  # fmt: skip
 
 
-def _forward_seconds(model: nn.Module, x: torch.Tensor, dev: torch.device, graphs: bool = False) -> float:
-    if graphs:  # a new inference step for CUDA graph trees: earlier outputs may be overwritten
-        torch.compiler.cudagraph_mark_step_begin()
-    start = time.perf_counter()
-    model(x)
-    _sync(dev)  # CUDA runs asynchronously: stop the clock only when the kernels are done
-    return time.perf_counter() - start
+def speedup_text(s: dict) -> str:
+    """``"1.93x (1.85-2.01 over 10 rounds)"``, with ", within noise" where the range covers 1.0."""
+    noise = ", within noise" if s["within_noise"] else ""
+    return f"{s['median']:.2f}x ({s['min']:.2f}-{s['max']:.2f} over {s['rounds']} rounds{noise})"
+
+
+def _timer(model: nn.Module, x: torch.Tensor, graphs: bool) -> benchmark.Timer:
+    # every model through the same statement: nothing but the model differs between the two sides
+    stmt = "mark_step(); model(x)" if graphs else "model(x)"
+    return benchmark.Timer(
+        stmt=stmt,
+        globals={"model": model, "x": x, "mark_step": torch.compiler.cudagraph_mark_step_begin},
+        num_threads=torch.get_num_threads(),  # Timer's default is 1 thread: time with the job's threads
+    )
 
 
 def _time_models(
-    models: dict[str, nn.Module], shape, batch_sizes, dev, fmt, warmup: int, repeats: int, graphs: bool = False
-) -> tuple[dict, dict]:
-    """Fastest-pass images/s and every timed pass, per model and batch size (models take turns)."""
-    best: dict[str, dict] = {name: {} for name in models}
-    passes: dict[str, dict] = {name: {} for name in models}
+    models: dict[str, nn.Module],
+    shape,
+    batch_sizes,
+    dev,
+    fmt,
+    warmup: int,
+    rounds: int,
+    round_seconds: float,
+    graphs: bool = False,
+) -> dict:
+    """Per batch size, ``warmup`` untimed calls of each model, then ``rounds`` paired rounds: per model
+    and round the median seconds per call of one ``blocked_autorange``. ``{name: {str(b): [seconds]}}``."""
+    seconds: dict[str, dict] = {name: {} for name in models}
+    names = list(models)
     for b in batch_sizes:
-        x = torch.randn(b, *shape, device=dev).contiguous(memory_format=fmt)
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for i in range(warmup + max(1, repeats)):
-            for name, model in models.items():
-                seconds = _forward_seconds(model, x, dev, graphs)
-                if i >= warmup:
-                    times[name].append(seconds)
-        for name in models:
-            best[name][str(b)] = b / min(times[name])
-            passes[name][str(b)] = [b / t for t in times[name]]
-    return best, passes
+        x = torch.randn(b, *shape, device=dev).contiguous(memory_format=fmt)  # one input, for every model
+        timers = {name: _timer(model, x, graphs) for name, model in models.items()}
+        for _ in range(warmup):
+            for timer in timers.values():
+                timer.timeit(1)
+        for name in names:
+            seconds[name][str(b)] = []
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else reversed(names):
+                seconds[name][str(b)].append(timers[name].blocked_autorange(min_run_time=round_seconds).median)
+    return seconds
+
+
+def _figures(seconds: dict, rounds: int) -> dict:
+    """images/s (median over rounds), every round's images/s, and the speedup of compact over dense."""
+    out: dict = {name: {} for name in seconds}
+    out["passes"] = {name: {} for name in seconds}  # "passes": the name readers know for per-round figures
+    for name, per_batch in seconds.items():
+        for b, secs in per_batch.items():
+            out[name][b] = int(b) / float(np.median(secs))
+            out["passes"][name][b] = [int(b) / s for s in secs]
+    if {"dense", "compact"} <= set(seconds):
+        out["speedup"] = {b: speedup_spread(seconds["dense"][b], seconds["compact"][b]) for b in seconds["dense"]}
+    out["rounds"] = rounds
+    return out
 
 
 def measure_throughput(
@@ -95,28 +145,35 @@ def measure_throughput(
     *,
     device: torch.device | str = "cpu",
     warmup: int = 2,
-    repeats: int = 5,
+    repeats: int = 10,
     amp: bool = False,
     channels_last: bool = False,
     compile: bool | str = False,
     compiler: Callable[[nn.Module, torch.device], nn.Module] | None = None,
+    round_seconds: float = ROUND_SECONDS,
+    min_rounds: int = MIN_ROUNDS,
 ) -> dict:
     """Images/s of each model per batch size: ``{"device", ..., "mode": "eager", name: {str(batch): images/s}}``.
 
-    The models take turns pass by pass (``warmup`` untimed, then ``repeats`` timed passes each), so a
-    burst of load from other processes hits all of them alike, and each reports its fastest pass:
-    other processes can only ever add time, so the minimum is the least disturbed estimate. Every
-    timed pass is kept too, ``"passes": {name: {str(batch): [images/s of pass 1, 2, ...]}}``, so a
-    speedup can be shown with its spread (pass i of one model paired with pass i of another).
+    Per batch size, ``warmup`` untimed calls of each model, then ``max(repeats, min_rounds)`` paired
+    rounds: in each, every model is timed by one ``blocked_autorange`` (at least ``round_seconds``,
+    the median seconds per call of its blocks), in an order that alternates from round to round. A
+    model's images/s is its median over rounds; ``"passes": {name: {str(batch): [images/s of round 1,
+    2, ...]}}`` keeps every round. With models named dense and compact, ``"speedup": {str(batch):
+    {"median", "q1", "q3", "min", "max", "rounds", "within_noise"}}`` is compact over dense, round by
+    round (:func:`speedup_spread`). Every model runs the same way: one input tensor in one memory
+    format, eval mode, inference mode, the same autocast, the same timed statement.
 
     With ``compile`` (True, or "auto": on CUDA only, see :func:`compile_enabled`) the models are also
     timed compiled (``compiler``, default :func:`compile_for_inference`), after at least 3 warm-up
-    passes per batch size (compilation, CUDA graph recording): ``"compiled": {"mode": "compiled",
-    "how", "compile_seconds", name: {...}, "passes": {...}}``. With "auto" a compile that fails is
-    logged and recorded as ``"compiled": {"mode": "compiled", "error": ...}``; with True it raises.
+    calls per batch size (compilation, CUDA graph recording): ``"compiled": {"mode": "compiled",
+    "how", "compile_seconds", name: {...}, "passes": {...}, "speedup": {...}}``. With "auto" a compile
+    that fails is logged and recorded as ``"compiled": {"mode": "compiled", "error": ...}``; with
+    True it raises.
     """
     dev = torch.device(device)
     want_compiled = compile_enabled(compile, dev)
+    rounds = max(int(repeats), int(min_rounds))
     out = {
         "device": device_name(dev),
         "device_type": dev.type,
@@ -124,24 +181,26 @@ def measure_throughput(
         "threads": torch.get_num_threads(),
         "versions": versions(),
         "mode": "eager",
-        **{name: {} for name in models},
-        "passes": {name: {} for name in models},
+        "timer": TIMER,
+        "round_seconds": round_seconds,
     }
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for model in models.values():
         model.to(dev, memory_format=fmt).eval()
     with torch.inference_mode(), autocast(dev, amp):
-        best, passes = _time_models(models, shape, batch_sizes, dev, fmt, warmup, repeats)
-    out.update(best)
-    out["passes"] = passes
+        seconds = _time_models(models, shape, batch_sizes, dev, fmt, warmup, rounds, round_seconds)
+    out.update(_figures(seconds, rounds))
     if want_compiled:
         out["compiled"] = _measure_compiled(
-            models, shape, batch_sizes, dev, fmt, warmup, repeats, amp, compiler, strict=compile is True
-        )
+            models, shape, batch_sizes, dev, fmt, warmup, rounds, amp, compiler, strict=compile is True,
+            round_seconds=round_seconds,
+        )  # fmt: skip
     return out
 
 
-def _measure_compiled(models, shape, batch_sizes, dev, fmt, warmup, repeats, amp, compiler, *, strict) -> dict:
+def _measure_compiled(
+    models, shape, batch_sizes, dev, fmt, warmup, rounds, amp, compiler, *, strict, round_seconds=ROUND_SECONDS
+) -> dict:
     compiler = compiler or compile_for_inference
     info: dict = {"mode": "compiled", "how": COMPILE_HOW.get(dev.type, "torch.compile()")}
     graphs = compiler is compile_for_inference and dev.type == "cuda"
@@ -149,14 +208,20 @@ def _measure_compiled(models, shape, batch_sizes, dev, fmt, warmup, repeats, amp
         compiled = {name: compiler(model, dev) for name, model in models.items()}
         # compilation happens at the first call per batch size: those first calls, timed alone
         with torch.no_grad(), autocast(dev, amp):
-            seconds = {}
+            compile_seconds = {}
             for name, model in compiled.items():
                 start = time.perf_counter()
                 for b in batch_sizes:
                     x = torch.randn(b, *shape, device=dev).contiguous(memory_format=fmt)
-                    _forward_seconds(model, x, dev, graphs)
-                seconds[name] = time.perf_counter() - start
-            best, passes = _time_models(compiled, shape, batch_sizes, dev, fmt, max(3, warmup), repeats, graphs)
+                    if graphs:
+                        torch.compiler.cudagraph_mark_step_begin()
+                    model(x)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                compile_seconds[name] = time.perf_counter() - start
+            seconds = _time_models(
+                compiled, shape, batch_sizes, dev, fmt, max(3, warmup), rounds, round_seconds, graphs
+            )
     except Exception as exc:  # noqa: BLE001 (any compiler failure: the eager figures still stand)
         if strict:
             raise RuntimeError(
@@ -166,7 +231,6 @@ def _measure_compiled(models, shape, batch_sizes, dev, fmt, warmup, repeats, amp
         log.warning("compiled timing failed, eager figures only: %s: %s", type(exc).__name__, exc)
         info["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return info
-    info["compile_seconds"] = seconds
-    info.update(best)
-    info["passes"] = passes
+    info["compile_seconds"] = compile_seconds
+    info.update(_figures(seconds, rounds))
     return info

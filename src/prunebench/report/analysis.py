@@ -685,9 +685,10 @@ def parameters(states: pd.DataFrame) -> pd.DataFrame:
 
 def throughput(states: pd.DataFrame) -> pd.DataFrame:
     """Per state, timing mode (eager, and compiled where ``measure.compile`` timed it) and batch size:
-    dense and compact images/s, speedup (fastest pass over fastest pass), and the spread of the
-    speedup over the timed passes: the models took turns pass by pass, so pass i of each forms a
-    pair; min and max of compact/dense over pairs."""
+    dense and compact images/s, and the speedup over the paired timing rounds (round i of each model
+    forms a pair; the ``passes`` of throughput.json): the median of compact/dense over pairs, its
+    min and max, and ``within_noise`` where that range covers 1.0. Without rounds (older files), the
+    ratio of the two images/s."""
     rows = []
     for mode, prefix in (("eager", "t"), ("compiled", "ct")):
         dense_cols = sorted(
@@ -712,14 +713,15 @@ def throughput(states: pd.DataFrame) -> pd.DataFrame:
                         "batch": int(batch),
                         "dense_ips": float(dense),
                         "compact_ips": float(compact),
-                        "speedup": float(compact) / float(dense),
+                        "speedup": float(np.median(pairs)) if pairs else float(compact) / float(dense),
                         "speedup_min": min(pairs) if pairs else math.nan,
                         "speedup_max": max(pairs) if pairs else math.nan,
                         "passes": len(pairs),
+                        "within_noise": bool(pairs) and min(pairs) <= 1.0 <= max(pairs),
                     }
                 )
     cols = ["experiment", "method", "seed", "state", "device", "mode", "batch", "dense_ips", "compact_ips", "speedup",
-            "speedup_min", "speedup_max", "passes"]  # fmt: skip
+            "speedup_min", "speedup_max", "passes", "within_noise"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -367,12 +367,12 @@ def _throughput(states: pd.DataFrame) -> tuple[dict | None, str]:
         )
     rows = [
         [r.method, str(r.seed), str(r.state), text(r.device), r.mode, str(r.batch), num(r.dense_ips, 1),
-         num(r.compact_ips, 1), num(r.speedup),
+         num(r.compact_ips, 1), num(r.speedup) + (" (within noise)" if r.within_noise else ""),
          f"{num(r.speedup_min)}–{num(r.speedup_max)} ({r.passes})" if r.passes else "-"]
         for r in t.sort_values(["method", "seed", "state", "mode", "batch"], key=_eager_first).itertuples()
     ]  # fmt: skip
     header = ["method", "seed", "state", "device", "mode", "batch", "dense img/s", "compact img/s", "speedup",
-              "speedup range over passes"]  # fmt: skip
+              "speedup range over rounds"]  # fmt: skip
     return table(header, rows, "lrrllrrrrr"), note
 
 

@@ -29,7 +29,8 @@ def test_export_command_writes_model_and_costs(tmp_path, capsys):
     assert info["cost"]["compact"]["macs"] < info["cost"]["dense"]["macs"]
     assert set(info["throughput"]["compact"]) == {"2"}
     assert load_compact(tmp_path / "out" / "model.pt").conv2.out_channels == 20
-    assert "batch 2:" in capsys.readouterr().out
+    s = info["throughput"]["speedup"]["2"]
+    assert f"{s['median']:.2f}x ({s['min']:.2f}-{s['max']:.2f} over {s['rounds']} rounds" in capsys.readouterr().out
 
 
 def test_export_of_a_missing_checkpoint_is_one_clear_error(tmp_path, capsys):

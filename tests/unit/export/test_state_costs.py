@@ -37,6 +37,12 @@ def test_pruned_state_summary_has_costs_and_throughput(tmp_path, tiny_config):
     tp = read_throughput(state1, s1)
     assert tp == info["throughput"] and set(tp["dense"]) == set(tp["compact"]) == {"1", "4"}
     assert tp["device_type"] == "cpu" and "torch" in tp["versions"]
+    # throughput.json: the keys readers know (images/s, every round's images/s) and the speedup's spread
+    on_disk = json.loads((state1 / "throughput.json").read_text())["throughput"]
+    assert on_disk == tp and len(tp["passes"]["dense"]["4"]) == tp["rounds"] == tp["speedup"]["4"]["rounds"]
+    for s in tp["speedup"].values():
+        assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+        assert s["within_noise"] == (s["min"] <= 1.0 <= s["max"])
     # measure.compile: auto times compiled inference on CUDA only: eager alone on the CPU
     assert exp["measure"]["compile"] == "auto" and tp["mode"] == "eager" and "compiled" not in tp
     # a timing of another run of the state (here: another epoch) is not taken for this one's
