@@ -16,7 +16,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils import benchmark
 
 from prunebench.provenance import versions
 from prunebench.train.loop import autocast, compiles
@@ -85,7 +84,17 @@ def speedup_text(s: dict) -> str:
     return f"{s['median']:.2f}x ({s['min']:.2f}-{s['max']:.2f} over {s['rounds']} rounds{noise})"
 
 
-def _timer(model: nn.Module, x: torch.Tensor, graphs: bool) -> benchmark.Timer:
+def _timer(model: nn.Module, x: torch.Tensor, graphs: bool):
+    """A torch.utils.benchmark Timer of one model's forward pass (imported here: importing it warns about
+    CUDA_HOME through torch.utils.cpp_extension, a warning about building extensions, irrelevant to timing,
+    which every training job would otherwise print, since jobs import this module)."""
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_log.level
+    cpp_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        cpp_log.setLevel(level)
     # every model through the same statement: nothing but the model differs between the two sides
     stmt = "mark_step(); model(x)" if graphs else "model(x)"
     return benchmark.Timer(
