@@ -287,6 +287,7 @@ def _plan(config: str | None, resolved=None):
     resolved = resolved or _resolve(config)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
+    plan["state0_shared"] = plan["state0_run"] != plan["experiment"]  # its time is the shared run's
     # what each experiment's states must have been trained under to be current (report.status)
     plan["config_hash"] = plan["experiment"].map(lambda name: training_hash(resolved.experiments[name]))
     return plan
@@ -321,13 +322,10 @@ def _cmd_status(args) -> None:
     resolved = _resolve(args.config)
     plan = _plan(args.config, resolved)
     args.results = _results_to_read(args)
-    print(format_progress(progress(args.results, plan)))
+    shared = shared_progress(args.results, resolved.state0_runs)
+    print(format_progress(progress(args.results, plan, shared), shared))
     for line in stale_states(args.results, plan):
         print(f"  stale: {line}")
-    shared = shared_progress(args.results, resolved.state0_runs)
-    if len(shared):
-        print("\nshared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):")
-        print(format_progress(shared))
 
 
 class _Parser(argparse.ArgumentParser):

@@ -106,8 +106,10 @@ def test_status_shows_the_shared_dense_states_0(tmp_path, capsys):
     out = capsys.readouterr().out
     shared = out[out.index("shared dense states 0") :].splitlines()
     assert shared[2].split()[:2] == ["shared/main-cifar10-vit_s-s0", "1/1"]
-    assert shared[3].split()[:5] == ["shared/seeds-cifar10-vit_s-s1", "0/1", "state", "0", "2/12"]
-    assert shared[4].startswith("1/2 states done")
+    # at 10 s per epoch of its own: 10 epochs, 100 s left
+    assert shared[3].split() == ["shared/seeds-cifar10-vit_s-s1", "0/1", "state", "0", "2/12", "0:00:10", "0:01:40",
+                                 "0:01:40"]  # fmt: skip
+    assert shared[5].startswith("16/18 states done; time left:")
 
 
 def test_the_status_and_report_code_imports_no_torch(tmp_path):
