@@ -223,13 +223,14 @@ def format_progress(df: pd.DataFrame, shared: pd.DataFrame | None = None) -> str
             "shared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):",
         ]
         out += _table(shared)
-    every = df if shared is None else pd.concat([df, shared], ignore_index=True)
+    every = df if shared is None or not len(shared) else pd.concat([df, shared], ignore_index=True)
+    estimated = every["estimated"].astype(bool)
     total_done, total_planned = int(every["done"].sum()), int(every["planned"].sum())
     gpu = float(every["left_seconds"].sum())
     chain = float(df["eta_seconds"].max()) if len(df) else 0.0
     if shared is not None and len(shared):
         chain = max(chain, float(shared["left_seconds"].max()))
-    guess = "" if every["estimated"].all() else "+"
+    guess = "" if estimated.all() else "+"
     out += [
         "",
         f"{total_done}/{total_planned} states done; time left: {_fmt_duration(gpu)}{guess} of GPU time (the end on "
@@ -237,7 +238,7 @@ def format_progress(df: pd.DataFrame, shared: pd.DataFrame | None = None) -> str
         "(a chain trains one state at a time; a running state is timed by its own epochs, the states to come by "
         "their chain's latest finished state, per epoch, start-up included)",
     ]
-    unknown = every[~every["estimated"]]
+    unknown = every[~estimated]
     if len(unknown):
         out.append(
             f"+: {len(unknown)} runs have states with no estimate yet (nothing of theirs, or of their dataset and "

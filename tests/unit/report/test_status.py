@@ -104,3 +104,12 @@ def test_what_has_no_estimate_yet_is_said(tmp_path):
     assert "0:05:00+ of GPU time" in text and "1 runs have states with no estimate yet" in text
     plan.loc[1, "model"] = "m"  # another experiment of its dataset and model has: its time per epoch is taken
     assert progress(tmp_path, plan).iloc[1]["left_seconds"] == pytest.approx(4 * 10.0 * 10 + 10 * 10.0)
+
+
+def test_a_plan_without_shared_states_0(tmp_path):
+    from prunebench.report.status import shared_progress
+
+    _finished(tmp_path, "a", 0, 20, 200.0)
+    shared = shared_progress(tmp_path, {})  # share_state0: false
+    text = format_progress(progress(tmp_path, _plan(("a", "a")), shared), shared)
+    assert "shared dense states 0" not in text and "1/4 states done; time left: 0:05:00 of GPU time" in text
