@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -105,7 +106,7 @@ def _cmd_retrain(args) -> None:
             continue
         if name not in resolved.experiments:
             raise PrunebenchError(
-                f"no experiment {name!r} in {args.config}; `prunebench validate {args.config}` lists them (a "
+                f"no experiment {name!r} in {args.config}; `prunebench validate --config {args.config}` lists them (a "
                 "shared dense state 0 is named as its folder under results/, e.g. shared/GROUP-DATASET-MODEL-sSEED)"
             )
         n = resolved.experiments[name]["prune"]["states"]
@@ -208,7 +209,8 @@ def _cmd_export(args) -> None:
 
 
 def _results_dir(args) -> str:
-    """--results, else the results folder of --config (its output_dir), else results/."""
+    """--results, else the results folder of --config (its output_dir, relative to the current folder
+    as Snakemake takes it), else results/."""
     if args.results:
         return args.results
     if args.config:
@@ -221,20 +223,42 @@ def _results_dir(args) -> str:
 def _whence(args) -> str:
     if args.results:
         return "--results"
-    return f"the output_dir of {args.config}" if args.config else "the default; give --results or --config"
+    if args.config:
+        return f"the output_dir of {args.config}, relative to the current folder {Path.cwd()}, as snakemake takes it"
+    return "the default; give --results or --config"
+
+
+def _project_dir(config: str) -> Path | None:
+    """The folder snakemake runs in for ``config``: the nearest folder above it holding the Snakefile."""
+    for folder in Path(config).absolute().parents:
+        if (folder / "Snakefile").is_file() or (folder / "workflow" / "Snakefile").is_file():
+            return folder
+    return None
 
 
 def _results_to_read(args) -> str:
     """The results folder that report and status read: it must exist and hold states (nothing is created
-    there for a mistyped name)."""
+    there for a mistyped name). A config's relative output_dir is looked for in the current folder, as
+    snakemake run from here would write it, then in the config's project folder (the one holding the
+    Snakefile above it, where snakemake usually runs), so that `--config /path/to/project/config.yaml`
+    works from anywhere."""
     from prunebench.report.load import has_states
 
     folder = _results_dir(args)
-    path = Path(folder)
+    path, also = Path(folder), ""
+    project = _project_dir(args.config) if args.config and not args.results else None
+    if project is not None and not path.is_absolute() and project.resolve() != Path.cwd().resolve():
+        there = project / folder
+        if not path.exists() and there.exists():
+            print(
+                f"prunebench: reading {there} (the output_dir of {args.config}, in its project folder)", file=sys.stderr
+            )
+            return str(there)
+        also = f", nor in the config's project folder ({there}, where snakemake runs next to its Snakefile)"
     if not path.exists():
         raise PrunebenchError(
-            f"results folder {folder} ({_whence(args)}) does not exist; give the folder the workflow writes "
-            "(--results, or --config for the results folder of that config)"
+            f"results folder {folder} ({_whence(args)}) does not exist{also}; run prunebench where you run "
+            "snakemake, or give the folder the workflow writes with --results"
         )
     if not path.is_dir():
         raise PrunebenchError(
@@ -290,6 +314,7 @@ def _plan(config: str | None, resolved=None):
     resolved = resolved or _resolve(config)
     plan = plan_from_experiments(resolved.experiments)
     plan["state0_run"] = plan["experiment"].map(resolved.state0_of)  # where a shared state 0 is running
+    plan["state0_shared"] = plan["state0_run"] != plan["experiment"]  # its time is the shared run's
     # what each experiment's states must have been trained under to be current (report.status)
     plan["config_hash"] = plan["experiment"].map(lambda name: training_hash(resolved.experiments[name]))
     return plan
@@ -324,13 +349,36 @@ def _cmd_status(args) -> None:
     resolved = _resolve(args.config)
     plan = _plan(args.config, resolved)
     args.results = _results_to_read(args)
-    print(format_progress(progress(args.results, plan)))
+    shared = shared_progress(args.results, resolved.state0_runs)
+    print(format_progress(progress(args.results, plan, shared), shared))
     for line in stale_states(args.results, plan):
         print(f"  stale: {line}")
-    shared = shared_progress(args.results, resolved.state0_runs)
-    if len(shared):
-        print("\nshared dense states 0 (trained once per group, dataset, model and seed; the experiments copy them):")
-        print(format_progress(shared))
+
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def _config_args(p, *, positional: bool = False, default: str | None = DEFAULT_CONFIG, help: str = "") -> None:
+    """``--config FILE``, the one spelling of every command; ``positional``: CONFIG before the other
+    arguments is accepted too, as these commands took it before."""
+    where = f"default: {default}" if default else "optional"
+    p.add_argument(
+        "--config", type=_path_arg, default=None, metavar="FILE",
+        help=f"the workflow's config file ({help or where})",
+    )  # fmt: skip
+    p.set_defaults(config_default=default)
+    if positional:
+        p.add_argument("config_file", nargs="?", type=_path_arg, metavar="CONFIG", help="the same as --config FILE")
+
+
+def _one_config(parser, args) -> None:
+    """``args.config`` from --config or the positional CONFIG (both: they must agree), else the default."""
+    if not hasattr(args, "config_default"):  # a command without a config (export)
+        return
+    given = getattr(args, "config_file", None)
+    if given is not None and args.config is not None and given != args.config:
+        parser.error(f"two configs given: {given} and --config {args.config}; give one")
+    args.config = args.config or given or args.config_default
 
 
 class _Parser(argparse.ArgumentParser):
@@ -345,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate a config and list its experiments")
-    p.add_argument("config", type=_path_arg)
+    _config_args(p, positional=True)
     p.add_argument(
         "--models",
         action="store_true",
@@ -358,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         help="check the models and download the datasets and pretrained weights of a config, for offline "
         "training jobs (the workflow does it first; with download: false, only check they are present)",
     )
-    p.add_argument("config", type=_path_arg)
+    _config_args(p, positional=True)
     p.add_argument(
         "--results",
         type=_path_arg,
@@ -366,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_cmd_prepare)
     p = sub.add_parser("train-state", help="train one prune state (what a workflow job does)")
-    p.add_argument("config", type=_path_arg, help="the workflow's config file (e.g. config.yaml)")
-    p.add_argument("experiment", help="experiment name, as `prunebench validate CONFIG` lists them")
+    _config_args(p, positional=True)
+    p.add_argument("experiment", help="experiment name, as `prunebench validate --config CONFIG` lists them")
     p.add_argument("state", type=_state_index, help="prune state to train: 0 (dense) to prune.states - 1")
     p.add_argument("--results", type=_path_arg, help="results folder (default: the config's output_dir/results)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -382,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "--from-state", type=_state_index, default=0, metavar="K",
         help="the first state to train again; every later state follows from it (default: 0, the whole chain)",
     )  # fmt: skip
-    p.add_argument("--config", default="config.yaml", help="the workflow's config (default: config.yaml)")
+    _config_args(p)
     p.add_argument("--results", help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_retrain)
     p = sub.add_parser(
@@ -399,21 +447,25 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("report", help="build the reports under RESULTS/reports from the states done so far")
-    p.add_argument(
-        "--config", type=_path_arg, help="the workflow's config, to know which states are planned and missing"
-    )
+    _config_args(p, default=None, help="to know which states are planned and missing (default: none)")
     p.add_argument("--results", type=_path_arg, help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("status", help="progress of the experiments of a config: states done, running, ETA")
-    p.add_argument(
-        "--config", type=_path_arg, default="config.yaml", help="the workflow's config (default: config.yaml)"
-    )
+    _config_args(p)
     p.add_argument("--results", type=_path_arg, help="results folder (default: the config's output_dir/results)")
     p.set_defaults(func=_cmd_status)
     args = parser.parse_args(argv)
+    _one_config(parser, args)
     configure_logging()
     try:
         args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader that went away (`| head`) is then handled below
+    except BrokenPipeError:
+        # `prunebench status | head -2`: the reader closed the pipe. As Python's docs on SIGPIPE advise,
+        # what is left of the output goes to devnull (so the flush at exit fails no more) and the exit
+        # status is the shell's for a command ended by SIGPIPE, without a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except PrunebenchError as exc:
         print(f"prunebench: {exc}", file=sys.stderr)
         return 2

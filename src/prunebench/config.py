@@ -95,9 +95,15 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
-# Words YAML 1.1 reads as booleans. `snakemake --config download=false` passes the word as a
-# string (its parser turns only True/False into booleans): read it as the schema's boolean.
+# What `snakemake --config` hands over as strings: a nested value (`defaults={train: {epochs: 2}}`)
+# is read with YAML's BaseLoader, whose every leaf is a string, and a top-level word such as
+# `download=false` stays one too. Where the schema wants a number or null and no string, such a
+# string is read by YAML 1.2's core rules; a boolean's words (YAML 1.1's yes/no/on/off too) wherever
+# the schema takes a boolean. Any other string stays one, for the schema to refuse by name.
 _BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+_NULL_WORDS = {"null", "Null", "NULL", "~"}
+_INTEGER = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 
 
 def _allowed_types(node: dict, root: dict) -> list[str]:
@@ -111,21 +117,28 @@ def _allowed_types(node: dict, root: dict) -> list[str]:
 
 
 def _numbers_read(value: Any, node: dict, root: dict) -> Any:
-    """``value`` with the strings YAML 1.1 makes of numbers with an exponent (``"1e-3"``, as Snakemake
-    reads them) turned into numbers wherever the schema expects a number or an integer, and the
-    words of a boolean (``"false"``, as ``snakemake --config download=false`` gives it) into
-    booleans where the schema expects one."""
+    """``value`` with the strings that stand for a boolean, a number or null (how ``snakemake --config``
+    passes them, nested values included, and how YAML 1.1 reads ``1e-3``) turned into that type
+    wherever the schema expects it; where it also takes a string, only booleans and ``1e-3``."""
     while "$ref" in node:
         node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
     types = _allowed_types(node, root)
-    if isinstance(value, str) and "boolean" in types and value.lower() in _BOOLEAN_WORDS:
-        return _BOOLEAN_WORDS[value.lower()]
-    if isinstance(value, str) and _NUMBER.match(value):
-        number = float(value)
-        if "integer" in types and number.is_integer():
-            return int(number)
-        if "number" in types:
-            return number
+    if isinstance(value, str):
+        word, numeric = value.strip(), "integer" in types or "number" in types
+        if "boolean" in types and word.lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[word.lower()]
+        if "string" in types and not _NUMBER.match(word):  # a string may be meant: only 1e-3 is read
+            return value
+        if "null" in types and word in _NULL_WORDS:
+            return None
+        if numeric and _INTEGER.match(word):
+            return int(word)
+        if numeric and _FLOAT.match(word):
+            number = float(word)
+            if "integer" in types and number.is_integer():
+                return int(number)
+            if "number" in types:
+                return number
         return value
     if isinstance(value, dict):
         props, extra = node.get("properties", {}), node.get("additionalProperties")

@@ -1,6 +1,6 @@
 """Fetch what training jobs read before any of them starts: the datasets and the pretrained weights.
 
-`prunebench prepare CONFIG` and the workflow's prepare rule (a local rule, run where Snakemake runs,
+`prunebench prepare --config CONFIG` and the workflow's prepare rule (a local rule, run where Snakemake runs,
 which usually has internet) download CIFAR into ``data_dir`` and the timm hub's weights into
 ``weights_dir`` (or the usual Hugging Face cache), and check the models by building them on the
 `meta` device. Training jobs, often on compute nodes without internet, never download: see
@@ -24,7 +24,7 @@ log = logging.getLogger("prunebench")
 # Where build_vit caches the timm hub's weights (the config's weights_dir, passed on by the jobs)
 WEIGHTS_DIR_ENV = "PRUNEBENCH_WEIGHTS_DIR"
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
-PREPARE_HINT = "run `prunebench prepare CONFIG` where there is internet (the workflow runs it before any job)"
+PREPARE_HINT = "run `prunebench prepare --config CONFIG` where there is internet (the workflow runs it before any job)"
 
 
 def _set_hub_offline(offline: bool) -> None:

@@ -71,14 +71,14 @@ def cifar_config(tmp_path, monkeypatch, tiny_config):
 
 def test_prepare_then_a_training_job_runs_with_the_network_blocked(cifar_config, capsys):
     tmp_path, config, md5 = cifar_config
-    assert main(["prepare", "config.yaml", "--results", "results"]) == 0
+    assert main(["prepare", "--config", "config.yaml", "--results", "results"]) == 0
     assert "cifar10\ttiny_vit\tweights: " in capsys.readouterr().out
     marker = json.loads((tmp_path / "results/.prepared/cifar10-tiny_vit.json").read_text())
     assert marker["dataset"]["sizes"] == {"train": 64, "val": 20, "test": 50}
     assert marker["weights"]["pretrained"] == str(tmp_path / "tiny_vit.pth")
 
     name = "t-cifar10-tiny_vit-refill-s0"
-    argv = ["train-state", "config.yaml", name, "0", "--results", "results"]
+    argv = ["train-state", "--config", "config.yaml", name, "0", "--results", "results"]
     proc = subprocess.run(
         [sys.executable, "-c", OFFLINE_JOB, json.dumps(md5), *argv],
         cwd=tmp_path,
@@ -98,7 +98,7 @@ def test_a_training_job_never_downloads_and_names_prepare(cifar_config, monkeypa
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setattr(datasets.CIFAR10, "download", lambda self: pytest.fail("a training job downloaded"))
     name = "t-cifar10-tiny_vit-refill-s0"
-    assert main(["train-state", "config.yaml", name, "0", "--results", "results"]) == 2
+    assert main(["train-state", "--config", "config.yaml", name, "0", "--results", "results"]) == 2
     assert not (tmp_path / "empty").exists()
 
 

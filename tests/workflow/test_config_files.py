@@ -57,7 +57,9 @@ def test_status_and_report_of_one_config_stay_in_its_folder(tmp_path, monkeypatc
     (tmp_path / "results" / "reports").mkdir(parents=True)
     (tmp_path / "results" / "reports" / "index.md").write_text("the reference matrix's index\n")
     assert main(["report", "--config", "demo.yaml"]) == 2  # demo/results does not exist: nothing to report
-    assert "results folder demo/results (the output_dir of demo.yaml) does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "results folder demo/results (the output_dir of demo.yaml, relative to the current folder" in err
+    assert "does not exist" in err
     assert not (tmp_path / "demo").exists()
     (tmp_path / "demo" / "results" / "demo-digits-vit_digits-refill-s0" / "recovery" / "state0").mkdir(parents=True)
     assert main(["report", "--config", "demo.yaml"]) == 0

@@ -81,7 +81,7 @@ def _cifar(name: str, data_dir: str, download: bool):
     if not where.is_dir() and not download:  # checked before anything is created in data_dir
         raise DataError(
             f"{label} not found: looked for {where}/ (data_dir={data_dir!r}; training jobs never download). "
-            f"Run `prunebench prepare CONFIG` with download: true on a machine with internet (the workflow's "
+            f"Run `prunebench prepare --config CONFIG` with download: true on a machine with internet (the workflow's "
             f"prepare rule does it before any job, where Snakemake runs), or extract the CIFAR 'python "
             f"version' archive from {CIFAR_URL} into {root}/"
         )
@@ -91,22 +91,35 @@ def _cifar(name: str, data_dir: str, download: bool):
         root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / f".{name}.lock")) if download else contextlib.nullcontext()
     with lock:
+        existed = where.is_dir()
         try:
             train = cls(root=str(root), train=True, download=download)
             test = cls(root=str(root), train=False, download=False)
         except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-            state = "is incomplete or corrupted" if where.is_dir() else "could not be downloaded"
-            raise DataError(
-                f"{label} in {where}/ {state} ({type(exc).__name__}: {exc}). Delete {where}/ and rerun "
-                f"with download: true, or extract the CIFAR 'python version' archive from {CIFAR_URL} "
-                f"into {root}/"
-            ) from None
+            raise DataError(_cifar_failure(label, where, download, existed or where.is_dir(), exc)) from None
 
     def to_tensors(ds):
         x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         return x, torch.as_tensor(ds.targets, dtype=torch.int64)
 
     return (*to_tensors(train), *to_tensors(test), len(train.classes))
+
+
+def _cifar_failure(label: str, where: Path, download: bool, present: bool, exc: Exception) -> str:
+    """Why CIFAR could not be loaded, and the one fix that applies: deleting a folder only when there
+    is one, asking for ``download: true`` only when it is false."""
+    why = f"{type(exc).__name__}: {exc}"
+    extract = f"extract the CIFAR 'python version' archive from {CIFAR_URL} into {where.parent}/"
+    if not present:  # only a download can have failed: there was nothing to read
+        return (
+            f"{label} could not be downloaded into {where}/ ({why}). Run `prunebench prepare --config CONFIG` on "
+            f"a machine that reaches the internet (compute nodes often do not), or {extract}"
+        )
+    again = "it again (download is already true)" if download else "it again with download: true"
+    return (
+        f"{label} in {where}/ is incomplete or corrupted ({why}). Delete {where}/ and fetch {again}: "
+        f"`prunebench prepare --config CONFIG` where there is internet; or {extract}"
+    )
 
 
 def _digits(seed: int, test_fraction: float = 0.2):

@@ -90,7 +90,7 @@ def build_vit(spec: dict, pretrained: bool | str) -> nn.Module:
                 f"they are read from {where} only (no download in a training job): run `prunebench prepare "
                 "CONFIG` where there is internet (the workflow runs it before any job), with the same weights_dir"
                 if offline
-                else "on a machine without internet run `prunebench prepare CONFIG` elsewhere first"
+                else "on a machine without internet run `prunebench prepare --config CONFIG` elsewhere first"
             )
             raise ModelError(
                 f"could not load the timm hub weights of {spec['arch']} ({type(exc).__name__}: {exc}); {fix}, "

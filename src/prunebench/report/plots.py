@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from prunebench.io import atomic_write_bytes  # noqa: E402
 from prunebench.report.analysis import (  # noqa: E402
@@ -66,6 +66,21 @@ def _save(fig, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def plain_count(value: float, _pos=None) -> str:
+    """A count as a tick label reads it: 350k, 1.2M, 4G (never 1e6 or an offset above the axis)."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _count_axis(axis) -> None:
+    """A parameter or MACs axis: a few plain labels (k, M, G), so that they neither overlap nor need
+    an exponent."""
+    axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=3))
+    axis.set_major_formatter(FuncFormatter(plain_count))
+
+
 def _empty(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
@@ -104,7 +119,10 @@ def plot_accuracy_vs_state(states: pd.DataFrame, path: str | Path, title: str) -
     _save(fig, path)
 
 
-def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path, title: str) -> None:
+FRONT_STYLE = {"color": "#404040", "lw": 1.8, "ls": (0, (5, 3)), "zorder": 4}
+
+
+def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path, title: str):
     """Final accuracy against MACs kept (% of dense): every state of every method (seed means, bars:
     the 95 % interval of the method over seeds, floored at the test set; one seed: the model's
     test-set Wilson interval), the dense state 0 as a star at 100 %, and the Pareto front."""
@@ -113,7 +131,8 @@ def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path
     acc = acc[acc["macs_kept"].notna()] if len(acc) else acc
     ref = reference_accuracy(references) if references is not None else {}
     if acc.empty and not ref:
-        return _save_empty(fig, [ax], title, path)
+        _save_empty(fig, [ax], title, path)
+        return fig
     colors = _colors(acc["method"]) if len(acc) else {}
     for method in method_order(acc["method"]) if len(acc) else []:
         part = acc[acc["method"] == method].sort_values("state")
@@ -124,7 +143,8 @@ def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path
                     color=colors[method], label=method)  # fmt: skip
     if len(acc):
         front = pareto_front(acc)
-        ax.step(front["macs_kept"], front["final"], where="post", ls="--", color="grey", lw=1, label="Pareto front")
+        # drawn dark and wide enough to show in the legend too (a thin light-grey dash there was invisible)
+        ax.step(front["macs_kept"], front["final"], where="post", label="Pareto front", **FRONT_STYLE)
     if ref:
         lo, hi = ref["final_ci"]
         err = [[ref["final"] - lo], [hi - ref["final"]]] if not np.isnan(lo) else None
@@ -133,22 +153,23 @@ def plot_pareto(states: pd.DataFrame, references: pd.DataFrame, path: str | Path
     ax.set_xlabel("MACs kept (% of the dense model)")
     ax.set_ylabel("final test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(handlelength=3.5)  # long enough to show the front's dashes
     fig.suptitle(title)
     _save(fig, path)
+    return fig
 
 
-def plot_accuracy_vs_cost(
-    states: pd.DataFrame, path: str | Path, title: str, references: pd.DataFrame | None = None
-) -> None:
+def plot_accuracy_vs_cost(states: pd.DataFrame, path: str | Path, title: str, references: pd.DataFrame | None = None):
     """Final accuracy against MACs and against parameters per method, with the dense reference as a star.
 
     Parameters are those of the slimmed model where every state measured them, else the weights
-    the masks keep; MACs come from the states that measured them.
+    the masks keep; MACs come from the states that measured them. A cost nothing measured gets no
+    panel. Returns the figure (saved and closed).
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if states.empty:
-        return _save_empty(fig, axes, title, path)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        _save_empty(fig, axes, title, path)
+        return fig
     df = states.copy()
     # One definition of "parameters" per figure: the slimmed model's only when every state has it.
     measured = "cost_compact_params" in df and df["cost_compact_params"].notna().all()
@@ -162,10 +183,13 @@ def plot_accuracy_vs_cost(
                               "x_params": references["cost_dense_params"] if measured
                               else references["params_dense"]})  # fmt: skip
     params_label = "parameters" if measured else "parameters alive (masked weights)"
-    for ax, col, label in ((axes[0], "x_macs", "MACs per image"), (axes[1], "x_params", params_label)):
-        if df[col].isna().all():
-            _empty(ax, f"{label}: not measured")
-            continue
+    panels = [(col, label) for col, label in (("x_macs", "MACs per image"), ("x_params", params_label))
+              if df[col].notna().any()]  # fmt: skip
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(11, 4) if len(panels) > 1 else (7, 4))
+    axes = np.atleast_1d(axes)
+    if not panels:
+        _empty(axes[0], "costs not measured")
+    for ax, (col, label) in zip(axes, panels):
         # The dense control keeps every parameter: its star is the reference, not a line.
         for method in [m for m in method_order(df["method"]) if m != "dense"]:
             part = df[(df["method"] == method) & (df["state"] >= 1) & df[col].notna()]
@@ -177,11 +201,13 @@ def plot_accuracy_vs_cost(
             ax.scatter([d[col].mean()], [d["final_test_acc"].mean()], marker="*", s=200, color="black",
                        zorder=5, label="dense reference")  # fmt: skip
         ax.set_xlabel(label)
+        _count_axis(ax.xaxis)
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
     _save(fig, path)
+    return fig
 
 
 # The panels of the training curves: metric column of metrics.jsonl -> axis label
@@ -191,7 +217,7 @@ CURVE_PANELS = {
     "test_acc": "test accuracy (%)",
     "train_loss": "training loss",
     "lr": "learning rate",
-    "reg_lambda": "RSST lambda",
+    "reg_lambda": "penalty lambda",
 }
 # Epoch 0 of a state is its evaluation right after pruning: nothing is trained, so it has no
 # training metrics, learning rate or penalty (its 0 would draw a false dip at every state's start).
@@ -233,35 +259,49 @@ def training_curve_series(epochs: pd.DataFrame) -> dict[str, dict[str, pd.DataFr
     return out
 
 
-def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> dict[str, str]:
-    """Training, validation and test accuracy, training loss, learning rate and RSST's lambda per
-    epoch through the chain of states: a line per method (the mean over its seeds), shaded between
-    the seeds' min and max. Returns the panels' y-axis labels by metric."""
-    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex=True)
-    axes = axes.ravel()
-    labels = {metric: ax.set_ylabel(label).get_text() for ax, (metric, label) in zip(axes, CURVE_PANELS.items())}
+def _drawn(metric: str, s: pd.DataFrame) -> bool:
+    """Whether a method's series of a panel has anything to draw: a penalty's lambda only where it is
+    ever above 0 (every method logs 0 when it has no penalty)."""
+    if metric == "reg_lambda":
+        return bool((s["max"].fillna(0) > 0).any())
+    return bool(s["mean"].notna().any())
+
+
+def curves_figure(epochs: pd.DataFrame, title: str):
+    """The figure of :func:`plot_training_curves`: a panel per metric some method recorded."""
     if epochs.empty:
-        _save_empty(fig, axes, title, path)
-        return labels
+        fig, ax = plt.subplots(figsize=(8, 4))
+        _empty(ax, "no finished states yet")
+        fig.suptitle(title)
+        return fig
     series = training_curve_series(epochs)
+    panels = [m for m in CURVE_PANELS if any(_drawn(m, s) for s in series[m].values())]
+    if not panels:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        _empty(ax, "no metric recorded")
+        fig.suptitle(title)
+        return fig
+    rows = -(-len(panels) // 2)
+    fig, grid = plt.subplots(rows, 2, figsize=(12, 3.4 * rows), sharex=True, squeeze=False)
+    axes = list(grid.ravel())
+    if len(panels) % 2:  # an odd number: no empty panel; the one above shows its epoch labels instead
+        fig.delaxes(axes.pop())
+        if len(axes) > 1:
+            axes[-2].xaxis.set_tick_params(labelbottom=True)
     colors = _colors(epochs["method"])
     boundaries = set()
     for _, part in epochs.groupby("experiment"):
         ends = np.cumsum([int(st["epoch"].max()) + 1 for _, st in part.groupby("state", sort=True)]) - 0.5
         boundaries.update(ends[:-1])  # the end of a chain's last state starts no new state
     seeds = max((int(s["seeds"].max()) for per in series.values() for s in per.values() if len(s)), default=1)
-    for ax, metric in zip(axes, CURVE_PANELS):
-        drawn = False
+    for ax, metric in zip(axes, panels):
+        ax.set_ylabel(CURVE_PANELS[metric])
         for method, s in series[metric].items():
-            if s["mean"].isna().all() or (metric == "reg_lambda" and not (s["max"].fillna(0) > 0).any()):
-                continue  # lambda: only the methods with a penalty
+            if not _drawn(metric, s):
+                continue
             ax.plot(s["x"], s["mean"], color=colors[method], label=method, lw=1.2)
             if (s["seeds"] > 1).any():
                 ax.fill_between(s["x"], s["min"], s["max"], color=colors[method], alpha=0.2, lw=0)
-            drawn = True
-        if not drawn:
-            ax.text(0.5, 0.5, "no RSST penalty here" if metric == "reg_lambda" else "not recorded",
-                    ha="center", va="center", transform=ax.transAxes, color="grey")  # fmt: skip
         for b in sorted(boundaries):
             ax.axvline(b, color="grey", alpha=0.3, lw=0.8)
         ax.grid(alpha=0.3)
@@ -270,6 +310,16 @@ def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> 
     axes[0].legend(fontsize="small")
     band = f"; shaded: min-max over {seeds} seeds" if seeds > 1 else ""
     fig.suptitle(f"{title}\nlines: mean over seeds{band}")
+    return fig
+
+
+def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> dict[str, str]:
+    """Training, validation and test accuracy, training loss, learning rate and a penalty's lambda per
+    epoch through the chain of states: a line per method (the mean over its seeds), shaded between
+    the seeds' min and max; a panel only for a metric some method recorded (lambda: above 0).
+    Returns the drawn panels' y-axis labels by metric."""
+    fig = curves_figure(epochs, title)
+    labels = {m: label for m, label in CURVE_PANELS.items() for ax in fig.axes if ax.get_ylabel() == label}
     _save(fig, path)
     return labels
 

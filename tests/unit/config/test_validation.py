@@ -91,8 +91,8 @@ def test_min_lr_above_lr_is_refused(tiny_config):
 
 def test_numbers_in_exponent_form_are_numbers(tiny_config, tmp_path):
     tiny_config["defaults"]["train"].update(lr="1e-3", weight_decay="5E-4")  # how Snakemake's YAML 1.1 reads them
-    tiny_config["defaults"]["train"]["epochs"] = "2"  # integral but quoted: stays refused as a string
-    assert "defaults.train.epochs = '2': must be of type integer" in error_of(tiny_config)
+    tiny_config["defaults"]["train"]["epochs"] = "two"  # no number: refused as a string
+    assert "defaults.train.epochs = 'two': must be of type integer" in error_of(tiny_config)
     tiny_config["defaults"]["train"]["epochs"] = 2
     train = next(iter(resolve_config(tiny_config).experiments.values()))["train"]
     assert (train["lr"], train["weight_decay"]) == (1e-3, 5e-4)
@@ -100,6 +100,30 @@ def test_numbers_in_exponent_form_are_numbers(tiny_config, tmp_path):
     path.write_text("models: {}\nlr: 1e-3\nwd: -2.5e+2\nname: 1e3x\n")
     data = load_config_file(path)
     assert (data["lr"], data["wd"], data["name"]) == (1e-3, -250.0, "1e3x")
+
+
+def test_nested_config_strings_are_read_as_the_schema_types(tiny_config):
+    # `snakemake --config 'defaults={train: {epochs: 2}}'` reads nested values with YAML's BaseLoader:
+    # every leaf is a string
+    tiny_config["defaults"]["train"].update(epochs="2", lr="0.01", warmup_epochs="0", compile="false")
+    tiny_config["defaults"]["prune"].update(states="3", target_sparsity=".5")
+    tiny_config["download"] = "False"
+    resolved = resolve_config(tiny_config)
+    exp = next(iter(resolved.experiments.values()))
+    assert (exp["train"]["epochs"], exp["train"]["lr"], exp["train"]["warmup_epochs"]) == (2, 0.01, 0)
+    assert exp["train"]["compile"] is False
+    assert (exp["prune"]["states"], exp["prune"]["target_sparsity"]) == (3, 0.5)
+    assert resolved.runtime["download"] is False
+    tiny_config["defaults"]["train"]["epochs"] = "2.5"  # not a whole number: refused, naming what was given
+    assert "defaults.train.epochs = '2.5': must be of type integer" in error_of(tiny_config)
+
+
+def test_a_string_the_schema_takes_stays_a_string(tiny_config):
+    tiny_config["experiments"]["t"]["seeds"] = ["1"]  # a seed is an integer: read as one
+    tiny_config["defaults"]["train"]["optimizer"] = "123"  # a string setting: kept, then refused by its enum
+    assert "defaults.train.optimizer = '123': must be one of" in error_of(tiny_config)
+    tiny_config["defaults"]["train"]["optimizer"] = "sgd"
+    assert next(iter(resolve_config(tiny_config).experiments.values()))["seed"] == 1
 
 
 def test_a_duplicate_key_is_an_error_not_a_silent_override(tiny_config, tmp_path):

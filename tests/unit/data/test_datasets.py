@@ -81,15 +81,34 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
         raise urllib.error.URLError("network unreachable")
 
     monkeypatch.setattr(datasets.CIFAR10, "download", offline)
-    with pytest.raises(DataError, match="could not be downloaded .*network unreachable"):
+    with pytest.raises(DataError, match="could not be downloaded .*network unreachable") as info:
         load_dataset("cifar10", str(tmp_path), download=True)
+    # offline, with download already true and no folder yet: nothing to delete, no download: true to set
+    assert "Delete" not in str(info.value) and "download: true" not in str(info.value)
+    assert "prunebench prepare --config CONFIG" in str(info.value) and "internet" in str(info.value)
 
 
 def test_corrupt_cifar_is_named(fake_cifar):
     root, _ = fake_cifar
     (root / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="is incomplete or corrupted"):
+    with pytest.raises(DataError, match="is incomplete or corrupted") as info:
         load_dataset("cifar10", str(root), download=False, val_size=20)
+    assert f"Delete {root / 'cifar-10-batches-py'}/" in str(info.value)
+    assert "again with download: true" in str(info.value)
+
+
+def test_corrupt_cifar_with_download_already_true_asks_only_to_delete_it(fake_cifar, monkeypatch):
+    root, _ = fake_cifar
+    (root / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
+
+    def offline(self):
+        raise urllib.error.URLError("network unreachable")
+
+    monkeypatch.setattr(datasets.CIFAR10, "download", offline)
+    with pytest.raises(DataError, match="is incomplete or corrupted") as info:
+        load_dataset("cifar10", str(root), download=True, val_size=20)
+    assert f"Delete {root / 'cifar-10-batches-py'}/" in str(info.value)
+    assert "download is already true" in str(info.value) and "with download: true" not in str(info.value)
 
 
 def test_digits_are_upscaled_rgb_and_split_70_10_20():

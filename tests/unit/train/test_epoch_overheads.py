@@ -229,7 +229,8 @@ def test_status_eta_counts_eval_and_checkpoint_time(tmp_path):
     (rec / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     plan = pd.DataFrame([{"experiment": "x", "states": 1, "epochs": 4, "state0_epochs": 4}])
     got = progress(tmp_path, plan).iloc[0]
-    assert got["epoch"] == 2 and got["eta_seconds"] == pytest.approx(2 * 24.0 / 2)
+    # the mean of its trained epochs (11 s, 12 s), each with its evaluation and checkpoint; not epoch 0
+    assert got["epoch"] == 2 and got["eta_seconds"] == pytest.approx(2 * 23.0 / 2)
     (rec / "metrics.jsonl").write_text('{"epoch": 0, "epoch_seconds": 0.0}\n{"epoch": 1, "epoch_seconds": 10.0}\n')
     assert progress(tmp_path, plan).iloc[0]["eta_seconds"] == pytest.approx(30.0)  # an older file: training only
 
