@@ -31,7 +31,7 @@ except ConfigError as exc:
     sys.exit(f"prunebench: {exc}")
 
 # The jobs' conda environment under --sdm conda: the torch build the nodes' NVIDIA driver runs
-# (PRUNEBENCH_TORCH=cu126 for CUDA 12 drivers; README "GPU drivers"). Which one is no part of what a
+# (PRUNEBENCH_TORCH=cu126 for CUDA 12 drivers; docs/cluster.md, "GPU drivers"). Which one is no part of what a
 # state trains: switching retrains nothing (the software-env rerun trigger is off, profiles/default).
 try:
     CONDA_ENV = f"../envs/{conda_env(os.environ.get('PRUNEBENCH_TORCH', 'cu130'))}"
@@ -95,7 +95,7 @@ def num_states(experiment):
 # checksum of each small input of a finished job, and an input newer than the job's outputs but with the
 # same checksum (republished or touched, unchanged) reruns nothing. The checkpoints themselves are too
 # large for that (max-checksum-file-size), so they are ancient(): only their summary's contents (which
-# record their sha256 and change whenever the state is trained again) decide. README "What reruns what".
+# record their sha256 and change whenever the state is trained again) decide. docs/recovery.md, "What reruns what".
 def state_link(folder):
     """The inputs of a job that reads the state in ``folder``: checkpoints ancient(), summary by content."""
     names = ("last.pt", "best.pt", "init.pt", "metrics.jsonl", "summary.json")

@@ -333,7 +333,7 @@ def _torch_build_advice(driver: str | None) -> str:
         )
     build = driver_major(torch.version.cuda)
     if build is None:
-        return "This torch is a CPU-only build: install a CUDA build (./install.sh; README: 'GPU drivers')"
+        return "This torch is a CPU-only build: install a CUDA build (./install.sh; docs/cluster.md, 'GPU drivers')"
     try:
         fits = choose(driver)
     except BuildError as exc:
@@ -347,7 +347,7 @@ def _torch_build_advice(driver: str | None) -> str:
         f"CUDA {build} needs driver >= {MIN_DRIVER.get(build, '?')}: install the torch build for CUDA "
         f"{fits.cuda} in the jobs' environment: ./install.sh --torch {fits.name} (or, under --sdm conda, run "
         f"snakemake with PRUNEBENCH_TORCH={fits.name}), i.e. pip install {' '.join(fits.pip_args())} "
-        f"(README: 'GPU drivers'; the builds: {TORCH_INSTALL})"
+        f"(docs/cluster.md, 'GPU drivers'; the builds: {TORCH_INSTALL})"
     )
 
 

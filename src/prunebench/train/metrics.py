@@ -135,7 +135,7 @@ def _damaged(path: Path, where: str, what: str, fix: str) -> ResultsError:
 
 
 def retrain_command(state_dir: str | Path) -> str:
-    """The command that trains the state in ``state_dir`` and the states after it again (README: "What reruns
+    """The command that trains the state in ``state_dir`` and the states after it again (docs/recovery.md, "What reruns
     what"; deleting the folder is not enough: Snakemake does not rebuild a file whose consumers are done)."""
     state_dir = Path(state_dir)
     run = state_dir.parent

@@ -34,7 +34,7 @@ HASHED = {
     "train.amp", "train.augment", "train.batch_size", "train.crop_padding", "train.epochs", "train.grad_clip",
     "train.label_smoothing", "train.lr", "train.lr_schedule", "train.min_lr", "train.momentum", "train.nesterov", "train.optimizer", "train.state0_epochs", "train.warmup_epochs", "train.weight_decay",
 }  # fmt: skip
-# How a state runs, never what it trains (SPEC §4): the README's "What reruns what" says where one
+# How a state runs, never what it trains (SPEC §4): docs/recovery.md's "What reruns what" says where one
 # still changes the numbers (the GPUs: BatchNorm statistics per GPU).
 NOT_HASHED = {
     "measure",
