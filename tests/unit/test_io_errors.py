@@ -81,31 +81,29 @@ def test_free_space_is_judged_before_the_temp_file_gives_it_back(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
-def _mount_tmpfs(mount, size):
+def _tmpfs(mount, size):
+    """A tmpfs of ``size`` mounted at ``mount`` for one test, unmounted after (needs root and mount
+    rights, as in CI's container; skipped elsewhere)."""
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tiny tmpfs needs root")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
 
 
 @pytest.fixture
 def tiny_filesystem(tmp_path):
-    """A 64 KiB tmpfs (needs root and mount rights, as in CI's container); skipped elsewhere."""
-    mount = tmp_path / "tiny"
-    _mount_tmpfs(mount, "64k")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    """A 64 KiB tmpfs."""
+    yield from _tmpfs(tmp_path / "tiny", "64k")
 
 
 @pytest.fixture
 def small_filesystem(tmp_path):
     """A 12 MiB tmpfs: once a failed temp file is removed, megabytes are free again."""
-    mount = tmp_path / "small"
-    _mount_tmpfs(mount, "12m")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    yield from _tmpfs(tmp_path / "small", "12m")
 
 
 @pytest.mark.parametrize("floats", [5_000_000, 9_000_000])  # 20 and 36 MB checkpoints on 12 MiB
