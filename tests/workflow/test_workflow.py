@@ -115,7 +115,9 @@ def test_reference_config_plans_the_full_matrix(tmp_path):
     # measure.states: last (the default): each experiment's last state is timed by a job of its own,
     # and the dense state 0 of each group and seed (6 ViT-S, 3 ResNet-56, 9 linkage), not once per copy
     assert counts["measure_state"] == str(57 + 18)
-    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(834 + 75)
+    # one local announce_state job per trained state (its line in Snakemake's console)
+    assert counts["announce_state"] == str(30 + 30 * 15 + 27 * 9)
+    assert counts["report_summary"] == counts["report_index"] == "1" and counts["total"] == str(834 + 75 + 723)
     # one prepare job (check the model, fetch its data and weights) per dataset x model, before the states
     assert counts["prepare"] == "3"
     # each state asks for what its model and epochs need: ViT-S at 224 px (60 epochs), ResNet-56 (30)
