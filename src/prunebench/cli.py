@@ -84,13 +84,16 @@ def _cmd_train_state(args) -> None:
 
 def _finished(out_dir: Path, experiment: dict) -> bool:
     """Whether ``out_dir`` holds the state, finished under the experiment's current training settings."""
-    from prunebench.config import training_hash
+    from prunebench.config import same_training, training_hash
 
     try:
         summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(summary, dict) and summary.get("config_hash") == training_hash(experiment)
+    if not isinstance(summary, dict):
+        return False
+    trained = (summary.get("provenance") or {}).get("experiment")
+    return same_training(summary.get("config_hash"), trained, training_hash(experiment))
 
 
 def _cmd_retrain(args) -> None:

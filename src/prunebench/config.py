@@ -586,6 +586,15 @@ def training_hash(experiment: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def same_training(recorded_hash: str | None, recorded_experiment: Any, want: str) -> bool:
+    """Whether a state recorded under ``recorded_hash`` (with its resolved experiment, where it kept one)
+    trained what the hash ``want`` names now: the same hash, or the same settings hashed by an earlier
+    prunebench's rules (re-hashed here by today's)."""
+    if recorded_hash == want:
+        return True
+    return isinstance(recorded_experiment, dict) and training_hash(recorded_experiment) == want
+
+
 def job_experiment(config: dict, name: str, config_hash: str | None = None) -> tuple[dict, ResolvedConfig]:
     """The experiment (or state-0 run) ``name`` of a workflow job, resolved from the job's config.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from prunebench.config import settings_diff, training_hash
+from prunebench.config import same_training, settings_diff, training_hash
 from prunebench.errors import CheckpointError
 from prunebench.io import atomic_torch_save
 from prunebench.train.metrics import retrain_command
@@ -154,8 +154,7 @@ def check_trained_for(ckpt: dict, path: str | Path, experiment: dict, state: int
             f"checkpoint {path} records no settings it was trained under, so it cannot be checked against "
             f"{name}'s config; {fix}"
         )
-    rehashed = training_hash(ckpt["config"]) if isinstance(ckpt.get("config"), dict) else None
-    if have != want and rehashed != want:  # the same settings, hashed by an earlier prunebench, are the same
+    if not same_training(have, ckpt.get("config"), want):
         diff = settings_diff(ckpt["config"], experiment) if isinstance(ckpt.get("config"), dict) else []
         what = f" ({'; '.join(diff)})" if diff else ""
         raise CheckpointError(
