@@ -17,8 +17,8 @@ import torch
 from prunebench.export.compact import compact_model
 from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.pruning.budget import choose_masks
 from prunebench.pruning.groups import full_masks, groupsets_of
-from prunebench.pruning.methods import choose_masks
 
 SETUPS = {
     "demo_cnn": ({"arch": "small_cnn", "kwargs": {"widths": [16, 32, 64]}}, ["channels"]),

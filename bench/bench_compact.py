@@ -24,8 +24,8 @@ from prunebench.export.measure import measures
 from prunebench.export.throughput import compile_enabled
 from prunebench.io import atomic_write_text
 from prunebench.models import build_model, model_spec
+from prunebench.pruning.budget import choose_masks
 from prunebench.pruning.groups import full_masks, groupsets_of
-from prunebench.pruning.methods import choose_masks
 
 MODELS = {
     "vit_small_32_p4": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},

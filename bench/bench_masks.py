@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from prunebench.io import atomic_write_json
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
-from prunebench.pruning.methods import RSSTPenalty
+from prunebench.pruning.penalty import RSSTPenalty
 from prunebench.train.loop import make_optimizer
 
 MODELS = {

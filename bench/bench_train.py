@@ -45,7 +45,7 @@ from prunebench.data import DeviceData, Splits
 from prunebench.io import atomic_write_text
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
-from prunebench.pruning.methods import RSSTPenalty
+from prunebench.pruning.penalty import RSSTPenalty
 from prunebench.train.loop import (
     autocast,
     configure_device,
@@ -199,7 +199,7 @@ class PrunebenchRun:
     def epoch(self) -> tuple[int, float]:
         stats = train_one_epoch(
             self.net, self.data, self.optimizer, self.cfg, step0=self.step, total_steps=10**6,
-            warmup_steps=0, generator=self.generator, hard=self.hard, penalty=self.penalty,
+            warmup_steps=0, generator=self.generator, hard=self.hard, gradient_hook=self.penalty,
         )  # fmt: skip
         self.step += stats["steps"]
         return stats["images"], stats["seconds"]

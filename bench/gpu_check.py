@@ -167,7 +167,7 @@ class Trainer:
         from prunebench.data import DeviceData
         from prunebench.models import build_model
         from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
-        from prunebench.pruning.methods import RSSTPenalty
+        from prunebench.pruning.penalty import RSSTPenalty
         from prunebench.train.loop import configure_device, make_optimizer, prepare_model
 
         configure_device(ctx.device)
@@ -198,7 +198,7 @@ class Trainer:
         penalty = self.penalty if variant == "rsst" else None
         stats = train_one_epoch(
             self.net, self.data, self.optimizer, self.cfg, step0=self.step, total_steps=10**6, warmup_steps=0,
-            generator=self.generator, hard=hard, penalty=penalty, graphed=self.graphed,
+            generator=self.generator, hard=hard, gradient_hook=penalty, graphed=self.graphed,
         )  # fmt: skip
         self.step += stats["steps"]
         return stats["images"], stats["seconds"]
@@ -347,8 +347,8 @@ def pruned(ctx: Ctx, name: str, round_to: int, sparsity: float = 0.7):
 
     from prunebench.export.compact import compact_model
     from prunebench.models import build_model
+    from prunebench.pruning.budget import choose_masks
     from prunebench.pruning.groups import full_masks, groupsets_of
-    from prunebench.pruning.methods import choose_masks
 
     torch.manual_seed(0)
     spec = ctx.spec(name)

@@ -15,7 +15,7 @@ import torch
 
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import full_masks, groupsets_of
-from prunebench.pruning.reprune import LINKAGES, REPruneRun
+from prunebench.pruning.representatives import LINKAGES, REPruneRun
 
 
 def main() -> None:

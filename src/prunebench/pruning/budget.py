@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunebench.config import default_budget
 from prunebench.errors import ConfigError
 from prunebench.pruning.groups import GroupSet, Masks, group_costs
 from prunebench.pruning.importance import (
@@ -38,7 +37,7 @@ from prunebench.pruning.importance import (
     taylor_scores,
 )
 from prunebench.pruning.ranking import round_widths, select
-from prunebench.pruning.schedule import density_at
+from prunebench.pruning.schedule import default_budget, density_at
 
 BUDGETS = ("groups", "params", "macs")
 QUANTITIES = ("params", "macs")

@@ -1,44 +1,118 @@
-"""The interface between the state runner and a pruning method.
+"""A pruning method is one class: what it declares, and its hooks around a state's epochs.
 
-The runner (``train/state.py``) knows no method by name. It asks the experiment's method for the
-state's plan, then calls its hooks around the epoch loop, the way a trainer calls callbacks:
+**Declarations** (class attributes and class methods, read without torch by the config, the
+Snakemake process, the training loop, tracking and the reports; none of them names a method):
+
+- :attr:`PruningMethod.name`: its name in the config's ``methods`` (the schema's enum lists the
+  registered names, :mod:`prunebench.pruning.registry`);
+- :attr:`~PruningMethod.settings`: the JSON schema of its own settings section, the config's
+  ``<name>:`` block (YAML text or a dict). The config schema gets the section, marked
+  ``x-method: <name>``: the section is part of the training hash of this method's experiments only,
+  and the shared dense state 0 never reads it; ``x-neutral-default`` and ``x-hashed-as`` work in it
+  as anywhere in the schema;
+- :attr:`~PruningMethod.trains_own_state0`: whether its state 0 is its own (REPrune prunes from the
+  first epoch), or the plain dense state 0 that every such method shares;
+- :attr:`~PruningMethod.prunes`, :attr:`~PruningMethod.rounds_widths`: whether it prunes at all
+  (``dense`` does not), and whether its widths honour ``prune.round_to``;
+- :meth:`~PruningMethod.finetune_epochs`: epochs a pruned state trains after its own
+  ``train.epochs`` (RSST's masked fine-tune);
+- :meth:`~PruningMethod.check_config`: its own checks of an experiment group's settings;
+- :attr:`~PruningMethod.gradient_metrics`: what its gradient hook logs on every metrics row
+  (:class:`Metric`: the row's field, its value where no hook ran, its name in logs, TensorBoard / W&B
+  and the report's training curves);
+- :attr:`~PruningMethod.summary_columns` and :attr:`~PruningMethod.report_sections`: its own
+  ``summary.json`` fields as columns of the reports' per-state table, and its own sections of the
+  comparison report (:class:`ReportSection`).
+
+**Hooks.** The state runner (``train/state.py``) asks the experiment's method for the state's plan,
+then calls its hooks around the epoch loop, the way a trainer calls callbacks:
 
 - :meth:`PruningMethod.plan`: at the state's start, which groups are hard-masked while it trains,
   which ones its checkpoint keeps and which ones are penalised on the way;
 - :meth:`PruningMethod.start`: once the model, data and masks are in place (also after a resume);
 - :meth:`PruningMethod.epoch_start`: before an epoch trains (REPrune's pruning events);
-- :meth:`PruningMethod.gradient_hook`: what runs after every backward pass (RSST's penalty);
+- :meth:`PruningMethod.gradient_hook`: what runs after every backward pass (RSST's penalty), a
+  :class:`GradientHook`: called with the step, it returns the metrics it logs;
 - :meth:`PruningMethod.epoch_end`: after an epoch trained, before it is evaluated (RSST's mask);
 - :meth:`PruningMethod.evaluates`: the epochs it needs evaluated under ``train.eval_every`` > 1;
 - :meth:`PruningMethod.summary`: the method's own fields of the state's summary.json.
 
 Whatever a method keeps across epochs goes into :meth:`state_dict`, which the runner stores in the
-per-epoch resume checkpoint. Adding a method is one subclass here in ``pruning/`` plus its entry in
-``pruning/registry.py`` and in the config schema's ``methods`` enum.
+per-epoch resume checkpoint.
+
+Nothing here imports torch at import time: the config imports the method classes in the Snakemake
+process. A hook imports what it computes with (torch, the pruning helpers) in its body.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import torch
-from torch import nn
+from prunebench.pruning.plan import StatePlan, keep_plan
+from prunebench.pruning.schedule import density_at, state_epochs
 
-from prunebench.config import default_budget, state_epochs
-from prunebench.pruning.groups import GroupSet, Masks
-from prunebench.pruning.methods import RSSTPenalty, StatePlan
-from prunebench.pruning.schedule import density_at
+if TYPE_CHECKING:
+    from torch import nn
 
-
-def budget_kind(prune_cfg: dict) -> str:
-    """What a state's budget counts: ``prune.budget``, or its default for the group kinds."""
-    return prune_cfg.get("budget") or default_budget(prune_cfg.get("groups", []))
+    from prunebench.pruning.groups import GroupSet, Masks
 
 
-def keep_plan(prev: Masks, target: float) -> StatePlan:
-    """A state that trains on with the masks it inherits."""
-    none = {k: torch.zeros_like(v) for k, v in prev.items()}
-    return StatePlan(target, prev, prev, none)
+@dataclass(frozen=True)
+class Metric:
+    """A value a method's gradient hook logs on every metrics row (``metrics.jsonl``)."""
+
+    field: str  # the row's key, and the key of the hook's returned dict
+    label: str  # the y axis of its panel in the report's training curves
+    log_name: str  # its name in the epoch's log line
+    default: float = 0.0  # its value on a row whose epoch ran no hook (epoch 0, a method without one)
+    scalar: str | None = None  # its TensorBoard / W&B name (None: ``method/<field>``)
+
+    @property
+    def scalar_name(self) -> str:
+        return self.scalar or f"method/{self.field}"
+
+
+# RSST's penalty strength. Every metrics file has the column: the methods without a penalty log 0.
+REG_LAMBDA = Metric("reg_lambda", "penalty lambda", "lambda", 0.0, "optim/rsst_lambda")
+
+
+class GradientHook(Protocol):
+    """What runs after every backward pass of a state (masked gradients in place, before gradient
+    clipping and the optimizer step): called with the global learning-rate step, it changes the
+    gradients in place and returns the metrics it logs, keyed by the method's
+    :attr:`~PruningMethod.gradient_metrics` fields; the epoch's row logs those of its last step.
+    It should return Python numbers, not device tensors: reading one back each step stalls the GPU."""
+
+    def __call__(self, step: int) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a :class:`ReportSection`'s table."""
+
+    header: str
+    field: str  # the column of the section's rows
+    format: str = "number"  # number (``digits`` decimals), integer (1,234), whole (1234), list (1, 3), yesno, text
+    digits: int = 2
+    align: str = "r"  # "l" or "r"
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section of its own in each comparison report (under "Damage and recovery"): a heading, the
+    paragraph under it, and a table whose rows start with the method, seed and state.
+
+    ``rows(states, epochs)`` picks them from the comparison's pandas frames: ``states`` (one row per
+    finished state, with the summary fields of :attr:`PruningMethod.summary_columns` and
+    ``event_epochs``) and ``epochs`` (one row per metrics row, with the gradient metrics). It returns
+    a frame (or None); an empty one, as for a comparison without the method, shows no section."""
+
+    title: str
+    text: str
+    columns: tuple[Column, ...]
+    rows: Callable[[Any, Any], Any]
 
 
 class StateRun(Protocol):
@@ -59,12 +133,46 @@ class StateRun(Protocol):
         """``val_acc`` and ``test_acc`` of the model as its weights are now (no mask applied)."""
 
 
-class PruningMethod:
-    """A method's behaviour inside one prune state; the base class trains on with inherited masks."""
+def _short(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
+
+class PruningMethod:
+    """A method's declarations, and its behaviour inside one prune state; the base class trains on
+    with inherited masks."""
+
+    # --- declarations ---
     name: ClassVar[str] = ""
+    #: JSON schema of its settings section ``<name>:`` (YAML text or a dict; None: no settings)
+    settings: ClassVar[str | dict | None] = None
+    #: the settings section after which its own sits in a resolved experiment (the key order of a
+    #: summary's config); None: after every other section
+    settings_after: ClassVar[str | None] = None
+    #: whether its state 0 is its own; False: the plain dense state 0 every such method shares
+    trains_own_state0: ClassVar[bool] = False
+    #: whether it prunes anything (the dense control does not)
+    prunes: ClassVar[bool] = True
+    #: whether its layer widths are rounded to ``prune.round_to``
+    rounds_widths: ClassVar[bool] = False
     #: whether the state's masks are chosen by ``choose_masks`` (which needs batches for taylor)
     chooses_masks: ClassVar[bool] = False
+    #: what its gradient hook logs (every method logs ``reg_lambda``, a column of every metrics file)
+    gradient_metrics: ClassVar[tuple[Metric, ...]] = (REG_LAMBDA,)
+    #: its summary.json fields as report columns: column -> path in the summary
+    summary_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: its sections of the comparison report
+    report_sections: ClassVar[tuple[ReportSection, ...]] = ()
+
+    @classmethod
+    def finetune_epochs(cls, experiment: dict, state: int) -> int:
+        """Epochs ``state`` trains after its ``train.epochs`` (see :func:`~prunebench.pruning.schedule.state_epochs`)."""
+        return 0
+
+    @classmethod
+    def check_config(cls, where: str, models: dict[str, dict], settings: dict) -> None:
+        """Refuse (raise :class:`~prunebench.errors.ConfigError` with ``where`` before the message) an
+        experiment group whose ``settings`` (defaults and overrides merged) and ``models`` (its models'
+        resolved entries by key) this method cannot run."""
 
     def __init__(self, experiment: dict, state: int, groupsets: list[GroupSet]):
         self.experiment, self.state, self.groupsets = experiment, state, groupsets
@@ -103,9 +211,17 @@ class PruningMethod:
         """Before ``epoch`` trains; returns extra fields for its metrics row."""
         return {}
 
-    def gradient_hook(self) -> RSSTPenalty | None:
-        """The object whose ``apply(step)`` runs after every backward pass (None: nothing)."""
+    def gradient_hook(self) -> GradientHook | None:
+        """What runs after every backward pass of the coming epoch (None: nothing)."""
         return None
+
+    def logged_defaults(self) -> dict[str, float]:
+        """The gradient metrics of a row whose epoch ran no hook."""
+        return {m.field: m.default for m in self.gradient_metrics}
+
+    def logged_text(self, row: dict) -> str:
+        """The gradient metrics of a metrics ``row`` as the epoch's log line shows them: " lambda 0.5"."""
+        return "".join(f" {m.log_name} {_short(row.get(m.field))}" for m in self.gradient_metrics)
 
     def epoch_end(self, run: StateRun, epoch: int) -> dict[str, Any]:
         """After ``epoch`` trained, before it is evaluated; returns extra fields for its metrics row."""
@@ -146,3 +262,4 @@ class Dense(PruningMethod):
     """No pruning: the same chain of states, as a control."""
 
     name = "dense"
+    prunes = False

@@ -6,13 +6,22 @@ and train the state with it fixed (gradients of masked weights are zero).
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from prunebench.pruning.groups import Masks
-from prunebench.pruning.hooks import PruningMethod, keep_plan
-from prunebench.pruning.methods import StatePlan, choose_masks
-from prunebench.train.seeding import state_seed
+from prunebench.pruning.hooks import PruningMethod
+from prunebench.pruning.plan import StatePlan, keep_plan
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from prunebench.pruning.groups import Masks
+
+
+def _no_penalty(masks: Masks) -> Masks:
+    import torch
+
+    return {k: torch.zeros_like(v) for k, v in masks.items()}
 
 
 class Refill(PruningMethod):
@@ -20,12 +29,15 @@ class Refill(PruningMethod):
 
     name = "refill"
     chooses_masks = True
+    rounds_widths = True
 
     def rng(self) -> torch.Generator | None:
         """Random scores instead of importances (the random baseline); None ranks by importance."""
         return None
 
     def choose(self, model: nn.Module, prev: Masks, state: int, batches=None) -> tuple[float, Masks]:
+        from prunebench.pruning.budget import choose_masks
+
         return choose_masks(
             model, self.groupsets, prev, self.prune_cfg, state,
             batches=batches, rng=self.rng(), img_size=self.experiment.get("model", {}).get("img_size"),
@@ -33,7 +45,7 @@ class Refill(PruningMethod):
 
     def plan_pruned(self, model: nn.Module, prev: Masks, *, batches=None) -> StatePlan:
         target, keep = self.choose(model, prev, self.state, batches)
-        return StatePlan(target, keep, keep, {k: torch.zeros_like(v) for k, v in keep.items()})
+        return StatePlan(target, keep, keep, _no_penalty(keep))
 
 
 class RandomPruning(Refill):
@@ -49,6 +61,10 @@ class RandomPruning(Refill):
         return False
 
     def rng(self) -> torch.Generator:
+        import torch
+
+        from prunebench.train.seeding import state_seed
+
         return torch.Generator().manual_seed(state_seed(self.experiment["seed"], self.state))
 
 
@@ -63,7 +79,7 @@ class OneShot(Refill):
         if self.state > 1:
             return keep_plan(prev, self.schedule_target(last))
         target, keep = self.choose(model, prev, last, batches)
-        return StatePlan(target, keep, keep, {k: torch.zeros_like(v) for k, v in keep.items()})
+        return StatePlan(target, keep, keep, _no_penalty(keep))
 
     @property
     def needs_batches(self) -> bool:

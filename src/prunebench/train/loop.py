@@ -15,7 +15,7 @@ from torch import nn
 from prunebench.data.batches import PAD_LABEL
 from prunebench.data.loader import DeviceData
 from prunebench.pruning.groups import MaskedParams
-from prunebench.pruning.methods import RSSTPenalty
+from prunebench.pruning.hooks import GradientHook
 
 
 def fast_optimizer_kwargs(device: torch.device) -> dict:
@@ -136,21 +136,26 @@ def train_one_epoch(
     warmup_steps: int,
     generator: torch.Generator,
     hard: MaskedParams | None = None,
-    penalty: RSSTPenalty | None = None,
+    gradient_hook: GradientHook | None = None,
+    logged: dict[str, float] | None = None,
     graphed: bool = False,
 ) -> dict:
-    """Train one epoch; returns loss, accuracy, last lr and lambda, images seen and seconds.
+    """Train one epoch; returns loss, accuracy, last lr, images seen, seconds and ``logged``: what the
+    method's ``gradient_hook`` (run after every backward pass) returned at the epoch's last step, over
+    ``logged`` as given (the values of an epoch that runs no hook; default ``reg_lambda`` 0).
 
-    No step reads a tensor back to the host (loss and accuracy are summed on the device, lr and
-    lambda are Python floats), so the CPU queues steps ahead of the GPU; the epoch ends with one sync.
-    ``graphed``: ``model`` replays CUDA graphs (torch.compile's reduce-overhead mode).
+    No step reads a tensor back to the host (loss and accuracy are summed on the device, lr and the
+    hook's metrics are Python floats), so the CPU queues steps ahead of the GPU; the epoch ends with one
+    sync. ``graphed``: ``model`` replays CUDA graphs (torch.compile's reduce-overhead mode).
     """
     model.train()
     device = data.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    lr = lam = 0.0
+    lr = 0.0
+    defaults = {"reg_lambda": 0.0} if logged is None else dict(logged)
+    hooked: dict[str, float] = {}
     step = step0
     start = time.perf_counter()
     for x, y in data.train_batches(cfg["batch_size"], generator):
@@ -166,8 +171,8 @@ def train_one_epoch(
         loss.backward()
         if hard:
             hard.mask_grads()
-        if penalty is not None:
-            lam = penalty.apply(step)
+        if gradient_hook is not None:
+            hooked = gradient_hook(step)
         if cfg["grad_clip"]:
             nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         optimizer.step()
@@ -184,7 +189,7 @@ def train_one_epoch(
         "train_loss": float(loss_sum) / seen,
         "train_acc": 100.0 * float(correct) / seen,
         "lr": lr,
-        "reg_lambda": lam,
+        "logged": {**defaults, **hooked},
         "images": seen,
         "seconds": seconds,
         "steps": step - step0,

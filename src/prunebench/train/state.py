@@ -41,9 +41,9 @@ from prunebench.pruning.groups import (
     kept_counts,
     param_masks,
 )
-from prunebench.pruning.hooks import budget_kind
-from prunebench.pruning.methods import StatePlan, alive_fraction
+from prunebench.pruning.plan import StatePlan, alive_fraction
 from prunebench.pruning.registry import method_for
+from prunebench.pruning.schedule import budget_kind
 from prunebench.train import distributed as ddp
 from prunebench.train.checkpoint import load_trained, make_checkpoint
 from prunebench.train.devices import acquire_device
@@ -543,7 +543,7 @@ class _StateRun:
     def _epochs(self) -> None:
         prog, state, tcfg, method = self.prog, self.state, self.tcfg, self.method
         if prog.epoch == 0 and not prog.rows:
-            row = self._eval_row(0, {"lr": 0.0, "reg_lambda": 0.0, "epoch_seconds": 0.0})
+            row = self._eval_row(0, {"lr": 0.0, **method.logged_defaults(), "epoch_seconds": 0.0})
             log.info(
                 "state %d epoch 0/%d (before training) val %.2f test %.2f (%.1f s)",
                 state, self.epochs, row["val_acc"], row["test_acc"], row["eval_seconds"],
@@ -555,7 +555,8 @@ class _StateRun:
             stats = train_one_epoch(
                 self.train_net, self.data, self.optimizer, tcfg, step0=self.lr_offset + prog.step,
                 total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
-                hard=self.hard, penalty=method.gradient_hook(), graphed=self.graphed,
+                hard=self.hard, gradient_hook=method.gradient_hook(), logged=method.logged_defaults(),
+                graphed=self.graphed,
             )  # fmt: skip
             stats = ddp.reduce_train_stats(stats, self.dev)
             loss = stats["train_loss"]
@@ -574,7 +575,7 @@ class _StateRun:
             ddp.agree(self)
             row = self._eval_row(epoch, {
                 "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
-                "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
+                **stats["logged"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
                 **extra,
             })  # fmt: skip
             prog.epoch = epoch
@@ -582,9 +583,9 @@ class _StateRun:
             eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (self.epochs - epoch)
             scores = f"val {row['val_acc']:.2f} test {row['test_acc']:.2f}" if row["evaluated"] else "not evaluated"
             log.info(
-                "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f lambda %.3g %.0f img/s "
+                "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f%s %.0f img/s "
                 "(train %.1f s, eval %.1f s, checkpoints %.2f s) ETA %s",
-                state, epoch, self.epochs, loss, row["train_acc"], scores, row["lr"], row["reg_lambda"], ips,
+                state, epoch, self.epochs, loss, row["train_acc"], scores, row["lr"], method.logged_text(row), ips,
                 row["train_seconds"], row["eval_seconds"], row["checkpoint_seconds"], _fmt_eta(eta),
             )  # fmt: skip
             _save_resume(self.paths, self, prog)

@@ -44,6 +44,7 @@ from typing import Any
 from prunebench.config import finetune_epochs, state_epochs, training_hash
 from prunebench.errors import ConfigError
 from prunebench.io import atomic_write_text
+from prunebench.pruning.registry import METHODS
 from prunebench.train.metrics import read_rows
 
 log = logging.getLogger("prunebench")
@@ -163,8 +164,11 @@ def tracking_settings(config: dict | None) -> dict:
 
 
 def _scalars(row: dict) -> dict[str, float]:
+    cls = METHODS.get(row.get("method"))
+    # what the row's method's gradient hook logs (its declared metrics), beside the fixed scalars
+    own = {m.field: m.scalar_name for m in (cls.gradient_metrics if cls else ()) if m.field not in SCALARS}
     out = {}
-    for key, name in SCALARS.items():
+    for key, name in {**SCALARS, **own}.items():
         value = row.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = float(value)

@@ -10,7 +10,7 @@ from prunebench.export.compact import compact_model
 from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import MaskedParams, alive_params, full_masks, groupsets_of, param_masks
-from prunebench.pruning.reprune import REPruneRun
+from prunebench.pruning.representatives import REPruneRun
 from tests.conftest import TINY_CONFIG, resolved_experiment
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import MaskedParams, alive_params, groupsets_of, param_masks
-from prunebench.pruning.methods import RSSTPenalty
+from prunebench.pruning.penalty import RSSTPenalty
 from prunebench.train.loop import make_optimizer
 
 RSST = {"lambda_schedule": "x", "reg_granularity_prune": 2.0, "exponents": 4}

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from prunebench.models import build_model, model_spec
+from prunebench.pruning.budget import choose_masks
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.importance import magnitude_scores, taylor_scores
-from prunebench.pruning.methods import choose_masks
 
 VIT = {
     "arch": "vit_tiny_patch16_224",

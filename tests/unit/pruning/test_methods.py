@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from prunebench.pruning.groups import full_masks, groupsets_of, param_masks
-from prunebench.pruning.methods import RSSTPenalty, plan_state, rsst_lambda
+from prunebench.pruning.penalty import RSSTPenalty, rsst_lambda
+from prunebench.pruning.registry import plan_state
 
 PRUNE = {"states": 4, "target_sparsity": 0.5, "schedule": "linear", "ranking": "layerwise", "importance": "l1"}
 RSST = {"lambda_schedule": "exp_custom_exponents", "reg_granularity_prune": 1.0, "exponents": 4}

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from prunebench.pruning.budget import choose_masks
 from prunebench.pruning.groups import full_masks, group_costs, group_importance, groupsets_of
-from prunebench.pruning.methods import choose_masks
 from prunebench.pruning.schedule import density_at
 
 PRUNE = {"states": 5, "target_sparsity": 0.7, "schedule": "geometric", "importance": "l1"}

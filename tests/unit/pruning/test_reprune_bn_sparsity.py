@@ -9,7 +9,7 @@ from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
 from prunebench.models.cnn import SmallCNN
 from prunebench.pruning.groups import full_masks, groupsets_of
-from prunebench.pruning.reprune import ChannelCost, bn_gammas, layer_keep_counts
+from prunebench.pruning.representatives import ChannelCost, bn_gammas, layer_keep_counts
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from prunebench.export.compact import compact_model
 from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import full_masks, groupsets_of
-from prunebench.pruning.reprune import REPruneRun
+from prunebench.pruning.representatives import REPruneRun
 
 SPEC = model_spec({"arch": "resnet20"}, 10)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunebench.pruning.reprune import cluster_kernels, greedy_coverage, select_layer
+from prunebench.pruning.representatives import cluster_kernels, greedy_coverage, select_layer
 
 
 def _layer(ch0, ch1):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prunebench.pruning.reprune import ramp_fraction, regrow_fraction
+from prunebench.pruning.representatives import ramp_fraction, regrow_fraction
 
 
 def test_ramps_reach_the_whole_budget_at_t_prune():

@@ -277,7 +277,7 @@ class _Run:
 
 
 def _agree_on(rank, init_file, results):
-    from prunebench.pruning.methods import StatePlan
+    from prunebench.pruning.plan import StatePlan
     from prunebench.train import distributed
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)

@@ -5,7 +5,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from prunebench.data import DeviceData, load_dataset
 from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
-from prunebench.pruning.methods import RSSTPenalty
+from prunebench.pruning.penalty import RSSTPenalty
 from prunebench.train.loop import make_optimizer, train_one_epoch
 
 # Ops whose result the host must see (on CUDA each one blocks until the GPU catches up).
@@ -42,7 +42,7 @@ def syncs_in_epoch(model, n_train: int) -> list[str]:
     with CountSyncs() as counter:
         stats = train_one_epoch(
             model, data, opt, {**TRAIN, "batch_size": 16}, step0=0, total_steps=100, warmup_steps=2,
-            generator=torch.Generator().manual_seed(0), hard=hard, penalty=penalty,
+            generator=torch.Generator().manual_seed(0), hard=hard, gradient_hook=penalty,
         )  # fmt: skip
     assert stats["steps"] == n_train // 16
     return counter.ops

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from prunebench.data import DeviceData, load_dataset
 from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks
-from prunebench.pruning.methods import RSSTPenalty, rsst_lambda
+from prunebench.pruning.penalty import RSSTPenalty, rsst_lambda
 from prunebench.train.loop import lr_at, make_optimizer, train_one_epoch
 
 TRAIN = {
@@ -64,10 +64,10 @@ def test_refill_masks_and_rsst_penalty_give_the_plain_loops_weights(tiny_vit):
     masked.mask_weights()
     stats = train_one_epoch(
         tiny_vit, data, make_optimizer(tiny_vit, TRAIN), TRAIN, step0=0, total_steps=STEPS, warmup_steps=0,
-        generator=torch.Generator().manual_seed(7), hard=masked, penalty=RSSTPenalty(tiny_vit, pen, RSST, STEPS),
+        generator=torch.Generator().manual_seed(7), hard=masked, gradient_hook=RSSTPenalty(tiny_vit, pen, RSST, STEPS),
     )  # fmt: skip
     ref_loss = plain_loop(reference, data, *masks_for(reference))
-    assert abs(stats["train_loss"] - ref_loss) < 1e-5 and stats["reg_lambda"] == 5.0
+    assert abs(stats["train_loss"] - ref_loss) < 1e-5 and stats["logged"]["reg_lambda"] == 5.0
     got, want = dict(tiny_vit.named_parameters()), dict(reference.named_parameters())
     for name in got:
         assert torch.allclose(got[name], want[name], atol=1e-6, rtol=1e-5), name

@@ -10,7 +10,7 @@ from prunebench.data import DeviceData, load_dataset
 from prunebench.errors import CheckpointError, TrainingError
 from prunebench.models import build_model
 from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, param_masks
-from prunebench.pruning.methods import plan_state
+from prunebench.pruning.registry import plan_state
 from prunebench.train.checkpoint import load_checkpoint
 from prunebench.train.loop import evaluate, make_optimizer, train_one_epoch
 from prunebench.train.metrics import METRIC_FIELDS, TIMING_FIELDS, append_row, read_rows

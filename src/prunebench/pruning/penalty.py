@@ -1,55 +1,18 @@
-"""What pruning methods share: the plan of a state, the choice of masks, RSST's penalty.
+"""RSST's penalty: lambda_t * w added to the gradient of the penalised groups' weights after every
+backward pass, lambda_t growing over the penalised epochs (:func:`rsst_lambda`).
 
-A :class:`StatePlan` says which groups are hard-masked while the state trains, which groups the
-state's checkpoint keeps, and which groups RSST penalises on the way. Each method is a class with
-hooks (``pruning/hooks.py``; the classes by name in ``pruning/registry.py``); the training loop
-executes any plan the same way.
+An :class:`RSSTPenalty` is RSST's gradient hook (:class:`~prunebench.pruning.hooks.GradientHook`):
+called with the step, it applies the penalty and returns what it logs, ``{"reg_lambda": lambda_t}``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from prunebench.pruning.budget import choose_masks  # noqa: F401  (the methods' one way to choose masks)
 from prunebench.pruning.groups import GroupSet, Masks, bind_masks, param_masks
-
-
-@dataclass
-class StatePlan:
-    """What one prune state does with its groups."""
-
-    density: float  # the schedule's target: fraction of the budget's dense quantity kept (1.0 unpruned)
-    train_masks: Masks  # hard masks while training (fixed for the state)
-    final_masks: Masks  # masks of the state's checkpoint and of its evaluations
-    penalized: Masks  # groups RSST pushes towards zero during the state
-
-    @property
-    def has_penalty(self) -> bool:
-        return any(bool(m.any()) for m in self.penalized.values())
-
-
-def alive_fraction(masks: Masks) -> float:
-    """Fraction of all groups that the masks keep."""
-    total = sum(m.numel() for m in masks.values())
-    return sum(int(m.sum()) for m in masks.values()) / total if total else 1.0
-
-
-def plan_state(
-    method: str, model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int, **context
-) -> StatePlan:
-    """The plan of ``state`` (>= 1) for ``method``, from the weights the previous state trained
-    (``context``: the experiment's other settings, e.g. ``rsst``, ``seed``, and ``batches``)."""
-    from prunebench.pruning.registry import METHODS  # the method classes import this module
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    batches = context.pop("batches", None)
-    experiment = {"name": method, "method": method, "seed": 0, "rsst": {}, **context, "prune": prune_cfg}
-    return METHODS[method](experiment, state, groupsets).plan(model, prev, batches=batches)
 
 
 def rsst_lambda(step: int, total_steps: int, schedule: str, g: float, p: float) -> float:
@@ -100,3 +63,12 @@ class RSSTPenalty:
             # grad += lam * w * m in one pass per parameter (m broadcast), without allocating a w * m copy.
             torch._foreach_addcmul_(grads, ws, ms, value=lam)
         return lam
+
+    def __call__(self, step: int) -> dict[str, float]:
+        """The gradient hook: the penalty of ``step``, and its lambda as the metrics rows log it."""
+        return {"reg_lambda": self.apply(step)}
+
+    @torch.no_grad()
+    def norm(self) -> float:
+        """L2 norm of the penalised groups' weights."""
+        return math.sqrt(sum(float((p * m).pow(2).sum()) for p, m in zip(self.params, self.masks)))
