@@ -22,9 +22,10 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def _cmd_validate(args) -> None:
-    from prunebench.config import load_config_file, resolve_config
+    from prunebench.config import load_config_file
+    from prunebench.prepare import resolve_checked
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=args.models)
+    resolved = resolve_checked(load_config_file(args.config), source=args.config, models=args.models)
     for name, exp in resolved.experiments.items():
         print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
@@ -46,7 +47,7 @@ def _cmd_train_state(args) -> None:
     from prunebench.prepare import use_job_environment
 
     # as a workflow job: the model is built (and checked) by the job itself, nothing is downloaded
-    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=False)
+    resolved = resolve_config(load_config_file(args.config), source=args.config)
     use_job_environment(resolved.weights_dir)
     from prunebench.train.state import StatePaths, run_state
 
@@ -303,7 +304,7 @@ def _resolve(config: str):
     """The config file validated and resolved."""
     from prunebench.config import load_config_file, resolve_config
 
-    return resolve_config(load_config_file(config), source=config, build_models=False)
+    return resolve_config(load_config_file(config), source=config)
 
 
 def _plan(config: str | None, resolved=None):
