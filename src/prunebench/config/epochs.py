@@ -1,24 +1,16 @@
-"""How many epochs a state and a chain train."""
+"""How many epochs a state and a chain train (the helpers live in :mod:`prunebench.pruning.schedule`,
+which the methods read too; a method's class declares its masked fine-tune)."""
 
 from __future__ import annotations
 
+from prunebench.pruning.registry import declared
+from prunebench.pruning.schedule import chain_epochs, state_epochs
 
-def state_epochs(experiment: dict, state: int) -> int:
-    """Training epochs of ``state`` (state 0 may train longer than pruned states), before any
-    masked fine-tune (:func:`finetune_epochs`)."""
-    train = experiment["train"]
-    if state == 0 and train.get("state0_epochs"):
-        return int(train["state0_epochs"])
-    return int(train["epochs"])
-
-
-def chain_epochs(experiment: dict) -> int:
-    """Training epochs of the whole state chain (what REPrune's schedule spans)."""
-    return sum(state_epochs(experiment, k) for k in range(experiment["prune"]["states"]))
+__all__ = ["chain_epochs", "finetune_epochs", "state_epochs"]
 
 
 def finetune_epochs(experiment: dict, state: int) -> int:
-    """Epochs of RSST's masked fine-tune after its hard mask, at the end of every pruned state."""
-    if experiment["method"] == "rsst" and state >= 1:
-        return int(experiment.get("rsst", {}).get("finetune_epochs", 0))
-    return 0
+    """Epochs ``state`` trains after its ``train.epochs``: its method's
+    :meth:`~prunebench.pruning.hooks.PruningMethod.finetune_epochs` (RSST's masked fine-tune after its
+    hard mask, at the end of every pruned state; none for the others)."""
+    return declared(experiment["method"]).finetune_epochs(experiment, state)

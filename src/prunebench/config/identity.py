@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
 from typing import Any
 
-from prunebench.config.schema import load_schema
+from prunebench.config.schema import METHOD_MARK, load_schema, per_registry
 from prunebench.errors import ConfigError
 
 
@@ -57,14 +56,14 @@ _LEFT_OUT = object()
 
 
 # The schema marks each method's own settings section with `x-method: <method>` (the `rsst` section
-# with `x-method: rsst`): it is part of what that method's experiments train and of no other's. The
+# with `x-method: rsst`; config.schema.load_schema marks the section a method class declares): it is
+# part of what that method's experiments train and of no other's. The
 # training hash of another method's experiment sees the section's `x-hashed-as` value in its place
 # (what every state trained before the mark existed had there: the section's defaults, without the
 # neutral ones), so that marking it retrains no state whose config leaves the section at its
 # defaults (leaving the section out would have retrained them all); a section without `x-hashed-as`
 # (a method added later) is left out of other methods' hashes. The shared dense state 0
-# (shared_state0_run) holds no method's section at all.
-METHOD_MARK = "x-method"
+# (shared_state0_run) holds no method's section at all. (METHOD_MARK is "x-method".)
 
 
 def _schema_marks(mark: str, value_of) -> dict[tuple[str, ...], Any]:
@@ -82,7 +81,7 @@ def _schema_marks(mark: str, value_of) -> dict[tuple[str, ...], Any]:
     return out
 
 
-@cache
+@per_registry
 def neutral_defaults() -> dict[tuple[str, ...], Any]:
     """Path in a resolved experiment -> default, for every setting the schema marks neutral."""
 
@@ -94,7 +93,7 @@ def neutral_defaults() -> dict[tuple[str, ...], Any]:
     return _schema_marks(NEUTRAL_MARK, default)
 
 
-@cache
+@per_registry
 def not_training_settings() -> dict[tuple[str, ...], Any]:
     """Path in a resolved experiment -> what the training hash sees instead (its ``x-hashed-as`` value,
     or nothing), for every setting the schema marks ``x-not-training``."""
@@ -103,7 +102,7 @@ def not_training_settings() -> dict[tuple[str, ...], Any]:
     )
 
 
-@cache
+@per_registry
 def method_sections() -> dict[tuple[str, ...], tuple[str, Any]]:
     """Path in a resolved experiment -> (the method it belongs to, what another method's training hash
     sees in its place: its ``x-hashed-as`` value, or nothing), for every section marked :data:`METHOD_MARK`."""

@@ -13,6 +13,7 @@ import yaml
 
 from prunebench.config.schema import load_schema, schema_node
 from prunebench.errors import ConfigError
+from prunebench.pruning import registry
 
 if TYPE_CHECKING:  # imported where a config is validated: the training code (bench/gpu_check.py) runs without it
     import jsonschema
@@ -144,11 +145,16 @@ def _where(path) -> str:
     return out or "(top level)"
 
 
-# keys that were removed, and what replaces them (named in the error an old config gets)
-REPLACED_KEYS = {
-    ("reprune", "budget"): "prune.budget (groups, params or macs; `channels` is now `groups`)",
-    ("reprune", "macs_reduction"): "prune.target_sparsity with prune.budget: macs",
-}
+# The schema marks a section's keys that were removed with `x-replaced-keys: {key: what replaces it}`:
+# an old config that still sets one gets an error naming the replacement.
+REPLACED_MARK = "x-replaced-keys"
+
+
+def replaced_keys() -> dict[tuple[str, str], str]:
+    """(section, key) -> what replaces the key: every settings section's ``x-replaced-keys`` (a method's
+    section names the keys it lost, e.g. REPrune's ``budget``)."""
+    sections = load_schema()["$defs"]["settings"]["properties"]
+    return {(name, key): text for name, node in sections.items() for key, text in node.get(REPLACED_MARK, {}).items()}
 
 
 def _yaml_word(value) -> str:
@@ -164,8 +170,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
         section = [str(p) for p in error.absolute_path][-1:]
-        moved = [f"{section[0]}.{e} is replaced by {REPLACED_KEYS[(section[0], e)]}" for e in extra
-                 if section and (section[0], e) in REPLACED_KEYS]  # fmt: skip
+        replaced = replaced_keys()
+        moved = [f"{section[0]}.{e} is replaced by {replaced[(section[0], e)]}" for e in extra
+                 if section and (section[0], e) in replaced]  # fmt: skip
         if moved:
             return f"{where}: {'; '.join(moved)}"
         hint = f"allowed keys: {', '.join(allowed)}" if allowed else "no keys are allowed here"
@@ -194,10 +201,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def load_plugins(config: dict) -> None:
+    """Import the modules the config's ``plugins`` names, which register their methods: before anything
+    reads the schema, whose ``methods`` and settings sections come from the registered methods."""
+    if isinstance(config, dict):
+        registry.load_plugins(config.get("plugins"))
+
+
 def validate_raw(config: dict, source: str = "config") -> None:
-    """Validate a raw config mapping against the schema; raise one ConfigError listing every problem."""
+    """Validate a raw config mapping against the schema (after importing its ``plugins``); raise one
+    ConfigError listing every problem."""
     import jsonschema
 
+    load_plugins(config)
     validator = jsonschema.Draft202012Validator(load_schema())
     # jsonschema's minimum and maximum let NaN through (every comparison with it is false): one check
     # for every number of the config, model kwargs included, replaces the schema's words on those keys

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from prunebench.archs import check_arch_name
-from prunebench.config.checks import check_reprune, check_settings
+from prunebench.config.checks import check_settings
 from prunebench.config.identity import method_sections, training_hash
-from prunebench.config.load import numbers_read, validate_raw
+from prunebench.config.load import load_plugins, numbers_read, validate_raw
 from prunebench.config.schema import deep_merge, defaults_of, load_schema
 from prunebench.errors import ConfigError
+from prunebench.pruning.registry import CONTROL, declared, method_class
+from prunebench.pruning.schedule import default_budget
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,6 @@ def experiment_name(group: str, dataset: str, model: str, method: str, seed: int
 SHARED_DIR = "shared"
 
 
-def default_budget(groups: list[str]) -> str:
-    """prune.budget when the config leaves it out: ``macs`` for CNN-channel experiments (what CNN
-    pruning papers report), ``groups`` otherwise."""
-    return "macs" if list(groups) == ["channels"] else "groups"
-
-
 def measured_states(experiment: dict) -> list[int]:
     """The states of a resolved experiment whose throughput is timed (``measure.states``): none when
     ``measure.enabled`` is false."""
@@ -116,9 +112,9 @@ def measured_states(experiment: dict) -> list[int]:
 
 
 def shares_state0(experiment: dict) -> bool:
-    """Whether the experiment's state 0 is plain dense training, the same for every such method.
-    REPrune prunes from its first epoch on, so its state 0 is its own."""
-    return experiment["method"] != "reprune"
+    """Whether the experiment's state 0 is plain dense training, the same for every such method: unless
+    its method's class declares ``trains_own_state0`` (REPrune prunes from its first epoch on)."""
+    return not declared(experiment["method"]).trains_own_state0
 
 
 # What dense training of state 0 reads of the pruning settings: the group kinds its (all-true)
@@ -135,7 +131,7 @@ def shared_state0_run(experiment: dict) -> tuple[str, dict]:
     name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
     trained = {k: v for k, v in experiment.items() if (k,) not in method_sections()}
     trained["prune"] = {k: experiment["prune"][k] for k in STATE0_PRUNE_KEYS if k in experiment["prune"]}
-    return f"{SHARED_DIR}/{name}", {**trained, "name": name, "method": "dense"}
+    return f"{SHARED_DIR}/{name}", {**trained, "name": name, "method": CONTROL}
 
 
 def reference_key(experiment: dict) -> tuple:
@@ -157,7 +153,7 @@ def dense_reference_runs(experiments: dict[str, dict], state0_of: dict[str, str]
     out = {}
     for names in by_key.values():
         own = sorted(n for n in names if shares_state0(experiments[n]) and state0_of[n] == n)
-        dense = [n for n in own if experiments[n]["method"] == "dense"]
+        dense = [n for n in own if experiments[n]["method"] == CONTROL]
         ref = None if share or not own else (dense or own)[0]
         if ref is None:
             ref, _ = shared_state0_run(experiments[names[0]])
@@ -189,8 +185,8 @@ def group_methods(spec: dict) -> list[str]:
     """The methods a group runs: its ``methods``, and ``dense`` after them when the group prunes and keeps
     its ``dense_control`` (the equally trained dense reference of SPEC §2)."""
     methods = list(spec["methods"])
-    if spec.get("dense_control", True) and "dense" not in methods and set(methods) - {"dense"}:
-        methods.append("dense")
+    if spec.get("dense_control", True) and CONTROL not in methods and any(declared(m).prunes for m in methods):
+        methods.append(CONTROL)
     return methods
 
 
@@ -201,8 +197,10 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
     passed to Snakemake as a rule parameter.
 
     Nothing here imports torch (the Snakemake process calls it): the checks that build the models on
-    the `meta` device are :func:`prunebench.prepare.models.resolve_checked`'s.
+    the `meta` device are :func:`prunebench.prepare.models.resolve_checked`'s. The config's ``plugins``
+    are imported first: the methods they register are part of the schema.
     """
+    load_plugins(config)
     config = numbers_read(config, load_schema(), load_schema())
     validate_raw(config, source)
     schema = load_schema()
@@ -244,8 +242,9 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
                 )
         settings = deep_merge(base, spec.get("overrides") or {})
         settings["prune"].setdefault("budget", default_budget(settings["prune"]["groups"]))
-        if "reprune" in spec["methods"]:
-            check_reprune(source, group, spec, models, settings)
+        for method in spec["methods"]:  # each method's own checks (REPrune's: CNN channels, no round_to)
+            group_models = {key: models[key] for key in spec["models"]}
+            method_class(method).check_config(f"invalid {source}:\n  experiments.{group}", group_models, settings)
         check_settings(source, group, spec, settings)
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], group_methods(spec), spec["seeds"]

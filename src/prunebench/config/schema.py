@@ -1,14 +1,22 @@
-"""The config's JSON schema: where it ships, its defaults, the node of one setting."""
+"""The config's JSON schema: where it ships, the registered methods' part of it, its defaults, the node
+of one setting."""
 
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+from prunebench.errors import ConfigError
+from prunebench.pruning import registry
+
+T = TypeVar("T")
 
 SCHEMA_RESOURCE = "config.schema.yaml"
 
@@ -19,10 +27,52 @@ def schema_path() -> Path:
 
 
 @cache
-def load_schema() -> dict:
+def _shipped() -> dict:
     # libyaml's loader where PyYAML has it: ten times faster on the schema (the Snakemake parse reads it)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return yaml.load(schema_path().read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a SafeLoader)
+
+
+# The mark of a method's settings section (see prunebench.config.identity.METHOD_MARK).
+METHOD_MARK = "x-method"
+
+
+def per_registry(fn: Callable[[], T]) -> Callable[[], T]:
+    """Cache ``fn()`` (a function of the schema) once per state of the method registry: a plugin that
+    registers a method later changes the schema. ``cache_clear`` clears it, as functools.cache's."""
+    cached = cache(lambda _generation: fn())
+
+    @functools.wraps(fn)
+    def wrapper() -> T:
+        return cached(registry.generation())
+
+    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return wrapper
+
+
+@per_registry
+def load_schema() -> dict:
+    """The config's JSON schema: the shipped one (:func:`schema_path`) with the registered methods
+    (:mod:`prunebench.pruning.registry`): their names are the group's ``methods`` enum, and each
+    method's settings section (its class's ``settings``) is a section of ``$defs.settings``, marked
+    ``x-method: <name>``, after the section its class names (``settings_after``; the key order of a
+    resolved experiment) or after every other."""
+    schema = copy.deepcopy(_shipped())
+    schema["$defs"]["group"]["properties"]["methods"]["items"]["enum"] = list(registry.METHODS)
+    sections = schema["$defs"]["settings"]["properties"]
+    for name, cls in registry.METHODS.items():
+        block = registry.settings_schema(cls)
+        if block is None:
+            continue
+        if name in sections:
+            raise ConfigError(f"method {name}: its settings section would replace the setting {name!r}")
+        block = {**block, METHOD_MARK: name}
+        after = cls.settings_after if cls.settings_after in sections else None
+        items = list(sections.items())
+        at = len(items) if after is None else [k for k, _ in items].index(after) + 1
+        sections.clear()
+        sections.update(items[:at] + [(name, block)] + items[at:])
+    return schema
 
 
 def schema_node(path: tuple) -> dict:

@@ -13,6 +13,7 @@ from functools import cache
 from prunebench.archs import family_of
 from prunebench.config import ResolvedConfig, resolve_config
 from prunebench.errors import ConfigError
+from prunebench.pruning.registry import declared
 
 # Every built-in dataset prunebench loads comes as 32 x 32 RGB images (see prunebench.data.datasets).
 DATASET_IMAGE_SIZE = 32
@@ -118,7 +119,8 @@ def check_groups(source: str, group: str, spec: dict, models: dict, settings: di
     round_to must leave some layer prunable."""
     where = f"invalid {source}:\n  experiments.{group}"
     prune = settings["prune"]
-    if set(spec["methods"]) <= {"dense"}:
+    methods = [declared(m) for m in spec["methods"]]
+    if not any(m.prunes for m in methods):
         return  # nothing is pruned: the groups do not matter
     for model_key in spec["models"]:
         if model_key not in checked:
@@ -134,7 +136,7 @@ def check_groups(source: str, group: str, spec: dict, models: dict, settings: di
                 f"{has} (in defaults or the group's overrides), or nothing would be pruned"
             )
         round_to = prune["round_to"]
-        if round_to > 1 and set(spec["methods"]) - {"dense", "reprune"}:
+        if round_to > 1 and any(m.prunes and m.rounds_widths for m in methods):
             # a layer keeps a multiple of round_to entries, at least one: a layer of fewer entries keeps all
             shrinkable = [n for _, _, n, w in pruned if round_to // math.gcd(round_to, w) < n]
             if not shrinkable:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from prunebench.pruning.plan import StatePlan
 
 METHODS: dict[str, type[PruningMethod]] = {}
+# The method of the dense control chain and of the shared dense state 0 every other method starts from.
+CONTROL = Dense.name
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # part of experiment names, folders and job names
 _generation = 0  # bumped by every registration: what is derived from the registry (the schema) is redone
 
@@ -67,6 +69,13 @@ for _cls in (Dense, Refill, RSST, REPrune, RandomPruning, OneShot):
     register(_cls)
 
 
+def unregister(name: str) -> None:
+    """Forget method ``name`` (tests that register a method of their own)."""
+    global _generation
+    if METHODS.pop(name, None) is not None:
+        _generation += 1
+
+
 def generation() -> int:
     """Changes whenever a method is registered (the config's caches of the schema key on it)."""
     return _generation
@@ -93,6 +102,12 @@ def method_class(name: str) -> type[PruningMethod]:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def declared(name: str) -> type[PruningMethod]:
+    """What method ``name`` declares: its class, or the base class's declarations for a name no class is
+    registered under in this process (a result file of a method whose plugin it did not import)."""
+    return METHODS.get(name, PruningMethod)
 
 
 def method_for(experiment: dict, state: int, groupsets: list[GroupSet]) -> PruningMethod:
