@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from prunebench.config import load_plugins
+
+load_plugins(snakemake.config)  # the methods the config's plugins register: their report sections and metrics
+
 from prunebench.report.comparison import write_comparison_from_files
 
 write_comparison_from_files(

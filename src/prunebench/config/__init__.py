@@ -20,7 +20,7 @@ from prunebench.config.identity import (
     training_hash,
     training_settings,
 )
-from prunebench.config.load import load_config_file, validate_raw
+from prunebench.config.load import load_config_file, load_plugins, validate_raw
 from prunebench.config.matrix import (
     BUILTIN_DATASETS,
     SHARED_DIR,
@@ -61,6 +61,7 @@ __all__ = [
     "group_methods",
     "job_experiment",
     "load_config_file",
+    "load_plugins",
     "load_schema",
     "measured_states",
     "method_sections",

@@ -20,7 +20,7 @@ from prunebench.config.identity import method_sections, training_hash
 from prunebench.config.load import load_plugins, numbers_read, validate_raw
 from prunebench.config.schema import deep_merge, defaults_of, load_schema
 from prunebench.errors import ConfigError
-from prunebench.pruning.registry import CONTROL, declared, method_class
+from prunebench.pruning.registry import CONTROL, declared
 from prunebench.pruning.schedule import default_budget
 
 
@@ -244,7 +244,7 @@ def resolve_config(config: dict, source: str = "config") -> ResolvedConfig:
         settings["prune"].setdefault("budget", default_budget(settings["prune"]["groups"]))
         for method in spec["methods"]:  # each method's own checks (REPrune's: CNN channels, no round_to)
             group_models = {key: models[key] for key in spec["models"]}
-            method_class(method).check_config(f"invalid {source}:\n  experiments.{group}", group_models, settings)
+            declared(method).check_config(f"invalid {source}:\n  experiments.{group}", group_models, settings)
         check_settings(source, group, spec, settings)
         for dataset, model_key, method, seed in itertools.product(
             spec["datasets"], spec["models"], group_methods(spec), spec["seeds"]

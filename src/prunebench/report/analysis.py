@@ -444,16 +444,6 @@ def matched_differences(matched: pd.DataFrame, predictions: dict | None = None) 
     return apply_holm(pd.DataFrame(rows, columns=cols))
 
 
-def rsst_damage(states: pd.DataFrame) -> pd.DataFrame:
-    """Per RSST state with the ``rsst`` summary field: accuracy just before and just after the hard
-    mask, the damage (test points lost to the mask) and the penalised groups' remaining norm."""
-    if "rsst_masked_test_acc" not in states:
-        return pd.DataFrame()
-    part = states[states["rsst_masked_test_acc"].notna()].copy()
-    part["damage"] = part["rsst_unmasked_test_acc"] - part["rsst_masked_test_acc"]
-    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)
-
-
 def budgets(states: pd.DataFrame) -> pd.DataFrame:
     """Per state with a ``budget``: the kept fraction the schedule asked for and the one reached, in %
     of the dense model's groups, params or MACs (the budget's kind)."""
@@ -723,15 +713,3 @@ def throughput(states: pd.DataFrame) -> pd.DataFrame:
     cols = ["experiment", "method", "seed", "state", "device", "mode", "batch", "dense_ips", "compact_ips", "speedup",
             "speedup_min", "speedup_max", "passes", "within_noise"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
-
-
-def reprune_events(states: pd.DataFrame) -> pd.DataFrame:
-    """Per state with ``event_epochs`` (REPrune): the epochs whose start carried a pruning event, and
-    whether the best epoch came after the state's last event (trained, not just pruned)."""
-    if "event_epochs" not in states:
-        return pd.DataFrame()
-    part = states[[isinstance(e, list) and len(e) > 0 for e in states["event_epochs"]]].copy()
-    part["last_event"] = [max(e) for e in part["event_epochs"]]
-    # an event is at the START of its epoch, so that epoch trains the pruned model
-    part["best_after_event"] = part["best_epoch"] >= part["last_event"]
-    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)

@@ -16,6 +16,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from prunebench.config import SHARED_DIR
+from prunebench.pruning import registry
 from prunebench.report import analysis as A
 from prunebench.report.html import write_report
 from prunebench.report.load import Results, find_summaries, load_results, plan_from_experiments, read_predictions
@@ -234,26 +235,31 @@ def _differences(states: pd.DataFrame, predictions: dict) -> dict | None:
     return table(header, rows, "rlrlrlrl")
 
 
-def _rsst(states: pd.DataFrame) -> dict | None:
-    return frame_table(A.rsst_damage(states), [
-        *RUN_STATE,
-        ("mask epoch", "r", lambda r: integer(r.rsst_mask_epoch)),
-        ("unmasked val", "r", lambda r: num(r.rsst_unmasked_val_acc)),
-        ("unmasked test", "r", lambda r: num(r.rsst_unmasked_test_acc)),
-        ("masked val", "r", lambda r: num(r.rsst_masked_val_acc)),
-        ("masked test", "r", lambda r: num(r.rsst_masked_test_acc)),
-        ("damage (test points)", "r", lambda r: num(r.damage)),
-        ("penalised norm ratio", "r", lambda r: num(r.rsst_penalized_norm_ratio, 4)),
-    ])  # fmt: skip
+_CELLS = {
+    "number": lambda v, c: num(v, c.digits),
+    "integer": lambda v, c: integer(v),
+    "whole": lambda v, c: "-" if _missing(v) else str(int(v)),
+    "list": lambda v, c: ", ".join(str(int(e)) for e in v) if isinstance(v, (list, tuple)) else "-",
+    "yesno": lambda v, c: "yes" if v else "no",
+    "text": lambda v, c: text(v),
+}
 
 
-def _events(states: pd.DataFrame) -> dict | None:
-    return frame_table(A.reprune_events(states), [
-        *RUN_STATE,
-        ("event epochs", "l", lambda r: ", ".join(str(int(e)) for e in r.event_epochs)),
-        ("best epoch", "r", lambda r: str(int(r.best_epoch))),
-        ("best trained after the last event", "l", lambda r: "yes" if r.best_after_event else "no"),
-    ])  # fmt: skip
+def _method_sections(states: pd.DataFrame, epochs: pd.DataFrame) -> list[dict]:
+    """The registered methods' own sections (:class:`~prunebench.pruning.hooks.ReportSection`), each
+    with its table; one whose rows are empty (the comparison lacks the method) is left out."""
+    out = []
+    for section in registry.report_sections():
+        rows = section.rows(states, epochs)
+        if rows is None:
+            continue
+        columns = [
+            (c.header, c.align, lambda r, c=c: _CELLS[c.format](getattr(r, c.field), c)) for c in section.columns
+        ]
+        found = frame_table(rows, [*RUN_STATE, *columns])
+        if found is not None:
+            out.append({"title": section.title, "text": section.text, "table": found})
+    return out
 
 
 def _budgets(states: pd.DataFrame) -> dict | None:
@@ -529,7 +535,7 @@ def comparison_context(
     ctx["verdicts"] = diffs.attrs.get("m", 0)
     ctx["decision"] = _decision(matched, diffs, states)
     ctx["differences"] = _differences(states, predictions)
-    ctx["rsst"], ctx["events"], ctx["budgets"] = _rsst(states), _events(states), _budgets(states)
+    ctx["method_sections"], ctx["budgets"] = _method_sections(states, epochs), _budgets(states)
     ret = A.retention(states, refs)
     ctx["summary"] = _summary(states, ret, methods)
     ctx["retention"] = _retention(states, ret, methods)

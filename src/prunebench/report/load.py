@@ -28,6 +28,7 @@ import pandas as pd
 from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs, training_hash
 from prunebench.errors import ResultsError
 from prunebench.export.stamps import state_throughput
+from prunebench.pruning import registry
 from prunebench.report.recipes import with_variants
 from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows, retrain_fix
 
@@ -68,15 +69,12 @@ PROVENANCE_FIELDS = {
     "prov_peak_gpu_mb": ("peak_gpu_mb",),
     "prov_peak_host_mb": ("peak_host_mb",),
 }
-# The RSST summary field (CONTRACTS): accuracy of the unmasked and masked model at the hard mask.
-RSST_FIELDS = {
-    "rsst_mask_epoch": ("mask_epoch",),
-    "rsst_unmasked_val_acc": ("unmasked", "val_acc"),
-    "rsst_unmasked_test_acc": ("unmasked", "test_acc"),
-    "rsst_masked_val_acc": ("masked", "val_acc"),
-    "rsst_masked_test_acc": ("masked", "test_acc"),
-    "rsst_penalized_norm_ratio": ("penalized_norm_ratio",),
-}
+
+
+# The methods' own summary fields (RSST's ``rsst``: accuracy of the unmasked and masked model at the
+# hard mask) as columns, as each method's class declares them (``summary_columns``): column -> path.
+def method_summary_columns() -> dict[str, tuple[str, ...]]:
+    return registry.summary_columns()
 
 
 class ReportError(ResultsError):
@@ -136,11 +134,10 @@ def _flatten_costs(summary: dict) -> dict:
 
 
 def _nested(summary: dict) -> dict:
-    """The other nested summary fields the reports read: RSST's mask damage and the budget."""
+    """The other nested summary fields the reports read: the methods' own (RSST's mask damage) and the budget."""
     out = {}
-    rsst = summary.get("rsst") or {}
-    for col, keys in RSST_FIELDS.items():
-        value = rsst
+    for col, keys in method_summary_columns().items():
+        value = summary
         for k in keys:
             value = value.get(k) if isinstance(value, dict) else None
         out[col] = _nan(value)
@@ -223,9 +220,18 @@ SUMMARY_TYPES = {
     "max_test_acc": _ACC, "acc_after_pruning": _ACC, "epoch": _COUNT, "epochs": _COUNT, "best_epoch": _COUNT,
     "test_size": _COUNT, "params_dense": _COUNT, "params_alive": _COUNT, "density": _FRACTION,
     "wall_seconds": _AMOUNT, "train_seconds": _AMOUNT, "images_per_second": _AMOUNT, "cost": _MAPPING,
-    "throughput": _MAPPING, "kept": _MAPPING, "group_sizes": _MAPPING, "budget": _MAPPING, "rsst": _MAPPING,
+    "throughput": _MAPPING, "kept": _MAPPING, "group_sizes": _MAPPING, "budget": _MAPPING,
     "data_sizes": _MAPPING, "provenance": _MAPPING, "versions": _MAPPING,
 }  # fmt: skip
+
+
+def summary_types() -> dict[str, str]:
+    """:data:`SUMMARY_TYPES`, and the methods' own summary fields that the reports read, each a JSON
+    object (RSST's ``rsst``)."""
+    own = {keys[0]: _MAPPING for keys in method_summary_columns().values() if len(keys) > 1}
+    return {**SUMMARY_TYPES, **{k: v for k, v in own.items() if k not in SUMMARY_TYPES}}
+
+
 _WANTED = {
     _NAME: "a name",
     _COUNT: "a whole number >= 0",
@@ -258,7 +264,7 @@ def _summary_problem(summary) -> str | None:
     missing = [k for k in SUMMARY_REQUIRED if k not in summary]
     if missing:
         return f"lacks {', '.join(missing)}; it was not written by prunebench's train-state"
-    for key, kind in SUMMARY_TYPES.items():
+    for key, kind in summary_types().items():
         value = summary.get(key)
         if (value is not None or key in SUMMARY_REQUIRED) and not _fits(value, kind):
             return f"{key} = {json.dumps(value, allow_nan=True)[:60]} (must be {_WANTED[kind]})"
@@ -317,6 +323,14 @@ def read_summary(path: str | Path) -> dict:
 # epoch's row); read when present, NaN in files written before.
 AFTER_PRUNE_FIELDS = ("after_prune_val_acc", "after_prune_test_acc")
 EPOCH_COLUMNS = [*ID_FIELDS, *METRIC_FIELDS, "evaluated", *AFTER_PRUNE_FIELDS]
+
+
+def epoch_columns() -> list[str]:
+    """:data:`EPOCH_COLUMNS`, and what the registered methods' gradient hooks log beside them."""
+    own = [f for f in registry.gradient_metrics() if f not in EPOCH_COLUMNS]
+    return [*EPOCH_COLUMNS, *own]
+
+
 PREDICTIONS_FILE = "predictions.npz"
 PREDICTION_ARRAYS = ("targets", "final", "best")
 
@@ -411,10 +425,11 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
                 states[col] = math.nan
         states = states.sort_values(["experiment", "state"]).reset_index(drop=True)
     epoch_rows = []
+    columns = epoch_columns()
     for row in rows:
         for e in read_epochs(Path(row["path"]) / "metrics.jsonl", finished=True):
-            epoch_rows.append({k: e.get(k) for k in EPOCH_COLUMNS})
-    epochs = pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS)
+            epoch_rows.append({k: e.get(k) if k in EPOCH_COLUMNS else _nan(e.get(k)) for k in columns})
+    epochs = pd.DataFrame(epoch_rows, columns=columns)
     if not epochs.empty:
         epochs = epochs.sort_values(["experiment", "state", "epoch"]).reset_index(drop=True)
     if plan is None:

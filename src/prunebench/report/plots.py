@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from prunebench.io import atomic_write_bytes  # noqa: E402
+from prunebench.pruning import registry  # noqa: E402
 from prunebench.report.analysis import (  # noqa: E402
     accuracy_table,
     method_interval,
@@ -224,6 +225,13 @@ CURVE_PANELS = {
 _TRAINED_ONLY = ("train_acc", "train_loss", "lr", "reg_lambda")
 
 
+def curve_panels() -> dict[str, str]:
+    """:data:`CURVE_PANELS`, then a panel per metric the registered methods' gradient hooks log
+    (``Metric.label``; RSST's penalty lambda is CURVE_PANELS' last)."""
+    own = {f: m.label for f, m in registry.gradient_metrics().items() if f not in CURVE_PANELS}
+    return {**CURVE_PANELS, **own}
+
+
 def _chain_x(part: pd.DataFrame) -> pd.Series:
     """Epochs through one experiment's chain: state k's epoch 0 (just after pruning) follows state
     k-1's last epoch. Seeds of a method share the positions, so they can be averaged point by point."""
@@ -238,16 +246,20 @@ def _chain_x(part: pd.DataFrame) -> pd.Series:
 def training_curve_series(epochs: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
     """What the training curves plot: per panel (CURVE_PANELS) and method, one row per position x
     along the chain of states with the mean over seeds, min and max (the band) and the seed count."""
-    out: dict[str, dict[str, pd.DataFrame]] = {metric: {} for metric in CURVE_PANELS}
+    panels = curve_panels()
+    out: dict[str, dict[str, pd.DataFrame]] = {metric: {} for metric in panels}
     if epochs.empty:
         return out
     df = epochs.copy()
     df["x"] = np.nan
     for _, part in df.groupby("experiment", sort=False):
         df.loc[part.index, "x"] = _chain_x(part.sort_values(["state", "epoch"]))
-    for metric in CURVE_PANELS:
+    hooked = registry.gradient_metrics()
+    for metric in panels:
+        if metric not in df:
+            continue  # a gradient metric of a method these results do not have
         values = pd.to_numeric(df[metric], errors="coerce")
-        if metric in _TRAINED_ONLY:
+        if metric in _TRAINED_ONLY or metric in hooked:
             values = values.where(df["epoch"] > 0)
         skipped = metric in EVAL_FIELDS and "evaluated" in df  # epochs train.eval_every did not evaluate
         for method in method_order(df["method"]):
@@ -260,10 +272,13 @@ def training_curve_series(epochs: pd.DataFrame) -> dict[str, dict[str, pd.DataFr
 
 
 def _drawn(metric: str, s: pd.DataFrame) -> bool:
-    """Whether a method's series of a panel has anything to draw: a penalty's lambda only where it is
-    ever above 0 (every method logs 0 when it has no penalty)."""
-    if metric == "reg_lambda":
-        return bool((s["max"].fillna(0) > 0).any())
+    """Whether a method's series of a panel has anything to draw: a gradient hook's metric only where it
+    ever differs from the value of an epoch without the hook (a penalty's lambda: above 0; every
+    method logs 0 when it has no penalty)."""
+    hooked = registry.gradient_metrics().get(metric)
+    if hooked is not None:
+        d = hooked.default
+        return bool(((s["max"].fillna(d) != d) | (s["min"].fillna(d) != d)).any())
     return bool(s["mean"].notna().any())
 
 
@@ -275,7 +290,8 @@ def curves_figure(epochs: pd.DataFrame, title: str):
         fig.suptitle(title)
         return fig
     series = training_curve_series(epochs)
-    panels = [m for m in CURVE_PANELS if any(_drawn(m, s) for s in series[m].values())]
+    labels = curve_panels()
+    panels = [m for m in labels if any(_drawn(m, s) for s in series[m].values())]
     if not panels:
         fig, ax = plt.subplots(figsize=(8, 4))
         _empty(ax, "no metric recorded")
@@ -295,7 +311,7 @@ def curves_figure(epochs: pd.DataFrame, title: str):
         boundaries.update(ends[:-1])  # the end of a chain's last state starts no new state
     seeds = max((int(s["seeds"].max()) for per in series.values() for s in per.values() if len(s)), default=1)
     for ax, metric in zip(axes, panels):
-        ax.set_ylabel(CURVE_PANELS[metric])
+        ax.set_ylabel(labels[metric])
         for method, s in series[metric].items():
             if not _drawn(metric, s):
                 continue
@@ -319,7 +335,7 @@ def plot_training_curves(epochs: pd.DataFrame, path: str | Path, title: str) -> 
     the seeds' min and max; a panel only for a metric some method recorded (lambda: above 0).
     Returns the drawn panels' y-axis labels by metric."""
     fig = curves_figure(epochs, title)
-    labels = {m: label for m, label in CURVE_PANELS.items() for ax in fig.axes if ax.get_ylabel() == label}
+    labels = {m: label for m, label in curve_panels().items() for ax in fig.axes if ax.get_ylabel() == label}
     _save(fig, path)
     return labels
 
