@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -54,6 +55,7 @@ def magnitude():
     registry.register(importlib.import_module(PLUGIN).Magnitude)
     yield registry.METHODS["magnitude"]
     registry.unregister("magnitude")
+    sys.modules.pop(PLUGIN, None)  # imported again, it registers again
 
 
 @pytest.mark.slow
