@@ -119,10 +119,12 @@ def plan_state(
     method: str, model: nn.Module, groupsets: list[GroupSet], prev: Masks, prune_cfg: dict, state: int, **context
 ) -> StatePlan:
     """The plan of ``state`` (>= 1) for ``method``, from the weights the previous state trained
-    (``context``: the experiment's other settings, e.g. ``rsst``, ``seed``, and ``batches``)."""
+    (``context``: the experiment's other settings, e.g. ``rsst``, ``seed``, and ``batches``; the
+    methods' own sections default to their schema's defaults)."""
     cls = method_class(method)
     batches = context.pop("batches", None)
-    experiment = {"name": method, "method": method, "seed": 0, "rsst": {}, **context, "prune": prune_cfg}
+    sections = {name: section_defaults(c) for name, c in METHODS.items() if c.settings is not None}
+    experiment = {"name": method, "method": method, "seed": 0, **sections, **context, "prune": prune_cfg}
     return cls(experiment, state, groupsets).plan(model, prev, batches=batches)
 
 
@@ -139,6 +141,12 @@ def settings_schema(cls: type[PruningMethod]) -> dict | None:
     if not isinstance(block, dict):
         raise TypeError(f"method {cls.name}: settings must be a JSON schema (a mapping), got {type(block).__name__}")
     return block
+
+
+def section_defaults(cls: type[PruningMethod]) -> dict:
+    """The defaults of ``cls``'s settings section (its properties' ``default``)."""
+    props = (settings_schema(cls) or {}).get("properties", {})
+    return {key: sub["default"] for key, sub in props.items() if "default" in sub}
 
 
 def gradient_metrics() -> dict[str, Metric]:
