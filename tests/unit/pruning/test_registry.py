@@ -63,6 +63,18 @@ def test_a_plugins_section_changes_no_other_hash(plugin_config):
     assert {n: training_hash(resolved.experiments[n]) for n in before} == before
 
 
+def test_a_plugins_gradient_metrics_reach_tracking_and_the_curves(plugin_config):
+    from prunebench.report.plots import CURVE_PANELS, curve_panels
+    from prunebench.train.tracking import _scalars
+
+    assert "grad_scale" not in curve_panels()
+    resolve_config(plugin_config)  # imports the plugin
+    row = {"method": "magnitude", "lr": 0.1, "reg_lambda": 0.0, "grad_scale": 0.5}
+    assert _scalars(row) == {"optim/lr": 0.1, "optim/rsst_lambda": 0.0, "method/grad_scale": 0.5}
+    assert "method/grad_scale" not in _scalars({**row, "method": "refill"})
+    assert curve_panels() == {**CURVE_PANELS, "grad_scale": "gradient scale"}
+
+
 def test_an_unimportable_plugin_is_a_config_error():
     config = {**copy.deepcopy(TINY_CONFIG), "plugins": ["no_such_module_of_prunebench"]}
     with pytest.raises(ConfigError, match="plugins: cannot import 'no_such_module_of_prunebench'"):
