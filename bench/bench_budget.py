@@ -15,8 +15,8 @@ import time
 import torch
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.models.cost import model_cost
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.methods import choose_masks
 

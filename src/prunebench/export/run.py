@@ -8,9 +8,11 @@ from pathlib import Path
 
 from prunebench.errors import CheckpointError
 from prunebench.export.compact import compact_from_checkpoint, save_compact
-from prunebench.export.measure import measures, read_throughput
+from prunebench.export.measure import measures
 from prunebench.io import atomic_write_json
-from prunebench.train.checkpoint import check_trained_for, load_checkpoint, trained_hash
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.throughput import read_throughput
+from prunebench.train.checkpoint import check_trained_for, trained_hash
 
 log = logging.getLogger("prunebench")
 

@@ -112,7 +112,7 @@ def build_cost_model(
     whatever the counter counts beyond those layers and the attention matmuls of pruned heads does
     not depend on the kept groups and goes into the constant.
     """
-    from prunebench.export.cost import count_macs, input_shape
+    from prunebench.models.cost import count_macs, input_shape
 
     owners = _owners(model, groupsets)
     modules = dict(model.named_modules())
@@ -412,7 +412,7 @@ def choose_masks(
         if round_to > 1:
             keep = round_widths(groupsets, scores, prev, keep, round_to)
         return target, keep
-    from prunebench.export.cost import input_shape
+    from prunebench.models.cost import input_shape
 
     cost_model = cost_model_of(model, groupsets, input_shape(model, {"img_size": img_size}))
     q = QUANTITIES.index(budget)

@@ -12,7 +12,7 @@ from torch import nn
 from prunebench.pruning.groups import Masks
 from prunebench.pruning.hooks import PruningMethod, keep_plan
 from prunebench.pruning.methods import StatePlan, choose_masks
-from prunebench.train.seeding import state_seed
+from prunebench.seeding import state_seed
 
 
 class Refill(PruningMethod):

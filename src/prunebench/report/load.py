@@ -27,9 +27,9 @@ import pandas as pd
 
 from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs, training_hash
 from prunebench.errors import ResultsError
-from prunebench.export.stamps import state_throughput
 from prunebench.report.recipes import with_variants
-from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows, retrain_fix
+from prunebench.results.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows, retrain_fix
+from prunebench.results.throughput import state_throughput
 
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
 PLAN_COLUMNS = [*EXPERIMENT_KEYS, "states", "epochs", "state0_epochs"]

@@ -2,8 +2,8 @@
 
 import json
 
-from prunebench.export.stamps import state_throughput
 from prunebench.report.load import read_summary
+from prunebench.results.throughput import state_throughput
 
 TPUT = {"device": "cpu", "dense": {"1": 100.0}, "compact": {"1": 150.0}}
 OLD = {"device": "cpu", "dense": {"1": 90.0}, "compact": {"1": 95.0}}

@@ -6,7 +6,7 @@ import torch
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.methods import plan_state
 from prunebench.pruning.refill import OneShot, RandomPruning, Refill
-from prunebench.train.checkpoint import load_checkpoint
+from prunebench.results.checkpoint import load_checkpoint
 from tests.conftest import resolved_experiment
 from tests.unit.train.test_state import run_chain
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-THROUGHPUT_FILE = "throughput.json"
+from prunebench.results.layout import SUMMARY, THROUGHPUT
+
+THROUGHPUT_FILE = THROUGHPUT
 # what ties a timing to the checkpoint it timed: a state trained again has another epoch or hash
 STAMP_KEYS = ("experiment", "state", "epoch", "config_hash")
 
@@ -39,7 +41,7 @@ def state_throughput(summary_path: str | Path, summary: dict) -> dict | None:
         return read_throughput(state_dir, summary)
     shared_dir = state_dir.parents[1].joinpath(*Path(shared).parts[-3:])  # results/shared/{run}/state0
     try:
-        shared_summary = json.loads((shared_dir / "summary.json").read_text(encoding="utf-8"))
+        shared_summary = json.loads((shared_dir / SUMMARY).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return summary.get("throughput")
     return read_throughput(shared_dir, shared_summary) or summary.get("throughput")
