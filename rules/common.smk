@@ -26,7 +26,7 @@ try:
     # read them once more, strictly, so that a duplicate is an error.
     for path in workflow.configfiles:
         load_config_file(path)
-    RESOLVED = resolve_config(config, source="config", build_models=False)
+    RESOLVED = resolve_config(config, source="config")
 except ConfigError as exc:
     sys.exit(f"prunebench: {exc}")
 

@@ -17,9 +17,10 @@ from prunebench.results.layout import SUMMARY, has_states, prepared_dir, state_d
 
 
 def _cmd_validate(args) -> None:
-    from prunebench.config import load_config_file, resolve_config
+    from prunebench.config import load_config_file
+    from prunebench.prepare import resolve_checked
 
-    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=args.models)
+    resolved = resolve_checked(load_config_file(args.config), source=args.config, models=args.models)
     for name, exp in resolved.experiments.items():
         print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
@@ -41,7 +42,7 @@ def _cmd_train_state(args) -> None:
     from prunebench.prepare import use_job_environment
 
     # as a workflow job: the model is built (and checked) by the job itself, nothing is downloaded
-    resolved = resolve_config(load_config_file(args.config), source=args.config, build_models=False)
+    resolved = resolve_config(load_config_file(args.config), source=args.config)
     use_job_environment(resolved.weights_dir)
     if args.experiment not in resolved.experiments:
         raise PrunebenchError(
@@ -270,7 +271,7 @@ def _resolve(config: str):
     """The config file validated and resolved."""
     from prunebench.config import load_config_file, resolve_config
 
-    return resolve_config(load_config_file(config), source=config, build_models=False)
+    return resolve_config(load_config_file(config), source=config)
 
 
 def _plan(config: str | None, resolved=None):

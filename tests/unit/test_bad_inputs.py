@@ -166,7 +166,7 @@ def test_a_bad_config_value_is_one_error_naming_the_key(mutate, words):
     config = copy.deepcopy(TINY_CONFIG)
     mutate(config)
     with pytest.raises(ConfigError) as info:
-        resolve_config(config, build_models=False)  # as the Snakemake parse does, before any job
+        resolve_config(config)  # as the Snakemake parse does, before any job
     message = str(info.value)
     assert message.startswith("invalid config:\n  ") and message.count("\n") == 1, message  # one problem, one line
     for word in words:
@@ -174,7 +174,7 @@ def test_a_bad_config_value_is_one_error_naming_the_key(mutate, words):
 
 
 def test_the_tiny_config_itself_is_valid():
-    assert EXP in resolve_config(copy.deepcopy(TINY_CONFIG), build_models=False).experiments
+    assert EXP in resolve_config(copy.deepcopy(TINY_CONFIG)).experiments
 
 
 # --- config files -------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_a_bad_config_file_is_one_error_naming_the_file(tmp_path, write, words):
     path = tmp_path / "config.yaml"
     write(path)
     with pytest.raises(ConfigError) as info:
-        resolve_config(load_config_file(path), source=str(path), build_models=False)
+        resolve_config(load_config_file(path), source=str(path))
     message = str(info.value)
     assert str(path) in message, message
     for word in words:

@@ -7,6 +7,7 @@ import yaml
 
 from prunebench.config import load_config_file, resolve_config
 from prunebench.errors import ConfigError
+from prunebench.prepare import resolve_checked
 from tests.conftest import REPO
 
 
@@ -100,17 +101,17 @@ def test_undefined_model_key_and_unknown_arch_are_named():
     with pytest.raises(
         ConfigError, match=r"models\[0\] = 'vit_smal': not defined under `models`; defined: resnet56, vit_small"
     ):
-        resolve_config(cfg)
+        resolve_checked(cfg)
     cfg = reference()
     cfg["models"]["vit_small"]["arch"] = "vit_smal_patch16_224"
     with pytest.raises(ConfigError, match="unknown model 'vit_smal_patch16_224'.*did you mean vit_small_patch16_224"):
-        resolve_config(cfg)
+        resolve_checked(cfg)
 
 
 def test_non_vit_timm_model_is_refused():
     cfg = reference()
     cfg["models"]["vit_small"]["arch"] = "convnext_tiny"
-    with pytest.raises(ConfigError, match="convnext_tiny.*prunes timm Vision Transformers"):
+    with pytest.raises(ConfigError, match="convnext_tiny.*not a timm Vision Transformer"):
         resolve_config(cfg)
 
 
@@ -185,24 +186,24 @@ def test_state0_is_shared_per_group_dataset_model_and_seed_except_by_reprune(tin
 
 
 def test_without_building_models_the_arch_is_checked_by_name_and_prepare_checks_the_rest(tiny_config):
-    """The Snakemake process (build_models=False) imports no timm: a ViT name timm does not know is
+    """The Snakemake process (resolve_config alone) imports no timm: a ViT name timm does not know is
     caught by `prunebench validate --models` and the prepare rule, a CNN typo at once."""
     from prunebench.archs import CNN_ARCH_NAMES
     from prunebench.models.cnn import CNN_ARCHS
 
     assert set(CNN_ARCH_NAMES) == set(CNN_ARCHS)
     tiny_config["models"]["tiny_vit"]["arch"] = "vit_tiny_patch17_224"
-    resolve_config(tiny_config, build_models=False)
+    resolve_config(tiny_config)
     with pytest.raises(ConfigError, match="unknown model 'vit_tiny_patch17_224'"):
-        resolve_config(tiny_config, build_models={"tiny_vit"})
+        resolve_checked(tiny_config, models={"tiny_vit"})
     tiny_config["models"]["tiny_vit"]["arch"] = "resnet57"
     with pytest.raises(ConfigError, match="unknown model 'resnet57'.*did you mean resnet56"):
-        resolve_config(tiny_config, build_models=False)
+        resolve_config(tiny_config)
 
 
 def test_bad_model_kwargs_are_caught_only_when_models_are_built(tiny_config):
     tiny_config["models"]["tiny_vit"]["kwargs"]["num_heads"] = 5  # 48 is not a multiple of 5
-    resolve_config(tiny_config, build_models=False)
-    resolve_config(tiny_config, build_models={"another_model"})
+    resolve_config(tiny_config)
+    resolve_checked(tiny_config, models={"another_model"})
     with pytest.raises(ConfigError, match="not a multiple of\\s+num_heads"):
-        resolve_config(tiny_config)
+        resolve_checked(tiny_config)

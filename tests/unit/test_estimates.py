@@ -21,7 +21,7 @@ def first(resolved, model_key, method="refill"):
 
 
 def test_builtin_estimates_for_vit_small_224_and_resnet56():
-    resolved = resolve_config(reference(), build_models=False)
+    resolved = resolve_config(reference())
     vit, cnn = first(resolved, "vit_small"), first(resolved, "resnet56")
     # 60 epochs x 1.5 min x 1.5 + 10 min; 30 epochs x 0.5 min x 1.5 + 10 min
     assert state_resources(vit, 1, resolved.resources) == {"mem_mb": 12000, "runtime": 145}
@@ -36,14 +36,14 @@ def test_the_config_replaces_the_estimates_per_model_and_scales_by_epochs(tiny_c
         "overhead_minutes": 5,
         "models": {"tiny_vit": {"minutes_per_epoch": 3, "mem_mb": 2000}},
     }
-    resolved = resolve_config(tiny_config, build_models=False)
+    resolved = resolve_config(tiny_config)
     exp = next(iter(resolved.experiments.values()))
     assert state_resources(exp, 0, resolved.resources) == {"mem_mb": 2000, "runtime": 40 * 3 * 2 + 5}
     assert state_resources(exp, 1, resolved.resources) == {"mem_mb": 2000, "runtime": 10 * 3 * 2 + 5}
 
 
 def test_a_small_dataset_asks_for_less_time_than_cifar(tiny_config):
-    resolved = resolve_config(tiny_config, build_models=False)  # synthetic data, 256 training images
+    resolved = resolve_config(tiny_config)  # synthetic data, 256 training images
     exp = next(iter(resolved.experiments.values()))
     assert state_resources(exp, 1, resolved.resources)["runtime"] == 10 + 1  # the overhead, and a minute
 
@@ -51,4 +51,4 @@ def test_a_small_dataset_asks_for_less_time_than_cifar(tiny_config):
 def test_resources_for_an_undefined_model_are_refused(tiny_config):
     tiny_config["resources"] = {"models": {"vit_smal": {"mem_mb": 4000}}}
     with pytest.raises(ConfigError, match="resources.models.vit_smal: not defined under `models`; defined: tiny_vit"):
-        resolve_config(tiny_config, build_models=False)
+        resolve_config(tiny_config)

@@ -31,7 +31,7 @@ def test_the_modules_the_workflow_and_status_import_do_not_import_torch():
             "import prunebench.cli, prunebench.report.status, prunebench.report.load, prunebench.prepare\n"
             "from prunebench.config import load_config_file, resolve_config\n"
             "from prunebench.estimates import state_resources\n"
-            "r = resolve_config(load_config_file('config.yaml'), build_models=False)\n"
+            "r = resolve_config(load_config_file('config.yaml'))\n"
             "[state_resources(e, 1, r.resources) for e in r.experiments.values()]\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'torchvision'))))",
         ],

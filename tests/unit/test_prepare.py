@@ -41,7 +41,7 @@ raise SystemExit(code)
 @pytest.fixture(autouse=True)
 def hub_online_after(monkeypatch):
     """Train-state and prepare switch the hub to offline mode in this process: switch it back."""
-    from prunebench.prepare import WEIGHTS_DIR_ENV, _set_hub_offline
+    from prunebench.prepare.fetch import WEIGHTS_DIR_ENV, _set_hub_offline
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)

@@ -32,7 +32,7 @@ def plans(tmp_path_factory):
 def test_command_line_values_override_config_yaml(plans):
     reference, _ = plans
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", reference, re.M))
-    resolved = resolve_config(load_config_file(REPO / "config.yaml"), build_models=False)
+    resolved = resolve_config(load_config_file(REPO / "config.yaml"))
     later = sum(exp["prune"]["states"] - 1 for exp in resolved.experiments.values())
     # the whole matrix: every state 0 and every later state of config.yaml (3 seeds, dense chains)
     assert counts["train_state0"] == str(len(resolved.state0_runs)) and counts["train_state"] == str(later)

@@ -31,7 +31,7 @@ def test_the_dry_run_plans_eight_gpu_jobs_with_their_memory_and_time(tmp_path):
     counts = dict(re.findall(r"^(train_state0?)\s+(\d+)$", out, re.M))
     assert counts == {"train_state0": "3", "train_state": "51"}, out[-3000:]  # 2 shared dense + REPrune's own
     assert len(jobs) == 54
-    resolved = resolve_config(load_config_file(CONFIG), build_models=False)
+    resolved = resolve_config(load_config_file(CONFIG))
     for _rule, wildcards, res in jobs:
         res = dict(item.split("=", 1) for item in res.split(", "))
         assert (res["gpu"], res["nodes"], res["tasks"], res["tasks_per_gpu"], res["mpi"]) == (

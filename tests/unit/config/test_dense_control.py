@@ -7,17 +7,17 @@ from tests.conftest import TINY_CONFIG
 
 
 def methods_of(config: dict) -> dict[str, str]:
-    return {name: e["method"] for name, e in resolve_config(config, build_models=False).experiments.items()}
+    return {name: e["method"] for name, e in resolve_config(config).experiments.items()}
 
 
 def test_a_pruning_group_gets_the_dense_chain_without_changing_what_the_others_train():
     config = copy.deepcopy(TINY_CONFIG)
     config["experiments"]["t"].update(methods=["refill", "random"], seeds=[0, 1])
     del config["experiments"]["t"]["dense_control"]  # the default: on
-    runs = resolve_config(config, build_models=False).experiments
+    runs = resolve_config(config).experiments
     assert sorted(e["method"] for e in runs.values()) == ["dense", "dense", "random", "random", "refill", "refill"]
     config["experiments"]["t"]["dense_control"] = False
-    without = resolve_config(config, build_models=False).experiments
+    without = resolve_config(config).experiments
     assert sorted(e["method"] for e in without.values()) == ["random", "random", "refill", "refill"]
     for name, exp in without.items():  # the setting is the group's, not any experiment's training
         assert training_hash(runs[name]) == training_hash(exp)

@@ -20,7 +20,7 @@ def _resolved(config, methods=("refill", "rsst"), **measure):
     config["defaults"]["prune"]["states"] = 4
     config["defaults"]["measure"] = {"enabled": True, **measure}
     config["experiments"]["t"]["methods"] = list(methods)
-    return resolve_config(config, build_models=False)
+    return resolve_config(config)
 
 
 def test_by_default_the_last_state_and_the_dense_reference_are_timed(tiny_config):

@@ -22,7 +22,7 @@ DEMO = Path(__file__).resolve().parents[3] / "config" / "demo.yaml"
 
 
 def _hashes(config: dict) -> dict[str, str]:
-    resolved = resolve_config(config, build_models=False)
+    resolved = resolve_config(config)
     return {name: training_hash(exp) for name, exp in {**resolved.state0_runs, **resolved.experiments}.items()}
 
 
@@ -37,7 +37,7 @@ def _retrained(config: dict, section: str, key: str, value) -> set[str]:
 
 
 def _of_method(config: dict, method: str) -> set[str]:
-    return {n for n, e in resolve_config(config, build_models=False).experiments.items() if e["method"] == method}
+    return {n for n, e in resolve_config(config).experiments.items() if e["method"] == method}
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_a_method_setting_retrains_that_methods_experiments_only(section, key, v
 
 
 def test_the_shared_state0_run_holds_no_method_section():
-    resolved = resolve_config(load_config_file(DEMO), build_models=False)
+    resolved = resolve_config(load_config_file(DEMO))
     shared = [run for name, run in resolved.state0_runs.items() if name.startswith("shared/")]
     assert shared
     for run in shared:
@@ -86,14 +86,14 @@ def test_another_methods_section_at_its_defaults_keeps_the_hashes_from_before_th
     before = _hashes(tiny_config)
     schema = load_schema()
     for section in ("rsst", "reprune"):
-        defaults = C._defaults_of(schema["$defs"]["settings"]["properties"][section])
+        defaults = C.defaults_of(schema["$defs"]["settings"]["properties"][section])
         explicit = copy.deepcopy(tiny_config)
         explicit["defaults"][section] = defaults  # written out: the same as left out
         assert _hashes(explicit) == before
 
 
 @pytest.fixture
-def schema_with_method(monkeypatch):
+def schema_with_method(replace_schema):
     """The schema with a made-up method `toy` and its section, as a later prunebench would add one."""
 
     def add(**marks):
@@ -106,15 +106,9 @@ def schema_with_method(monkeypatch):
             **marks,
         }
         schema["$defs"]["group"]["properties"]["methods"]["items"]["enum"].append("toy")
-        monkeypatch.setattr(C, "load_schema", lambda: schema)
-        _clear()
+        replace_schema(schema)
 
-    def _clear():
-        for marks in (C.neutral_defaults, C.not_training_settings, C.method_sections):
-            marks.cache_clear()
-
-    yield add
-    _clear()
+    return add
 
 
 def test_a_new_methods_section_is_its_identity_only_by_its_mark(tiny_config, schema_with_method):
@@ -126,7 +120,7 @@ def test_a_new_methods_section_is_its_identity_only_by_its_mark(tiny_config, sch
     # the other methods' finished states keep their hashes after the upgrade that adds toy
     assert {n: after[n] for n in before} == before
     assert _retrained(tiny_config, "toy", "strength", 0.9) == _of_method(tiny_config, "toy")
-    run = resolve_config(tiny_config, build_models=False).state0_runs["shared/t-synthetic-tiny_vit-s0"]
+    run = resolve_config(tiny_config).state0_runs["shared/t-synthetic-tiny_vit-s0"]
     assert "toy" not in run
 
 

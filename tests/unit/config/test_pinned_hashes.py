@@ -141,6 +141,6 @@ PINNED = {
 
 @pytest.mark.parametrize("path", sorted(PINNED))
 def test_the_shipped_configs_keep_their_training_hashes(path):
-    resolved = resolve_config(load_config_file(ROOT / path), build_models=False)
+    resolved = resolve_config(load_config_file(ROOT / path))
     runs = {**resolved.experiments, **resolved.state0_runs}
     assert {name: training_hash(exp) for name, exp in runs.items()} == PINNED[path]

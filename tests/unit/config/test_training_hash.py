@@ -150,22 +150,15 @@ def test_training_settings_change_the_hash_of_their_group_only(tiny_config):
 
 
 @pytest.fixture
-def schema_with(monkeypatch):
+def schema_with(replace_schema):
     """Replace the schema by a copy with one more `train` setting, as a later prunebench would add."""
 
     def add(key: str, spec: dict):
         schema = copy.deepcopy(load_schema())
         schema["$defs"]["settings"]["properties"]["train"]["properties"][key] = spec
-        monkeypatch.setattr(C, "load_schema", lambda: schema)
-        _clear_schema_caches()
+        replace_schema(schema)
 
-    yield add
-    _clear_schema_caches()
-
-
-def _clear_schema_caches() -> None:
-    for marks in (neutral_defaults, C.not_training_settings, C.method_sections):
-        marks.cache_clear()
+    return add
 
 
 def test_a_new_setting_with_a_neutral_default_leaves_the_hash_unchanged(tiny_config, schema_with):
@@ -258,7 +251,7 @@ def test_how_a_state_runs_changes_no_hash():
     from pathlib import Path
 
     config = C.load_config_file(Path(__file__).resolve().parents[3] / "config" / "imagenet.yaml")
-    before = {n: training_hash(e) for n, e in resolve_config(config, build_models=False).experiments.items()}
+    before = {n: training_hash(e) for n, e in resolve_config(config).experiments.items()}
     changes = {
         "train": {"gpus": 4, "nodes": 2, "compile": False, "compile_mode": "max-autotune", "eval_batch_size": 256,
                   "divergence_loss": 50.0, "background_checkpoints": False, "compile_cache_dir": "/scratch/c"},
@@ -269,7 +262,7 @@ def test_how_a_state_runs_changes_no_hash():
             changed = copy.deepcopy(config)
             changed["defaults"][section][key] = value
             changed["datasets"]["imagenet"].update(workers=2, loader="torchvision", root="/elsewhere/imagenet")
-            resolved = resolve_config(changed, build_models=False)
+            resolved = resolve_config(changed)
             assert {n: training_hash(e) for n, e in resolved.experiments.items()} == before, key
 
 

@@ -7,11 +7,12 @@ import yaml
 
 from prunebench.config import load_config_file, resolve_config
 from prunebench.errors import ConfigError
+from prunebench.prepare import resolve_checked
 
 
 def error_of(config) -> str:
     with pytest.raises(ConfigError) as info:
-        resolve_config(config)
+        resolve_checked(config)  # the checks that build the models too
     message = str(info.value)
     assert message.startswith("invalid config:\n  ") and message.count("\n") == 1  # ONE problem, one line
     return message
@@ -79,7 +80,7 @@ def test_a_round_to_wider_than_every_layer_is_refused(tiny_config):
     message = error_of(tiny_config)
     assert "prune.round_to = 512: no layer of model 'tiny_vit'" in message and "widest pruned layer has 96" in message
     tiny_config["defaults"]["prune"]["round_to"] = 16  # one head, or 16 neurons: fine
-    resolve_config(tiny_config)
+    resolve_checked(tiny_config)
 
 
 def test_min_lr_above_lr_is_refused(tiny_config):

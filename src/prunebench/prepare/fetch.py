@@ -18,6 +18,7 @@ from pathlib import Path
 from prunebench.config import ResolvedConfig, resolve_config
 from prunebench.errors import ModelError
 from prunebench.io import atomic_write_json
+from prunebench.prepare.models import resolve_checked
 
 log = logging.getLogger("prunebench")
 
@@ -118,15 +119,10 @@ def prepare(
     With ``download: false`` nothing is downloaded: prepare only checks that everything is there.
     Writes one marker JSON per pair into ``markers`` (a folder) when given; returns their contents.
     """
-    pairs = sorted(
-        {
-            (e["dataset"], e["model_key"])
-            for e in resolve_config(config, source, build_models=False).experiments.values()
-        }
-    )
+    pairs = sorted({(e["dataset"], e["model_key"]) for e in resolve_config(config, source).experiments.values()})
     if only is not None:
         pairs = [only]
-    resolved: ResolvedConfig = resolve_config(config, source, build_models={m for _, m in pairs})
+    resolved: ResolvedConfig = resolve_checked(config, source, models={m for _, m in pairs})
     data_dir, download = resolved.runtime["data_dir"], resolved.runtime["download"]
     models = {e["model_key"]: e["model"] for e in resolved.experiments.values()}
     data = {(e["dataset"], e["model_key"]): e for e in resolved.experiments.values()}

@@ -1,0 +1,150 @@
+"""The package's import structure: strict layers, no circles.
+
+Every ``prunebench`` import of every module is read with ``ast``: the ones at the top of a file and
+the ones inside functions (kept there only so that light processes import no torch) alike, so that a
+function-local import cannot hide a circle. A module may import modules of its own layer or of the
+layers below it, never one above, and no chain of imports may come back to where it started.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "src" / "prunebench"
+
+# Bottom to top. A name is a module or a package of prunebench (a package holds all its modules);
+# "" is the package's own __init__ (its version).
+LAYERS: list[tuple[str, ...]] = [
+    ("", "errors", "torch_build"),  # no prunebench import at all
+    ("io", "seeding", "logs", "archs"),  # files written atomically, seeds, log setup, model names
+    ("results",),  # the file contract: the results layout, metrics rows, summary.json, throughput.json
+    ("models", "data", "accel"),  # models and their costs, datasets and loaders, devices and autocast
+    ("pruning",),  # groups, importance, budgets, and the methods (one class each)
+    ("config",),  # the config file, the experiment matrix, what a state trains (reads the methods)
+    ("estimates", "provenance", "prepare"),  # what a job asks for, what produced a result, checks before jobs
+    ("train",),  # one prune state: ranks < runner < launch < job entry
+    ("export",),  # compact models, their throughput
+    ("report",),  # reports from the results' files
+    ("cli",),  # the `prunebench` command
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """The prunebench modules ``name`` imports, wherever in the file: ``from package import submodule``
+    names the submodule only, ``from package import name`` the package (its __init__)."""
+    is_package = path.name == "__init__.py"
+    here = name.split(".") if name else []
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here if is_package else here[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+                module = f"prunebench.{module}" if module else "prunebench"
+            else:
+                module = node.module or ""
+            subs = [f"{module}.{a.name}" for a in node.names]
+            short = {s.removeprefix("prunebench.") for s in subs}
+            targets = subs + ([module] if short - known else [])
+        else:
+            continue
+        for target in targets:
+            if target != "prunebench" and not target.startswith("prunebench."):
+                continue
+            short = target.removeprefix("prunebench").removeprefix(".")
+            if short in known:
+                out.add(short)
+    return out - {name}
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports_of(name, path, set(found)) for name, path in found.items()}
+
+
+def layer_of(name: str) -> int:
+    best, layer = -1, None
+    for i, names in enumerate(LAYERS):
+        for prefix in names:
+            if (name == prefix or (prefix and name.startswith(prefix + "."))) and len(prefix) > best:
+                best, layer = len(prefix), i
+    assert layer is not None, f"prunebench.{name} is in no layer: add it to LAYERS in {Path(__file__).name}"
+    return layer
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_every_module_is_in_a_layer():
+    for name in modules():
+        layer_of(name)
+
+
+def test_no_import_goes_up_a_layer():
+    upward = [
+        f"prunebench.{a or '__init__'} (layer {layer_of(a)}: {', '.join(LAYERS[layer_of(a)])}) imports "
+        f"prunebench.{b} (layer {layer_of(b)}: {', '.join(LAYERS[layer_of(b)])})"
+        for a, targets in graph().items()
+        for b in sorted(targets)
+        if layer_of(b) > layer_of(a)
+    ]
+    assert not upward, "imports that run up a layer:\n" + "\n".join(upward)
+
+
+def test_no_import_circle():
+    found = cycles(graph())
+    assert not found, "import circles (function-local imports included):\n" + "\n".join(
+        " <-> ".join(f"prunebench.{m}" for m in c) for c in found
+    )
+
+
+def test_the_checker_sees_circles_and_local_imports(tmp_path):
+    """The checker itself: a circle closed by an import inside a function is found."""
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(edges) == [["a", "b", "c"]]
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from prunebench.train import state\n")
+    assert imports_of("export.m", source, {"train", "train.state"}) == {"train", "train.state"}
