@@ -25,8 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("pruning",),  # groups, importance, budgets, and the methods (one class each)
     ("config",),  # the config file, the experiment matrix, what a state trains (reads the methods)
     ("estimates", "provenance", "prepare"),  # what a job asks for, what produced a result, checks before jobs
+    ("export",),  # compact models, their costs and throughput (a finished state's summary records them)
     ("train",),  # one prune state: ranks < runner < launch < job entry
-    ("export",),  # compact models, their throughput
     ("report",),  # reports from the results' files
     ("cli",),  # the `prunebench` command
 ]

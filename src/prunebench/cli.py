@@ -292,7 +292,7 @@ def _plan(config: str | None, resolved=None):
 
 
 def _cmd_report(args) -> None:
-    from prunebench.report.comparison import build_reports
+    from prunebench.report.build import build_reports
     from prunebench.report.status import stale_states
 
     resolved = _resolve(args.config) if args.config else None

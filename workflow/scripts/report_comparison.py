@@ -1,11 +1,11 @@
-"""Snakemake adapter: one dataset x model comparison report (logic in prunebench.report.comparison)."""
+"""Snakemake adapter: one dataset x model comparison report (logic in prunebench.report.build)."""
 
 import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from prunebench.report.comparison import write_comparison_from_files
+from prunebench.report.build import write_comparison_from_files
 
 write_comparison_from_files(
     summary_paths=snakemake.input.summaries,

@@ -1,10 +1,10 @@
-"""Snakemake adapter: the index of the comparison reports (logic in prunebench.report.comparison)."""
+"""Snakemake adapter: the index of the comparison reports (logic in prunebench.report.build)."""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from prunebench.report.comparison import write_index_from_files
+from prunebench.report.build import write_index_from_files
 
 write_index_from_files(
     summary_paths=snakemake.input.summaries,

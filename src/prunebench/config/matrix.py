@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from prunebench.config.identity import method_sections, training_hash
 from prunebench.config.load import numbers_read, validate_raw
 from prunebench.config.schema import deep_merge, defaults_of, load_schema
 from prunebench.errors import ConfigError
+from prunebench.results.layout import OutputPaths, output_folders, shared_run
 
 
 @dataclass(frozen=True)
@@ -72,28 +72,15 @@ def runtime_settings(config: dict) -> dict:
     return {k: typed.get(k, props[k]["default"]) for k in RUNTIME_KEYS}
 
 
-@dataclass(frozen=True)
-class OutputPaths:
-    """The folders the workflow writes a config's files to, all under its ``output_dir``."""
-
-    results: str
-    logs: str
-    benchmarks: str
-
-
 def output_paths(config: dict) -> OutputPaths:
     """Where a config's results, logs and benchmarks go: ``results``, ``logs`` and ``benchmarks``
     under its ``output_dir`` (the working directory by default; the demo's is ``demo``)."""
-    base = config.get("output_dir") or load_schema()["properties"]["output_dir"]["default"]
-    return OutputPaths(*(os.path.normpath(os.path.join(base, name)) for name in ("results", "logs", "benchmarks")))
+    return output_folders(config.get("output_dir") or load_schema()["properties"]["output_dir"]["default"])
 
 
 def experiment_name(group: str, dataset: str, model: str, method: str, seed: int) -> str:
     """The experiment's folder name under results/."""
     return f"{group}-{dataset}-{model}-{method}-s{seed}"
-
-
-SHARED_DIR = "shared"
 
 
 def default_budget(groups: list[str]) -> str:
@@ -135,7 +122,7 @@ def shared_state0_run(experiment: dict) -> tuple[str, dict]:
     name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
     trained = {k: v for k, v in experiment.items() if (k,) not in method_sections()}
     trained["prune"] = {k: experiment["prune"][k] for k in STATE0_PRUNE_KEYS if k in experiment["prune"]}
-    return f"{SHARED_DIR}/{name}", {**trained, "name": name, "method": "dense"}
+    return shared_run(name), {**trained, "name": name, "method": "dense"}
 
 
 def reference_key(experiment: dict) -> tuple:

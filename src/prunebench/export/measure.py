@@ -10,13 +10,13 @@ from torch import nn
 
 from prunebench.accel.devices import acquire_device
 from prunebench.accel.settings import uses_channels_last
+from prunebench.config import trained_hash
 from prunebench.export.compact import compact_from_checkpoint, compact_model
 from prunebench.export.throughput import ROUND_SECONDS, measure_throughput, speedup_text
-from prunebench.io import atomic_write_json
 from prunebench.models.cost import input_shape, model_cost
 from prunebench.pruning.groups import Masks
 from prunebench.results.checkpoint import load_checkpoint
-from prunebench.train.checkpoint import trained_hash
+from prunebench.results.throughput import write_throughput_file
 
 log = logging.getLogger("prunebench")
 
@@ -88,5 +88,5 @@ def measure_state(
         finally:
             lease.release()
     info["throughput"] = throughput
-    atomic_write_json(out, info)
+    write_throughput_file(out, info)
     return info

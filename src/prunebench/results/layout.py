@@ -18,6 +18,7 @@ are joined with ``/`` as Snakemake's wildcards are written (``state_dir(RESULTS,
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ RECOVERY_DIR = "recovery"
 RETRAINED_DIR = "retrained"
 COMPACT_DIR = "compact"
 REPORTS_DIR = "reports"
+INDEX_REPORT, SUMMARY_REPORT = "index", "summary"  # reports/index.md, reports/summary.md (and .html)
 PREPARED_DIR = ".prepared"
 
 # a state's files
@@ -45,6 +47,21 @@ FINISHED = "finished"  # the sealed copy of a finished state's outputs
 MANIFEST = "manifest.json"
 PROGRESS_METRICS = METRICS  # the metrics of the epochs so far
 RESUME = "resume.pt"
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """The folders the workflow writes a config's files to, all under its ``output_dir``."""
+
+    results: str
+    logs: str
+    benchmarks: str
+
+
+def output_folders(output_dir: str) -> OutputPaths:
+    """``results``, ``logs`` and ``benchmarks`` under ``output_dir`` (a config's; see
+    :func:`prunebench.config.output_paths`)."""
+    return OutputPaths(*(os.path.normpath(os.path.join(output_dir, name)) for name in ("results", "logs", "benchmarks")))
 
 
 def output_names(state: int) -> tuple[str, ...]:
@@ -128,13 +145,24 @@ def reports_dir(results: str | Path) -> str:
     return f"{results}/{REPORTS_DIR}"
 
 
+def report_file(results: str | Path, name: str, suffix: str = ".md") -> str:
+    """A report of the folder ``results``: ``index``, ``summary`` or a :func:`comparison_name`, in
+    Markdown (``.md``) or HTML (``.html``)."""
+    return f"{reports_dir(results)}/{name}{suffix}"
+
+
 def comparison_name(dataset: str, model: str) -> str:
     """A comparison report's file stem, also the name of its plot folder."""
     return f"{dataset}_{model}"
 
 
 def comparison_report(results: str, dataset: str, model: str) -> str:
-    return f"{reports_dir(results)}/{comparison_name(dataset, model)}.md"
+    return report_file(results, comparison_name(dataset, model))
+
+
+def comparison_plot_dir(results: str | Path, dataset: str, model: str) -> str:
+    """The folder of a comparison report's plots, beside the report."""
+    return report_file(results, comparison_name(dataset, model), "")
 
 
 def comparison_paths(reports: str | Path, dataset: str, model: str) -> tuple[Path, Path]:

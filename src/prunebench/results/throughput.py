@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from prunebench.io import atomic_write_json
 from prunebench.results.layout import SUMMARY, THROUGHPUT
 
 THROUGHPUT_FILE = THROUGHPUT
 # what ties a timing to the checkpoint it timed: a state trained again has another epoch or hash
 STAMP_KEYS = ("experiment", "state", "epoch", "config_hash")
+
+
+def write_throughput_file(path: str | Path, info: dict) -> None:
+    """Write a state's throughput.json: the :data:`STAMP_KEYS` of the checkpoint timed, ``method``,
+    ``measure`` (the settings it was timed under) and ``throughput`` (null when timing was off)."""
+    atomic_write_json(path, info)
 
 
 def read_throughput(state_dir: str | Path, summary: dict | None = None) -> dict | None:
