@@ -5,7 +5,7 @@ state an earlier attempt finished, and otherwise launches the state's processes 
 tools, then waits for them:
 
 - on one machine, ``torchrun --standalone --nproc-per-node=N`` after leasing N GPUs at once
-  (``train/devices.py``; the children see only those, through CUDA_VISIBLE_DEVICES);
+  (``accel/devices.py``; the children see only those, through CUDA_VISIBLE_DEVICES);
 - inside a SLURM allocation, ``srun`` with one task per GPU over ``train.nodes`` nodes; each task
   takes its rank, world size and local rank from SLURM's variables (env:// initialisation, with
   MASTER_ADDR the first node of the step and MASTER_PORT derived from the job id).
