@@ -78,22 +78,22 @@ def state_name(state: int | str) -> str:
     return f"state{state}"
 
 
-def run_dir(results: str, name: str) -> str:
+def run_dir(results_dir: str, name: str) -> str:
     """The folder of an experiment, or of a shared state-0 run (``name`` = ``shared/{run}``)."""
-    return f"{results}/{name}"
+    return f"{results_dir}/{name}"
 
 
-def state_dir(results: str, name: str, state: int | str) -> str:
-    return f"{results}/{name}/{state_name(state)}"
+def state_dir(results_dir: str, name: str, state: int | str) -> str:
+    return f"{results_dir}/{name}/{state_name(state)}"
 
 
-def state_file(results: str, name: str, state: int | str, file: str) -> str:
-    return f"{state_dir(results, name, state)}/{file}"
+def state_file(results_dir: str, name: str, state: int | str, file: str) -> str:
+    return f"{state_dir(results_dir, name, state)}/{file}"
 
 
-def recovery_dir(results: str, name: str, state: int | str) -> str:
+def recovery_dir(results_dir: str, name: str, state: int | str) -> str:
     """Mid-state recovery files: outside the declared outputs, so Snakemake never deletes them."""
-    return f"{results}/{name}/{RECOVERY_DIR}/{state_name(state)}"
+    return f"{results_dir}/{name}/{RECOVERY_DIR}/{state_name(state)}"
 
 
 def state_in(run: str | Path, state: int | str) -> Path:
@@ -123,8 +123,8 @@ def retrained_dir(run: str | Path, stamp: str) -> Path:
     return Path(run) / RETRAINED_DIR / stamp
 
 
-def compact_file(results: str, name: str, file: str) -> str:
-    return f"{results}/{name}/{COMPACT_DIR}/{file}"
+def compact_file(results_dir: str, name: str, file: str) -> str:
+    return f"{results_dir}/{name}/{COMPACT_DIR}/{file}"
 
 
 def shared_run(name: str) -> str:
@@ -132,23 +132,23 @@ def shared_run(name: str) -> str:
     return f"{SHARED_DIR}/{name}"
 
 
-def prepared_marker(results: str, dataset: str, model_key: str) -> str:
+def prepared_marker(results_dir: str, dataset: str, model_key: str) -> str:
     """The file the prepare rule writes once a dataset and model are on this machine."""
-    return f"{results}/{PREPARED_DIR}/{dataset}-{model_key}.json"
+    return f"{results_dir}/{PREPARED_DIR}/{dataset}-{model_key}.json"
 
 
-def prepared_dir(results: str | Path) -> Path:
-    return Path(results) / PREPARED_DIR
+def prepared_dir(results_dir: str | Path) -> Path:
+    return Path(results_dir) / PREPARED_DIR
 
 
-def reports_dir(results: str | Path) -> str:
-    return f"{results}/{REPORTS_DIR}"
+def reports_dir(results_dir: str | Path) -> str:
+    return f"{results_dir}/{REPORTS_DIR}"
 
 
-def report_file(results: str | Path, name: str, suffix: str = ".md") -> str:
-    """A report of the folder ``results``: ``index``, ``summary`` or a :func:`comparison_name`, in
+def report_file(results_dir: str | Path, name: str, suffix: str = ".md") -> str:
+    """A report of the folder ``results_dir``: ``index``, ``summary`` or a :func:`comparison_name`, in
     Markdown (``.md``) or HTML (``.html``)."""
-    return f"{reports_dir(results)}/{name}{suffix}"
+    return f"{reports_dir(results_dir)}/{name}{suffix}"
 
 
 def comparison_name(dataset: str, model: str) -> str:
@@ -156,13 +156,13 @@ def comparison_name(dataset: str, model: str) -> str:
     return f"{dataset}_{model}"
 
 
-def comparison_report(results: str, dataset: str, model: str) -> str:
-    return report_file(results, comparison_name(dataset, model))
+def comparison_report(results_dir: str, dataset: str, model: str) -> str:
+    return report_file(results_dir, comparison_name(dataset, model))
 
 
-def comparison_plot_dir(results: str | Path, dataset: str, model: str) -> str:
+def comparison_plot_dir(results_dir: str | Path, dataset: str, model: str) -> str:
     """The folder of a comparison report's plots, beside the report."""
-    return report_file(results, comparison_name(dataset, model), "")
+    return report_file(results_dir, comparison_name(dataset, model), "")
 
 
 def comparison_paths(reports: str | Path, dataset: str, model: str) -> tuple[Path, Path]:
@@ -184,14 +184,14 @@ class StatePaths:
         self.out_dir, self.recovery_dir = Path(self.out_dir), Path(self.recovery_dir)
 
     @classmethod
-    def under(cls, results: str | Path, experiment: str, state: int) -> StatePaths:
-        """The paths of state ``state`` of ``experiment`` (or of a shared run) in the folder ``results``."""
-        results = str(results)
+    def under(cls, results_dir: str | Path, experiment: str, state: int) -> StatePaths:
+        """The paths of state ``state`` of ``experiment`` (or of a shared run) in the folder ``results_dir``."""
+        folder = str(results_dir)
         return cls(
-            Path(state_dir(results, experiment, state)),
-            Path(recovery_dir(results, experiment, state)),
-            Path(state_file(results, experiment, state - 1, LAST)) if state else None,
-            Path(state_file(results, experiment, 0, INIT)),
+            Path(state_dir(folder, experiment, state)),
+            Path(recovery_dir(folder, experiment, state)),
+            Path(state_file(folder, experiment, state - 1, LAST)) if state else None,
+            Path(state_file(folder, experiment, 0, INIT)),
         )
 
     @property

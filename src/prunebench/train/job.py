@@ -35,26 +35,26 @@ def run_job(
     resolved: ResolvedConfig,
     name: str,
     state: int,
-    results: str | Path,
+    results_dir: str | Path,
     *,
     threads: int | None = None,
     paths: StatePaths | None = None,
 ) -> dict | None:
     """Train state ``state`` of ``name`` (an experiment or a shared state-0 run of ``resolved``) into the
-    results folder ``results``, as a job does: nothing is downloaded. Returns the state's summary, or
+    results folder ``results_dir``, as a job does: nothing is downloaded. Returns the state's summary, or
     None when it had finished under the experiment's current settings already (nothing is done).
 
     ``paths``: where the state's files go, when the caller has them (the workflow's, as Snakemake
-    planned them); by default the layout of ``results`` (:meth:`StatePaths.under`)."""
+    planned them); by default the layout of ``results_dir`` (:meth:`StatePaths.under`)."""
     experiment = resolved.experiments.get(name) or resolved.state0_runs[name]
-    paths = paths or StatePaths.under(results, name, state)
+    paths = paths or StatePaths.under(results_dir, name, state)
     if is_finished(paths.out_dir, experiment):  # as Snakemake would: a finished state is never trained again
         return None
     runtime = {**resolved.runtime, "download": False}
     settings = {k: v for k, v in runtime.items() if k != "logging"}
     run = resolved.state0_of.get(name, name)
     if state == 0 and run != name:  # the shared state 0, then the experiment's copy of it
-        shared = StatePaths.under(results, run, 0)
+        shared = StatePaths.under(results_dir, run, 0)
         if not (shared.out_dir / SUMMARY).is_file():
             train_state(
                 resolved.state0_runs[run], 0, shared, threads=threads, tracking=runtime.get("logging"), **settings
