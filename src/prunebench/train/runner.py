@@ -345,50 +345,61 @@ class StateRunner:
         self.final.mask_weights()  # the plan's final masks become permanent
 
     def _epochs(self) -> None:
-        prog, state, tcfg, method = self.prog, self.state, self.tcfg, self.method
+        prog = self.prog
         if prog.epoch == 0 and not prog.rows:
             row = self._eval_row(0, {"lr": 0.0, "reg_lambda": 0.0, "epoch_seconds": 0.0})
             log.info(
                 "state %d epoch 0/%d (before training) val %.2f test %.2f (%.1f s)",
-                state, self.epochs, row["val_acc"], row["test_acc"], row["eval_seconds"],
+                self.state, self.epochs, row["val_acc"], row["test_acc"], row["eval_seconds"],
             )  # fmt: skip
         first_epoch, resumed_at = prog.epoch + 1, time.time()
         for epoch in range(first_epoch, self.epochs + 1):
-            extra = method.epoch_start(self, epoch)
-            self.agree()
-            stats = train_one_epoch(
-                self.train_net, self.data, self.optimizer, tcfg, step0=self.lr_offset + prog.step,
-                total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
-                hard=self.hard, penalty=method.gradient_hook(), graphed=self.graphed,
-            )  # fmt: skip
-            stats = ranks.reduce_train_stats(stats, self.dev)
-            loss = stats["train_loss"]
-            if math.isnan(loss) or loss > tcfg["divergence_loss"]:
-                msg = (
-                    f"state {state} of {self.experiment['name']} stopped at epoch {epoch}: training loss is {loss} "
-                    f"(limit train.divergence_loss={tcfg['divergence_loss']}); no checkpoint was written. "
-                    "Lower train.lr or set train.grad_clip, then rerun."
-                )
-                log.error(msg)
-                raise TrainingError(msg)
-            prog.step += stats["steps"]
-            prog.train_seconds += stats["seconds"]
-            ips = stats["images"] / max(stats["seconds"], 1e-9)
-            extra.update(method.epoch_end(self, epoch))
-            self.agree()
-            row = self._eval_row(epoch, {
-                "train_loss": loss, "train_acc": stats["train_acc"], "lr": stats["lr"],
-                "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"], "images_per_second": ips,
-                **extra,
-            })  # fmt: skip
+            row = self._epoch(epoch)
             prog.epoch = epoch
             prog.wall_seconds = time.time() - self.wall_start
             eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (self.epochs - epoch)
-            scores = f"val {row['val_acc']:.2f} test {row['test_acc']:.2f}" if row["evaluated"] else "not evaluated"
-            log.info(
-                "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f lambda %.3g %.0f img/s "
-                "(train %.1f s, eval %.1f s, checkpoints %.2f s) ETA %s",
-                state, epoch, self.epochs, loss, row["train_acc"], scores, row["lr"], row["reg_lambda"], ips,
-                row["train_seconds"], row["eval_seconds"], row["checkpoint_seconds"], fmt_eta(eta),
-            )  # fmt: skip
+            self._log_epoch(row, eta)
             save_resume(self.paths, self, prog)
+
+    def _epoch(self, epoch: int) -> dict:
+        """One epoch: the method's events, a training pass, its end hook, then the epoch's metrics row."""
+        prog, method = self.prog, self.method
+        extra = method.epoch_start(self, epoch)
+        self.agree()
+        stats = train_one_epoch(
+            self.train_net, self.data, self.optimizer, self.tcfg, step0=self.lr_offset + prog.step,
+            total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
+            hard=self.hard, penalty=method.gradient_hook(), graphed=self.graphed,
+        )  # fmt: skip
+        stats = ranks.reduce_train_stats(stats, self.dev)
+        self._stop_if_diverged(epoch, stats["train_loss"])
+        prog.step += stats["steps"]
+        prog.train_seconds += stats["seconds"]
+        extra.update(method.epoch_end(self, epoch))
+        self.agree()
+        return self._eval_row(epoch, {
+            "train_loss": stats["train_loss"], "train_acc": stats["train_acc"], "lr": stats["lr"],
+            "reg_lambda": stats["reg_lambda"], "epoch_seconds": stats["seconds"],
+            "images_per_second": stats["images"] / max(stats["seconds"], 1e-9), **extra,
+        })  # fmt: skip
+
+    def _stop_if_diverged(self, epoch: int, loss: float) -> None:
+        tcfg = self.tcfg
+        if math.isnan(loss) or loss > tcfg["divergence_loss"]:
+            msg = (
+                f"state {self.state} of {self.experiment['name']} stopped at epoch {epoch}: training loss is {loss} "
+                f"(limit train.divergence_loss={tcfg['divergence_loss']}); no checkpoint was written. "
+                "Lower train.lr or set train.grad_clip, then rerun."
+            )
+            log.error(msg)
+            raise TrainingError(msg)
+
+    def _log_epoch(self, row: dict, eta: float) -> None:
+        scores = f"val {row['val_acc']:.2f} test {row['test_acc']:.2f}" if row["evaluated"] else "not evaluated"
+        log.info(
+            "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f lambda %.3g %.0f img/s "
+            "(train %.1f s, eval %.1f s, checkpoints %.2f s) ETA %s",
+            self.state, row["epoch"], self.epochs, row["train_loss"], row["train_acc"], scores, row["lr"],
+            row["reg_lambda"], row["images_per_second"], row["train_seconds"], row["eval_seconds"],
+            row["checkpoint_seconds"], fmt_eta(eta),
+        )  # fmt: skip
