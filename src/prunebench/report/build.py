@@ -21,6 +21,7 @@ from prunebench.results.layout import (
     is_shared,
     report_file,
     reports_dir,
+    run_of,
 )
 
 
@@ -37,7 +38,7 @@ def build_reports(
     if plan is not None:
         # The config decides what is reported: folders of experiments it no longer has are left out.
         planned = set(plan["experiment"])
-        summaries = [p for p in summaries if p.parent.parent.name in planned or is_shared(p.parent)]
+        summaries = [p for p in summaries if run_of(p.parent) in planned or is_shared(p.parent)]
     results = load_results(summaries, plan)
     written, reports = [], {}
     for dataset, model in results.comparisons():

@@ -27,7 +27,7 @@ import pandas as pd
 from prunebench.config import finetune_epochs, shares_state0, state_epochs, training_hash
 from prunebench.errors import ResultsError
 from prunebench.report.recipes import with_variants
-from prunebench.results.layout import METRICS, PREDICTIONS, is_shared, retrain_fix, shared_run
+from prunebench.results.layout import METRICS, PREDICTIONS, retrain_fix, run_of, shared_run
 from prunebench.results.metrics import ID_FIELDS, METRIC_FIELDS, PREDICTION_KEYS, read_rows
 from prunebench.results.summary import summary_problem
 from prunebench.results.throughput import state_throughput
@@ -181,17 +181,13 @@ def _is_shared_run(row: dict, path: Path) -> bool:
     """A shared dense state 0 (results/shared/{run}/state0), not an experiment's state: its folder
     is its name, and that name has no method in it (experiment names end in -{method}-s{seed})."""
     exp = str(row["experiment"])
-    return (
-        is_shared(path.parent)
-        and path.parent.parent.name == exp
-        and not exp.endswith(f"-{row['method']}-s{row['seed']}")
-    )
+    return run_of(path.parent) == shared_run(exp) and not exp.endswith(f"-{row['method']}-s{row['seed']}")
 
 
 def _reference_key(row: dict, path: Path) -> str:
     """The key of a state's dense reference: its group's shared state-0 run (see the module doc)."""
     if _is_shared_run(row, path):
-        return shared_run(path.parent.parent.name)
+        return run_of(path.parent)
     exp, suffix = str(row["experiment"]), f"-{row['method']}-s{row['seed']}"
     stem = exp[: -len(suffix)] if exp.endswith(suffix) else exp
     return shared_run(f"{stem}-s{row['seed']}")
