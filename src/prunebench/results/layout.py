@@ -132,9 +132,14 @@ def shared_run(name: str) -> str:
     return f"{SHARED_DIR}/{name}"
 
 
+def prepared_name(dataset: str, model_key: str) -> str:
+    """The name of the prepare marker of a dataset and model, in :func:`prepared_dir`."""
+    return f"{dataset}-{model_key}.json"
+
+
 def prepared_marker(results_dir: str, dataset: str, model_key: str) -> str:
     """The file the prepare rule writes once a dataset and model are on this machine."""
-    return f"{results_dir}/{PREPARED_DIR}/{dataset}-{model_key}.json"
+    return f"{results_dir}/{PREPARED_DIR}/{prepared_name(dataset, model_key)}"
 
 
 def prepared_dir(results_dir: str | Path) -> Path:
