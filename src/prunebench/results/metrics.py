@@ -3,6 +3,7 @@ line; and its per-image test predictions (``predictions.npz``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -11,7 +12,7 @@ from typing import Any
 
 from prunebench.errors import ResultsError
 from prunebench.io import atomic_write_bytes, atomic_write_text
-from prunebench.results.layout import PREDICTIONS, retrain_fix
+from prunebench.results.layout import retrain_fix
 
 ID_FIELDS = ("experiment", "method", "dataset", "model", "seed", "state", "epoch")
 METRIC_FIELDS = (
@@ -185,15 +186,12 @@ def read_rows(path: str | Path, *, finished: bool = False) -> list[dict[str, Any
 # int16 arrays of one length, the test set in its fixed order: ``targets`` (the labels), ``final`` and
 # ``best`` (the predicted classes at the state's final evaluation and at its best epoch's, the
 # evaluations whose accuracies the summary's final_test_acc and best_test_acc are).
-PREDICTIONS_NAME = PREDICTIONS
 PREDICTION_KEYS = ("targets", "final", "best")
 
 
 def write_predictions(path: str | Path, *, targets, final, best) -> None:
     """Write ``predictions.npz`` atomically (each argument: a sequence of class indices, all of one length)."""
-    import io
-
-    import numpy as np
+    import numpy as np  # here: the rest of the file contract reads without numpy
 
     arrays = {k: np.asarray(v, dtype=np.int16) for k, v in zip(PREDICTION_KEYS, (targets, final, best))}
     if len({a.shape for a in arrays.values()}) != 1 or arrays["targets"].ndim != 1:

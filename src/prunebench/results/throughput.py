@@ -9,7 +9,6 @@ from pathlib import Path
 from prunebench.io import atomic_write_json
 from prunebench.results.layout import SUMMARY, THROUGHPUT
 
-THROUGHPUT_FILE = THROUGHPUT
 # what ties a timing to the checkpoint it timed: a state trained again has another epoch or hash
 STAMP_KEYS = ("experiment", "state", "epoch", "config_hash")
 
@@ -25,7 +24,7 @@ def read_throughput(state_dir: str | Path, summary: dict | None = None) -> dict 
     as ``summary`` (experiment, state, epoch and config hash agree), else the summary's own field
     (states finished before timing had its own rule), else None."""
     summary = summary or {}
-    path = Path(state_dir) / THROUGHPUT_FILE
+    path = Path(state_dir) / THROUGHPUT
     if path.is_file():
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
@@ -44,7 +43,7 @@ def state_throughput(summary_path: str | Path, summary: dict) -> dict | None:
     results folder): its timing is read from there, checked against the shared run's summary."""
     state_dir = Path(summary_path).parent
     shared = summary.get("shared_state0")
-    if (state_dir / THROUGHPUT_FILE).is_file() or not shared:
+    if (state_dir / THROUGHPUT).is_file() or not shared:
         return read_throughput(state_dir, summary)
     shared_dir = state_dir.parents[1].joinpath(*Path(shared).parts[-3:])  # results/shared/{run}/state0
     try:

@@ -324,7 +324,7 @@ def finish_state(
     ``last`` and ``init`` are checkpoint dicts, ``best`` the recovery file holding the best
     checkpoint, ``rows`` the metrics, ``summary`` the summary (its ``config_hash`` is set here),
     ``predictions`` the per-image test predictions (``targets``, ``final``, ``best``; see
-    :data:`prunebench.results.metrics.PREDICTIONS_NAME`), written when given.
+    :func:`prunebench.results.metrics.write_predictions`), written when given.
     """
     bundle = _bundle(paths)
     shutil.rmtree(bundle, ignore_errors=True)  # what an attempt killed before its seal left
