@@ -146,5 +146,7 @@ def test_the_checker_sees_circles_and_local_imports(tmp_path):
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(edges) == [["a", "b", "c"]]
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from prunebench.train import state\n")
-    assert imports_of("export.m", source, {"train", "train.state"}) == {"train", "train.state"}
+    source.write_text(
+        "def f():\n    from prunebench.train import state\n    from prunebench.config import resolve_config\n"
+    )
+    assert imports_of("export.m", source, {"train", "train.state", "config"}) == {"train.state", "config"}
