@@ -19,8 +19,10 @@ the time ratio. Density 1.0 is the control: nothing is masked and the two models
 Timing: ``torch.utils.benchmark.Timer.blocked_autorange`` per step (its block-size estimate runs one
 untimed step first), in paired rounds: every round times masked and slim at every density, the
 order within each pair alternating from round to round; the speedup is the median over rounds of
-the per-round ratio masked / slim, with its range (``export.throughput.speedup_spread``). On a CPU
-shared with other jobs the seconds drift; the paired ratios are what to read.
+the per-round ratio masked / slim, with its range (``export.throughput.speedup_spread``). The same
+rounds also give CPU seconds per step (the process's, all threads), whose ratio is steadier where
+other jobs deschedule this one. On a CPU shared with other jobs the seconds drift; the paired
+ratios are what to read.
 
 OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it): on a
 CPU shared with other jobs, spinning threads turn a 1 s ResNet-56 step at 2 threads into 4-8 s
@@ -75,13 +77,21 @@ def pruned_masks(model, groupsets, density: float, img_size: int):
 
 
 class Step:
-    """One training step of a model, masked (``hard``) or not, with its own foreach SGD."""
+    """One training step of a model, masked (``hard``) or not, with its own foreach SGD; it counts its
+    calls and the process's CPU seconds they took (all threads: with passive waits, the work)."""
 
     def __init__(self, model, hard: MaskedParams | None, x, y):
         self.model, self.hard, self.x, self.y = model.train(), hard, x, y
         self.opt = torch.optim.SGD(model.parameters(), **SGD, foreach=True)
+        self.calls, self.cpu = 0, 0.0
 
     def __call__(self) -> None:
+        start = time.process_time()
+        self._step()
+        self.cpu += time.process_time() - start
+        self.calls += 1
+
+    def _step(self) -> None:
         loss = F.cross_entropy(self.model(self.x), self.y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,7 +129,7 @@ def bench_model(key: str, batch: int, densities, rounds: int, min_run_time: floa
         cases.append({
             "density": d, "macs": macs, "macs_ratio": dense_macs / macs, "kept": kept_counts(groupsets, masks),
             "steps": {"masked": Step(model, hard, x, y), "slim": Step(slim, None, x, y)},
-            "seconds": {"masked": [], "slim": []},
+            "seconds": {"masked": [], "slim": []}, "cpu_seconds": {"masked": [], "slim": []},
         })  # fmt: skip
     for case in cases:
         case["timers"] = {name: timer(step) for name, step in case["steps"].items()}
@@ -131,18 +141,24 @@ def bench_model(key: str, batch: int, densities, rounds: int, min_run_time: floa
     for r in range(rounds):
         for case in cases:
             for name in ("masked", "slim") if r % 2 == 0 else ("slim", "masked"):
+                step = case["steps"][name]
+                calls, cpu = step.calls, step.cpu
                 m = case["timers"][name].blocked_autorange(min_run_time=min_run_time)
                 case["seconds"][name].append(m.median)
+                case["cpu_seconds"][name].append((step.cpu - cpu) / (step.calls - calls))
         print(f"  {key} round {r + 1}/{rounds} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     out = {"model": key, "model_spec": spec, "batch": batch, "input_shape": list(shape), "dense_macs": dense_macs,
            "cases": []}  # fmt: skip
     for case in cases:
-        sec = case["seconds"]
+        sec, cpu = case["seconds"], case["cpu_seconds"]
         out["cases"].append({
             "density": case["density"], "macs": case["macs"], "macs_ratio": case["macs_ratio"],
             "kept": case["kept"], "seconds_per_step": sec,
             "median_seconds": {k: statistics.median(v) for k, v in sec.items()},
             "speedup": speedup_spread(sec["masked"], sec["slim"]),
+            # CPU seconds per step of the same rounds (every step the timer ran, its estimate's included)
+            "cpu_seconds_per_step": cpu,
+            "cpu_speedup": speedup_spread(cpu["masked"], cpu["slim"]),
         })  # fmt: skip
     del cases, dense
     gc.collect()
@@ -184,16 +200,17 @@ def main(argv=None) -> dict:
     }
     print(f"\n{result['device']}, torch {torch.__version__}, load {before} -> {load()}, {result['seconds']:.0f} s")
     print(
-        "| model (batch) | MACs density | MACs ratio | masked s/step | slim s/step | slim speedup (range) | speedup / MACs ratio |"
+        "| model (batch) | MACs density | MACs ratio | masked s/step | slim s/step | slim speedup, wall (range) "
+        "| speedup / MACs ratio | slim speedup, CPU time (range) |"
     )
-    print("|---|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---|---:|---|")
     for res in results:
         for c in res["cases"]:
             s = c["speedup"]
             print(
                 f"| {res['model']} ({res['batch']}) | {c['macs'] / res['dense_macs']:.3f} | {c['macs_ratio']:.2f}x | "
                 f"{c['median_seconds']['masked']:.3f} | {c['median_seconds']['slim']:.3f} | {speedup_text(s)} | "
-                f"{s['median'] / c['macs_ratio']:.2f} |"
+                f"{s['median'] / c['macs_ratio']:.2f} | {speedup_text(c['cpu_speedup'])} |"
             )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,11 @@ masks were applied) does to a pruned group, and so what :func:`expand_model` wri
   (AdamW) per step in masked training; no weight ever reads it (the weight is masked after every
   step and masks only shrink within a state), so :func:`expand_optimizer_state` writes zeros there,
   or the values of a ``base`` state given to it;
-- a pruned CNN channel still runs through its BatchNorm as an exact zero input, so BN's running
-  statistics of that channel decay by ``1 - momentum`` per training step (and ``num_batches_tracked``
-  counts on). ``expand_model`` replays those updates through the same BN kernel, so a dense-shaped
-  checkpoint written from a slim run equals the masked run's also there (checked on the CPU).
+- a pruned CNN channel (its conv has no bias, as in prunebench's CNNs) still runs through its
+  BatchNorm as an exact zero input, so BN's running statistics of that channel decay by
+  ``1 - momentum`` per training step (and ``num_batches_tracked`` counts on). ``expand_model``
+  replays those updates through the same BN kernel, so a dense-shaped checkpoint written from a slim
+  run equals the masked run's also there (checked on the CPU).
 
 Slim training is exact (the same function, the same gradients of the alive weights, the same random
 numbers) unless a random op draws per pruned entry: dropout on the attention matrix or on an MLP's
@@ -32,7 +33,9 @@ such a run trains masked. The widths are the masks' kept counts exactly: nothing
 (``prune.round_to`` rounds the masks when it asks to).
 
 The slicing core (:func:`kept_indices`, :func:`kept_index`, :func:`slice_state_dict`) is the one
-``export/compact.py`` needs too.
+``export/compact.py`` needs too: its ``_slice_indices``, ``_kept_index`` and ``slice_state_dict`` can
+go, ``compact_model`` cutting with ``slice_state_dict(model.state_dict(), kept_indices(groupsets,
+masks), compact.state_dict())`` (then ``.cpu().clone()`` per tensor, as it returns them now).
 """
 
 from __future__ import annotations
@@ -139,6 +142,11 @@ class Slimming:
     widths: dict[str, dict[str, int]]
     cuts: dict[str, Cuts]
     shapes: dict[str, torch.Size]
+
+    @property
+    def narrows(self) -> bool:
+        """Whether any tensor loses entries (False: every group is alive, the slim model is the dense one)."""
+        return bool(self.cuts)
 
     def slim_shape(self, key: str) -> torch.Size:
         shape = list(self.shapes[key])

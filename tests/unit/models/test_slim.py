@@ -79,7 +79,9 @@ def make(kind: str) -> nn.Module:
 
 def batches(n: int, size: int = 16, batch: int = 8, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(batch, 3, size, size, generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)]
+    return [
+        (torch.randn(batch, 3, size, size, generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)
+    ]
 
 
 def optimizer(model: nn.Module, kind: str) -> torch.optim.Optimizer:
@@ -243,7 +245,9 @@ def test_slim_training_matches_masked_training(kind, opt_kind):
     torch.manual_seed(11)  # the same random stream (stochastic depth): building the slim model draws nothing
     slim, slimming = slim_model(start, masks)
     sopt = optimizer(slim, opt_kind)
-    slim_losses = [step(slim, sopt, x, y, at=i, clip=1.0 if opt_kind == "sgd" else 0.0) for i, (x, y) in enumerate(data)]
+    slim_losses = [
+        step(slim, sopt, x, y, at=i, clip=1.0 if opt_kind == "sgd" else 0.0) for i, (x, y) in enumerate(data)
+    ]
     assert_losses_match(masked, slim_losses)
 
     expand_model(start, slim, slimming)
@@ -255,6 +259,30 @@ def test_slim_training_matches_masked_training(kind, opt_kind):
     for idx, per_param in dense_state["state"].items():
         for key, value in per_param.items():
             torch.testing.assert_close(value, ref[idx][key], rtol=1e-4, atol=1e-6, msg=f"{names[idx]} {key}")
+
+
+def test_bn_statistics_of_pruned_channels_follow_a_cumulative_average_too():
+    """BatchNorm with momentum=None averages over all batches: the replay follows num_batches_tracked."""
+    data = batches(4)
+    model, _, masks, hard = masked_model("resnet")
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+    start = copy.deepcopy(model)
+    opt = optimizer(model, "sgd")
+    masked = [step(model, opt, x, y, hard=hard, at=i) for i, (x, y) in enumerate(data)]
+    slim, slimming = slim_model(start, masks)
+    sopt = optimizer(slim, "sgd")
+    assert_losses_match(masked, [step(slim, sopt, x, y, at=i) for i, (x, y) in enumerate(data)])
+    assert_dense_match(expand_model(start, slim, slimming), model, slimming)
+
+
+def test_full_masks_narrow_nothing():
+    model = make("resnet")
+    masks = {gs.name: torch.ones(gs.size, dtype=torch.bool) for gs in groupsets_of(model)}
+    assert not slim_model(model, masks)[1].narrows  # state 0: train the dense model as it is
+    pruned, _, masks, _ = masked_model("resnet")
+    assert slim_model(pruned, masks)[1].narrows
 
 
 @pytest.mark.parametrize("opt_kind", ["sgd", "adamw"])
@@ -315,7 +343,9 @@ def test_a_mask_change_mid_state_stays_exact(kind, method):
     names = optimizer_param_names(sopt, slim)
     spen = None
     if penalized:
-        spen = RSSTPenalty.for_groups(slim, slim_groupsets(slim, slimming), slimming.slim_masks(penalized), RSST, before)
+        spen = RSSTPenalty.for_groups(
+            slim, slim_groupsets(slim, slimming), slimming.slim_masks(penalized), RSST, before
+        )
     losses = [step(slim, sopt, x, y, penalty=spen, at=i) for i, (x, y) in enumerate(data[:before])]
     # the change: what the event or the mask reads is the dense model, as masked training has it
     dense = expand_model(start, slim, slimming)
