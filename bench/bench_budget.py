@@ -4,7 +4,7 @@
     PYTHONPATH=src python bench/bench_budget.py --setups resnet56 --states 10 --sparsity 0.6038
 
 Random-init weights (the widths are what cost counts). Every state's reached cost is counted on the
-physically slimmed model (export.compact + export.cost), the way a state's summary.json counts it.
+physically slimmed model (export.compact + models.cost), the way a state's summary.json counts it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 import torch
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.models.cost import model_cost
 from prunebench.pruning.budget import choose_masks
 from prunebench.pruning.groups import full_masks, groupsets_of
 

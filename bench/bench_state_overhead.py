@@ -1,7 +1,7 @@
 """Per-epoch overheads of a prune state: evaluation and checkpoint writes against training.
 
 Runs a demo-sized dense state (config/demo.yaml's ViT on the shipped digits, or another model
-there) on the CPU through the real state runner (``run_state``: evaluation, best checkpoints,
+there) on the CPU through the real state runner (``train_state``: evaluation, best checkpoints,
 ``resume.pt`` every epoch, metrics) under four settings: ``train.eval_every`` 1 and 3, each with
 checkpoints written inline (``background_checkpoints: false``, as before) and on the background
 thread. Rounds interleave the four in a rotating order, so a noisy shared machine slows all alike;
@@ -35,7 +35,8 @@ import yaml
 
 from prunebench.config import resolve_config
 from prunebench.io import atomic_write_json
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = [
@@ -66,7 +67,7 @@ def one_state(exp: dict, threads: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        summary = run_state(
+        summary = train_state(
             exp, 0, StatePaths(root / "state0", root / "recovery" / "state0"), device="cpu", download=False,
             threads=threads, data_dir=str(ROOT / "data"),
         )  # fmt: skip

@@ -40,20 +40,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from prunebench.accel.settings import autocast, configure_device, prepare_model, uses_channels_last
 from prunebench.config import resolve_config
 from prunebench.data import DeviceData, Splits
 from prunebench.io import atomic_write_text
 from prunebench.models import build_model, model_spec
 from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
 from prunebench.pruning.penalty import RSSTPenalty
-from prunebench.train.loop import (
-    autocast,
-    configure_device,
-    make_optimizer,
-    prepare_model,
-    train_one_epoch,
-    uses_channels_last,
-)
+from prunebench.train.loop import make_optimizer, train_one_epoch
 
 MODELS = {
     "vit_small": {"arch": "vit_small_patch16_224", "img_size": 32, "patch_size": 4},

@@ -94,7 +94,7 @@ class Ctx:
             self.torch.cuda.synchronize(self.device)
 
     def compile(self, model, **kw):
-        from prunebench.export.throughput import allow_recompiles
+        from prunebench.accel.settings import allow_recompiles
 
         allow_recompiles()  # every ViT shares timm's forward: past 8 graphs dynamo would run eager
         # --smoke: dynamo's tracing and guards, no code generation (a C++ build takes minutes on a CPU)
@@ -164,11 +164,12 @@ class Trainer:
     def __init__(self, ctx: Ctx, name: str, steps: int):
         import torch
 
+        from prunebench.accel.settings import configure_device, prepare_model
         from prunebench.data import DeviceData
         from prunebench.models import build_model
         from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
         from prunebench.pruning.penalty import RSSTPenalty
-        from prunebench.train.loop import configure_device, make_optimizer, prepare_model
+        from prunebench.train.loop import make_optimizer
 
         configure_device(ctx.device)
         torch.manual_seed(0)
@@ -266,9 +267,10 @@ def train_item(ctx: Ctx, mode: str, name: str, n: int, rounds: int, variants: tu
 def section_overheads(ctx: Ctx) -> None:
     import torch
 
+    from prunebench.accel.settings import configure_device, prepare_model
     from prunebench.data import DeviceData
     from prunebench.models import build_model
-    from prunebench.train.loop import configure_device, evaluate, make_optimizer, prepare_model
+    from prunebench.train.loop import evaluate, make_optimizer
 
     name = "ViT-S/4@32"
     configure_device(ctx.device)
@@ -375,8 +377,8 @@ def section_compact(ctx: Ctx) -> None:
 
 
 def compact_item(ctx: Ctx, name: str, round_to: int, batches: list[int]) -> dict:
-    from prunebench.export.cost import input_shape, model_cost
     from prunebench.export.throughput import measure_throughput
+    from prunebench.models.cost import input_shape, model_cost
 
     spec, dense, compact, cspec = pruned(ctx, name, round_to)
     ratio = model_cost(dense, spec)["macs"] / model_cost(compact, cspec)["macs"]

@@ -24,7 +24,8 @@ import torch
 
 from prunebench.config import load_config_file, resolve_config
 from prunebench.io import atomic_write_json
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIMIZER_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay")
@@ -45,7 +46,7 @@ def trained(experiment: dict, state: int, paths: StatePaths, args) -> dict:
     done = paths.out_dir / "summary.json"
     if args.workdir and done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))
-    return run_state(
+    return train_state(
         experiment, state, paths, data_dir=args.data_dir, download=False, device="cpu", threads=args.threads
     )
 

@@ -1,7 +1,7 @@
-# Helpers shared by every rule: config validation, experiment lookup and the one place that
-# knows the workflow's file paths. Nothing here imports torch or timm: parsing the workflow takes
-# well under a second. The checks that build models (timm names, kwargs, sizes, prunable groups)
-# run in the prepare rule, before any training job.
+# Helpers shared by every rule: config validation, experiment lookup and the workflow's file paths,
+# built from prunebench.results.layout (the one spelling of the results folder's layout). Nothing
+# here imports torch or timm: parsing the workflow takes well under a second. The checks that build
+# models (timm names, kwargs, sizes, prunable groups) run in the prepare rule, before any training job.
 import hashlib
 import json
 import os
@@ -18,6 +18,19 @@ from prunebench.config import (
 from prunebench.errors import ConfigError
 from prunebench.estimates import state_resources
 from prunebench.logs import announce_state
+from prunebench.results import layout
+from prunebench.results.layout import (
+    BEST,
+    COMPACT_COST,
+    COMPACT_MODEL,
+    INDEX_REPORT,
+    INIT,
+    LAST,
+    METRICS,
+    SUMMARY,
+    SUMMARY_REPORT,
+    THROUGHPUT,
+)
 from prunebench.torch_build import BuildError, conda_env
 from snakemake.exceptions import WorkflowError
 
@@ -79,12 +92,31 @@ def get_state0_training_hash(wildcards):
 
 
 def state_dir(experiment, state):
-    return f"{RESULTS}/{experiment}/state{state}"
+    return layout.state_dir(RESULTS, experiment, state)
+
+
+def state_file(experiment, state, name):
+    return layout.state_file(RESULTS, experiment, state, name)
+
+
+def state_outputs(experiment, state):
+    """A training rule's outputs: the state's checkpoints, metrics and summary (state 0: init.pt too)."""
+    names = (LAST, BEST, *((INIT,) if state == 0 else ()), METRICS, SUMMARY)
+    return {name.split(".")[0]: state_file(experiment, state, name) for name in names}
 
 
 def recovery_dir(experiment, state):
     """Mid-state recovery files: outside the declared outputs, so Snakemake never deletes them."""
-    return f"{RESULTS}/{experiment}/recovery/state{state}"
+    return layout.recovery_dir(RESULTS, experiment, state)
+
+
+def compact_file(experiment, name):
+    return layout.compact_file(RESULTS, experiment, name)
+
+
+def report_file(name, suffix=".md"):
+    """A report under results/reports: ``index``, ``summary`` or a comparison's name."""
+    return layout.report_file(RESULTS, name, suffix)
 
 
 def num_states(experiment):
@@ -98,7 +130,7 @@ def num_states(experiment):
 # record their sha256 and change whenever the state is trained again) decide. docs/recovery.md, "What reruns what".
 def state_link(folder):
     """The inputs of a job that reads the state in ``folder``: checkpoints ancient(), summary by content."""
-    names = ("last.pt", "best.pt", "init.pt", "metrics.jsonl", "summary.json")
+    names = (LAST, BEST, INIT, METRICS, SUMMARY)
     return {
         name.split(".")[0]: (ancient if name.endswith(".pt") else str)(
             f"{folder}/{name}"
@@ -112,9 +144,14 @@ def get_shared_state0(wildcards):
     return state_link(state_dir(STATE0_OF[wildcards.experiment], 0))
 
 
+def prepared_file(dataset, model):
+    """The file the prepare rule writes once a dataset and model are on this machine."""
+    return layout.prepared_marker(RESULTS, dataset, model)
+
+
 def prepared_marker(experiment):
-    """The file the prepare rule writes once the experiment's dataset and model are on this machine."""
-    return f"{RESULTS}/.prepared/{experiment['dataset']}-{experiment['model_key']}.json"
+    """The prepare rule's file for the experiment's dataset and model."""
+    return prepared_file(experiment["dataset"], experiment["model_key"])
 
 
 def get_prepared(wildcards):
@@ -239,7 +276,7 @@ def get_previous_state(wildcards):
 def get_state_summaries(experiments=None):
     """summary.json of every state of the given experiments (all by default)."""
     return [
-        f"{state_dir(exp, k)}/summary.json"
+        state_file(exp, k, SUMMARY)
         for exp in (EXPERIMENTS if experiments is None else experiments)
         for k in range(num_states(exp))
     ]
@@ -253,7 +290,7 @@ TIMED = RESOLVED.timed_states()
 def get_throughputs(experiments=None):
     """throughput.json of every timed state of the given experiments (all by default)."""
     timed = TIMED if experiments is None else RESOLVED.timed_states(experiments)
-    return [f"{state_dir(name, k)}/throughput.json" for name, k in timed]
+    return [state_file(name, k, THROUGHPUT) for name, k in timed]
 
 
 # The runs and experiments whose state folders are timed (measure_state's {name} wildcard).
@@ -287,13 +324,13 @@ def get_final_state(wildcards):
     link = state_link(final)
     files = {"checkpoint": link["last"], "summary": link["summary"]}
     if (exp, num_states(exp) - 1) in TIMED:
-        files["throughput"] = f"{final}/throughput.json"
+        files["throughput"] = state_file(exp, num_states(exp) - 1, THROUGHPUT)
     return files
 
 
 def get_compact_models():
     """The compact model of every experiment's final state."""
-    return [f"{RESULTS}/{exp}/compact/model.pt" for exp in EXPERIMENTS]
+    return [compact_file(exp, COMPACT_MODEL) for exp in EXPERIMENTS]
 
 
 def renderer_fingerprint():
@@ -325,7 +362,12 @@ COMPARISONS = sorted(
 
 
 def comparison_report(dataset, model):
-    return f"{RESULTS}/reports/{dataset}_{model}.md"
+    return layout.comparison_report(RESULTS, dataset, model)
+
+
+def comparison_plot(dataset, model, name):
+    """A plot of a comparison report, in the report's plot folder."""
+    return f"{layout.comparison_plot_dir(RESULTS, dataset, model)}/{name}.png"
 
 
 def comparison_experiments(dataset, model):
@@ -339,9 +381,7 @@ def comparison_experiments(dataset, model):
 def get_reference_summaries(experiments):
     """summary.json of the dense state 0 each experiment is compared against (not among its own)."""
     runs = {RESOLVED.reference_of[exp] for exp in experiments}
-    return [
-        f"{state_dir(run, 0)}/summary.json" for run in sorted(runs - set(experiments))
-    ]
+    return [state_file(run, 0, SUMMARY) for run in sorted(runs - set(experiments))]
 
 
 def get_comparison_summaries(wildcards):
@@ -377,8 +417,8 @@ def get_announcements():
 def get_final_targets():
     return [
         *get_announcements(),
-        f"{RESULTS}/reports/summary.md",
-        f"{RESULTS}/reports/index.md",
+        report_file(SUMMARY_REPORT),
+        report_file(INDEX_REPORT),
         *get_comparison_reports(),
         *get_compact_models(),
         *get_throughputs(),

@@ -5,8 +5,8 @@ rule export_compact:
     input:
         unpack(get_final_state),
     output:
-        model=f"{RESULTS}/{{experiment}}/compact/model.pt",
-        cost=f"{RESULTS}/{{experiment}}/compact/cost.json",
+        model=compact_file("{experiment}", COMPACT_MODEL),
+        cost=compact_file("{experiment}", COMPACT_COST),
     log:
         f"{LOGS}/export_compact/{{experiment}}.log",
     conda:

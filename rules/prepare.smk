@@ -5,7 +5,7 @@
 # again before the jobs it concerns; the jobs take the marker as ancient(), so that alone retrains nothing.
 rule prepare:
     output:
-        f"{RESULTS}/.prepared/{{dataset}}-{{model}}.json",
+        prepared_file("{dataset}", "{model}"),
     log:
         f"{LOGS}/prepare/{{dataset}}-{{model}}.log",
     conda:

@@ -7,9 +7,9 @@ rule report_summary:
     input:
         summaries=get_state_summaries(),
     output:
-        report=f"{RESULTS}/reports/summary.md",
+        report=report_file(SUMMARY_REPORT),
         html=report(
-            f"{RESULTS}/reports/summary.html",
+            report_file(SUMMARY_REPORT, ".html"),
             caption="../workflow/report/summary.rst",
             category="Reports",
         ),
@@ -28,33 +28,33 @@ rule report_comparison:
         summaries=get_comparison_summaries,
         throughput=get_comparison_throughputs,  # read beside the summaries (report.load)
     output:
-        report=f"{RESULTS}/reports/{{dataset}}_{{model}}.md",
+        report=comparison_report("{dataset}", "{model}"),
         html=report(
-            f"{RESULTS}/reports/{{dataset}}_{{model}}.html",
+            report_file(layout.comparison_name("{dataset}", "{model}"), ".html"),
             caption="../workflow/report/comparison.rst",
             category="Reports",
             subcategory="{dataset} · {model}",
         ),
         pareto=report(
-            f"{RESULTS}/reports/{{dataset}}_{{model}}/pareto.png",
+            comparison_plot("{dataset}", "{model}", "pareto"),
             caption="../workflow/report/pareto.rst",
             category="Plots",
             subcategory="{dataset} · {model}",
         ),
         accuracy_vs_state=report(
-            f"{RESULTS}/reports/{{dataset}}_{{model}}/accuracy_vs_state.png",
+            comparison_plot("{dataset}", "{model}", "accuracy_vs_state"),
             caption="../workflow/report/accuracy_vs_state.rst",
             category="Plots",
             subcategory="{dataset} · {model}",
         ),
         accuracy_vs_cost=report(
-            f"{RESULTS}/reports/{{dataset}}_{{model}}/accuracy_vs_cost.png",
+            comparison_plot("{dataset}", "{model}", "accuracy_vs_cost"),
             caption="../workflow/report/accuracy_vs_cost.rst",
             category="Plots",
             subcategory="{dataset} · {model}",
         ),
         training_curves=report(
-            f"{RESULTS}/reports/{{dataset}}_{{model}}/training_curves.png",
+            comparison_plot("{dataset}", "{model}", "training_curves"),
             caption="../workflow/report/training_curves.rst",
             category="Plots",
             subcategory="{dataset} · {model}",
@@ -78,9 +78,9 @@ rule report_index:
         summaries=get_state_summaries(),
         comparisons=get_comparison_reports(),
     output:
-        index=f"{RESULTS}/reports/index.md",
+        index=report_file(INDEX_REPORT),
         html=report(
-            f"{RESULTS}/reports/index.html",
+            report_file(INDEX_REPORT, ".html"),
             caption="../workflow/report/index.rst",
             category="Reports",
         ),

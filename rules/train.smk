@@ -12,11 +12,7 @@ rule train_state0:
     input:
         prepared=get_prepared,
     output:
-        last=f"{RESULTS}/{{run}}/state0/last.pt",
-        best=f"{RESULTS}/{{run}}/state0/best.pt",
-        init=f"{RESULTS}/{{run}}/state0/init.pt",
-        metrics=f"{RESULTS}/{{run}}/state0/metrics.jsonl",
-        summary=f"{RESULTS}/{{run}}/state0/summary.json",
+        **state_outputs("{run}", 0),
     log:
         f"{LOGS}/train_state/{{run}}/state0.log",
     benchmark:
@@ -41,11 +37,7 @@ rule share_state0:
     input:
         unpack(get_shared_state0),
     output:
-        last=f"{RESULTS}/{{experiment}}/state0/last.pt",
-        best=f"{RESULTS}/{{experiment}}/state0/best.pt",
-        init=f"{RESULTS}/{{experiment}}/state0/init.pt",
-        metrics=f"{RESULTS}/{{experiment}}/state0/metrics.jsonl",
-        summary=f"{RESULTS}/{{experiment}}/state0/summary.json",
+        **state_outputs("{experiment}", 0),
     log:
         f"{LOGS}/share_state0/{{experiment}}.log",
     wildcard_constraints:
@@ -63,10 +55,7 @@ rule train_state:
     input:
         unpack(get_previous_state),
     output:
-        last=f"{RESULTS}/{{experiment}}/state{{state}}/last.pt",
-        best=f"{RESULTS}/{{experiment}}/state{{state}}/best.pt",
-        metrics=f"{RESULTS}/{{experiment}}/state{{state}}/metrics.jsonl",
-        summary=f"{RESULTS}/{{experiment}}/state{{state}}/summary.json",
+        **state_outputs("{experiment}", "{state}"),
     log:
         f"{LOGS}/train_state/{{experiment}}/state{{state}}.log",
     benchmark:
@@ -94,10 +83,10 @@ rule train_state:
 # It holds every core of --cores (get_measure_threads): locally nothing else runs beside a timing.
 rule measure_state:
     input:
-        last=ancient(f"{RESULTS}/{{name}}/state{{state}}/last.pt"),
-        summary=f"{RESULTS}/{{name}}/state{{state}}/summary.json",
+        last=ancient(state_file("{name}", "{state}", LAST)),
+        summary=state_file("{name}", "{state}", SUMMARY),
     output:
-        throughput=f"{RESULTS}/{{name}}/state{{state}}/throughput.json",
+        throughput=state_file("{name}", "{state}", THROUGHPUT),
     log:
         f"{LOGS}/measure_state/{{name}}/state{{state}}.log",
     wildcard_constraints:
@@ -119,7 +108,7 @@ rule measure_state:
 # goes to that job's log): a local job reads the state's summary, prints its line and keeps it.
 rule announce_state:
     input:
-        summary=f"{RESULTS}/{{name}}/state{{state}}/summary.json",
+        summary=state_file("{name}", "{state}", SUMMARY),
     output:
         line=f"{LOGS}/states/{{name}}/state{{state}}.txt",
     log:

@@ -25,8 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("pruning",),  # groups, importance, budgets, and the methods (one class each)
     ("config",),  # the config file, the experiment matrix, what a state trains (reads the methods)
     ("estimates", "provenance", "prepare"),  # what a job asks for, what produced a result, checks before jobs
+    ("export",),  # compact models, their costs and throughput (a finished state's summary records them)
     ("train",),  # one prune state: ranks < runner < launch < job entry
-    ("export",),  # compact models, their throughput
     ("report",),  # reports from the results' files
     ("cli",),  # the `prunebench` command
 ]
@@ -146,5 +146,7 @@ def test_the_checker_sees_circles_and_local_imports(tmp_path):
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(edges) == [["a", "b", "c"]]
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from prunebench.train import state\n")
-    assert imports_of("export.m", source, {"train", "train.state"}) == {"train", "train.state"}
+    source.write_text(
+        "def f():\n    from prunebench.train import state\n    from prunebench.config import resolve_config\n"
+    )
+    assert imports_of("export.m", source, {"train", "train.state", "config"}) == {"train.state", "config"}

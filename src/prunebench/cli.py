@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import re
 import signal
@@ -14,11 +12,8 @@ from pathlib import Path
 
 from prunebench import __version__
 from prunebench.errors import PrunebenchError
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Log lines with a timestamp to stderr (a Snakemake job's stderr is its log file)."""
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s", force=True)
+from prunebench.logs import configure_logging
+from prunebench.results.layout import SUMMARY, has_states, prepared_dir, state_dir
 
 
 def _cmd_validate(args) -> None:
@@ -36,7 +31,7 @@ def _cmd_prepare(args) -> None:
     from prunebench.prepare import prepare
 
     results = _results_to_write(args, create=False)  # prepare validates the config before it writes there
-    done = prepare(load_config_file(args.config), args.config, markers=Path(results) / ".prepared")
+    done = prepare(load_config_file(args.config), args.config, markers=prepared_dir(results))
     for marker in done:
         print(f"{marker['dataset']['name']}\t{marker['model']}\tweights: {marker['weights']['pretrained']}")
     print(f"{len(done)} dataset x model pairs ready for offline training jobs", file=sys.stderr)
@@ -49,52 +44,26 @@ def _cmd_train_state(args) -> None:
     # as a workflow job: the model is built (and checked) by the job itself, nothing is downloaded
     resolved = resolve_config(load_config_file(args.config), source=args.config)
     use_job_environment(resolved.weights_dir)
-    from prunebench.train.state import StatePaths, run_state
-
-    runtime = {**resolved.runtime, "download": False}
     if args.experiment not in resolved.experiments:
         raise PrunebenchError(
             f"no experiment {args.experiment!r} in {args.config}; run `prunebench validate` to list them"
         )
-    experiment, run = resolved.experiments[args.experiment], resolved.state0_of[args.experiment]
-    states = experiment["prune"]["states"]
+    states = resolved.experiments[args.experiment]["prune"]["states"]
     if not 0 <= args.state < states:  # said before any data or model is loaded
         raise PrunebenchError(
             f"state {args.state} does not exist: {args.experiment} has {states} states, 0 to {states - 1} "
             f"(prune.states in {args.config})"
         )
+    from prunebench.train.job import run_job  # after the job environment: it loads torch and timm
+
     args.results = _results_to_write(args)
-    paths = StatePaths.under(args.results, args.experiment, args.state)
-    if _finished(paths.out_dir, experiment):  # as Snakemake would: a finished state is never trained again
+    if run_job(resolved, args.experiment, args.state, args.results, threads=args.threads) is None:
         print(
-            f"{args.experiment} state {args.state} is finished ({paths.out_dir}); nothing to do. To train it "
-            f"again: prunebench retrain --config {args.config} {args.experiment} --from-state {args.state}",
+            f"{args.experiment} state {args.state} is finished ({Path(state_dir(args.results, args.experiment, args.state))}); "
+            f"nothing to do. To train it again: prunebench retrain --config {args.config} {args.experiment} "
+            f"--from-state {args.state}",
             file=sys.stderr,
         )
-        return
-    if args.state == 0 and run != args.experiment:  # as the workflow does: the shared state 0, then a copy
-        from prunebench.train.share import adopt_state0
-
-        shared = StatePaths.under(args.results, run, 0)
-        if not (shared.out_dir / "summary.json").is_file():
-            run_state(resolved.state0_runs[run], 0, shared, threads=args.threads, **runtime)
-        adopt_state0(shared.out_dir, paths.out_dir, experiment, logging=runtime.get("logging"))
-        return
-    run_state(experiment, args.state, paths, threads=args.threads, **runtime)
-
-
-def _finished(out_dir: Path, experiment: dict) -> bool:
-    """Whether ``out_dir`` holds the state, finished under the experiment's current training settings."""
-    from prunebench.config import same_training, training_hash
-
-    try:
-        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(summary, dict):
-        return False
-    trained = (summary.get("provenance") or {}).get("experiment")
-    return same_training(summary.get("config_hash"), trained, training_hash(experiment))
 
 
 def _cmd_retrain(args) -> None:
@@ -193,8 +162,8 @@ def _cmd_export(args) -> None:
     measure = summary = None
     if args.throughput:
         measure = {"batch_sizes": args.batch_sizes, "warmup": 3, "repeats": 10, "amp": True, "compile": args.compile}
-    elif (Path(args.checkpoint).parent / "summary.json").is_file():
-        summary = Path(args.checkpoint).parent / "summary.json"  # the throughput timed when the state ended
+    elif (Path(args.checkpoint).parent / SUMMARY).is_file():
+        summary = Path(args.checkpoint).parent / SUMMARY  # the throughput timed when the state ended
     info = export_checkpoint(
         args.checkpoint, out, out.with_suffix(".json"), summary=summary, measure=measure, device=args.device
     )
@@ -246,8 +215,6 @@ def _results_to_read(args) -> str:
     snakemake run from here would write it, then in the config's project folder (the one holding the
     Snakefile above it, where snakemake usually runs), so that `--config /path/to/project/config.yaml`
     works from anywhere."""
-    from prunebench.report.load import has_states
-
     folder = _results_dir(args)
     path, also = Path(folder), ""
     project = _project_dir(args.config) if args.config and not args.results else None
@@ -325,7 +292,7 @@ def _plan(config: str | None, resolved=None):
 
 
 def _cmd_report(args) -> None:
-    from prunebench.report.comparison import build_reports
+    from prunebench.report.build import build_reports
     from prunebench.report.status import stale_states
 
     resolved = _resolve(args.config) if args.config else None

@@ -1,4 +1,7 @@
-"""Every attempt's log is kept.
+"""Logging: the log line format of every process, and every attempt's log kept.
+
+:func:`configure_logging` gives every prunebench process (a command, a workflow job, a rank of a
+multi-GPU state) the same timestamped lines on stderr.
 
 Snakemake deletes a job's ``log:`` file before it runs the job again (``Job.remove_existing_output``
 removes outputs and logs alike), so after a crash the rerun would replace the lines that explain
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +25,11 @@ from typing import TextIO
 from prunebench.io import atomic_write_text
 
 ATTEMPT_HEADER = "=== attempt "
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines with a timestamp to stderr (a Snakemake job's stderr is its log file)."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s", force=True)
 
 
 def attempts_log_path(log_path: str | os.PathLike) -> Path:

@@ -4,7 +4,7 @@
 the build: PyPI's torch is a CUDA 13 build, which needs a driver >= 580; a CUDA 12 driver (>= 525)
 needs PyTorch's cu126 build; a machine without an NVIDIA driver gets PyPI's build (it runs on the
 CPU too, and PyPI is the one index every machine here reaches) unless ``cpu`` is asked for. The jobs
-name the same table when a node's driver is too old for the torch it has (train/devices.py).
+name the same table when a node's driver is too old for the torch it has (accel/devices.py).
 """
 
 from __future__ import annotations

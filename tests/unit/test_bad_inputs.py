@@ -22,8 +22,9 @@ import yaml
 
 from prunebench.config import load_config_file, resolve_config
 from prunebench.errors import ConfigError, ResultsError
-from prunebench.report.load import find_summaries, load_results
+from prunebench.report.load import load_results
 from prunebench.report.status import progress
+from prunebench.results.layout import find_summaries
 from tests.conftest import REPO, TINY_CONFIG, run_snakemake
 
 NAN, INF = math.nan, math.inf

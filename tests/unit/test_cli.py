@@ -38,12 +38,12 @@ def test_every_train_state_argument_has_help(capsys):
 
 
 def test_a_state_past_the_last_is_refused_before_any_data_is_loaded(tmp_path, tiny_config, capsys, monkeypatch):
-    import prunebench.train.state as state_module
+    import prunebench.train.job as job_module
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("the state runner was started")
 
-    monkeypatch.setattr(state_module, "run_state", must_not_train)
+    monkeypatch.setattr(job_module, "train_state", must_not_train)
     tiny_config["defaults"]["prune"]["states"] = 4
     tiny_config["data_dir"] = str(tmp_path / "data")
     args = ["train-state", _config(tmp_path, tiny_config), "t-synthetic-tiny_vit-refill-s0", "9"]

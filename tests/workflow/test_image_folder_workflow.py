@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from prunebench.train.metrics import read_rows
+from prunebench.results.metrics import read_rows
 from tests.conftest import TINY_CONFIG, run_snakemake, write_image_folder
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from prunebench.train.metrics import TIMING_FIELDS, read_rows
+from prunebench.results.metrics import TIMING_FIELDS, read_rows
 from tests.conftest import SNAKEMAKE_ENV, TINY_CONFIG, run_snakemake, snakemake_command
 
 EXP = "t-synthetic-tiny_vit-rsst-s0"

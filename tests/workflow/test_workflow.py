@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from prunebench.train.metrics import read_rows
+from prunebench.results.metrics import read_rows
 from tests.conftest import REPO, run_snakemake
 
 STATE_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")

@@ -6,9 +6,9 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from pathlib import Path
 
-from prunebench.cli import configure_logging
 from prunebench.config import job_experiment
 from prunebench.export.run import export_checkpoint
+from prunebench.logs import configure_logging
 from prunebench.train.recovery import release_finished
 
 configure_logging()

@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from prunebench.cli import configure_logging
 from prunebench.config import runtime_settings
+from prunebench.logs import configure_logging
 from prunebench.prepare import use_job_environment
 
 use_job_environment(snakemake.config.get("weights_dir"))  # a job never downloads

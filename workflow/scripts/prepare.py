@@ -6,8 +6,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from prunebench.cli import configure_logging
 from prunebench.errors import PrunebenchError
+from prunebench.logs import configure_logging
 from prunebench.prepare import prepare
 
 

@@ -1,4 +1,4 @@
-"""Snakemake adapter: one dataset x model comparison report (logic in prunebench.report.comparison)."""
+"""Snakemake adapter: one dataset x model comparison report (logic in prunebench.report.build)."""
 
 import sys
 from pathlib import Path
@@ -9,7 +9,7 @@ from prunebench.config import load_plugins
 
 load_plugins(snakemake.config)  # the methods the config's plugins register: their report sections and metrics
 
-from prunebench.report.comparison import write_comparison_from_files
+from prunebench.report.build import write_comparison_from_files
 
 write_comparison_from_files(
     summary_paths=snakemake.input.summaries,

@@ -1,4 +1,4 @@
-"""Snakemake adapter: the index of the comparison reports (logic in prunebench.report.comparison)."""
+"""Snakemake adapter: the index of the comparison reports (logic in prunebench.report.build)."""
 
 import sys
 
@@ -8,7 +8,7 @@ from prunebench.config import load_plugins
 
 load_plugins(snakemake.config)  # the methods the config's plugins register: their report sections and metrics
 
-from prunebench.report.comparison import write_index_from_files
+from prunebench.report.build import write_index_from_files
 
 write_index_from_files(
     summary_paths=snakemake.input.summaries,

@@ -6,8 +6,8 @@ sys.stderr = open(snakemake.log[0], "a", buffering=1)
 
 from pathlib import Path
 
-from prunebench.cli import configure_logging
 from prunebench.config import job_experiment
+from prunebench.logs import configure_logging
 from prunebench.train.share import adopt_state0
 
 configure_logging()
@@ -16,5 +16,5 @@ adopt_state0(
     Path(snakemake.input.summary).parent,
     Path(snakemake.output.summary).parent,
     experiment,
-    logging=resolved.runtime.get("logging"),
+    tracking=resolved.runtime.get("logging"),
 )

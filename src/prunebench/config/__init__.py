@@ -1,10 +1,12 @@
 """Configuration: the YAML file and its JSON schema (:mod:`.load`, :mod:`.schema`), the experiment
-matrix (:mod:`.matrix`), what a state trains and its hash (:mod:`.identity`), the checks between keys
+matrix (:mod:`.matrix`), what a state trains and its hash (:mod:`.identity`), whether a checkpoint
+was trained as an experiment is configured now (:mod:`.checkpoints`), the checks between keys
 (:mod:`.checks`) and the epochs of a state (:mod:`.epochs`). Nothing here imports torch.
 
 The names below are the package's interface; import them from ``prunebench.config``.
 """
 
+from prunebench.config.checkpoints import check_trained_for, trained_hash
 from prunebench.config.epochs import chain_epochs, finetune_epochs, state_epochs
 from prunebench.config.identity import (
     HASHED_AS_MARK,
@@ -23,7 +25,6 @@ from prunebench.config.identity import (
 from prunebench.config.load import load_config_file, load_plugins, validate_raw
 from prunebench.config.matrix import (
     BUILTIN_DATASETS,
-    SHARED_DIR,
     OutputPaths,
     ResolvedConfig,
     default_budget,
@@ -48,10 +49,10 @@ __all__ = [
     "NEUTRAL_MARK",
     "NOT_TRAINING",
     "NOT_TRAINING_MARK",
-    "SHARED_DIR",
     "OutputPaths",
     "ResolvedConfig",
     "chain_epochs",
+    "check_trained_for",
     "deep_merge",
     "default_budget",
     "defaults_of",
@@ -77,6 +78,7 @@ __all__ = [
     "shared_state0_run",
     "shares_state0",
     "state_epochs",
+    "trained_hash",
     "training_hash",
     "training_settings",
     "validate_raw",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from prunebench.config.schema import deep_merge, defaults_of, load_schema
 from prunebench.errors import ConfigError
 from prunebench.pruning.registry import CONTROL, declared
 from prunebench.pruning.schedule import default_budget
+from prunebench.results.layout import OutputPaths, output_folders, shared_run
 
 
 @dataclass(frozen=True)
@@ -74,28 +74,15 @@ def runtime_settings(config: dict) -> dict:
     return {k: typed.get(k, props[k]["default"]) for k in RUNTIME_KEYS}
 
 
-@dataclass(frozen=True)
-class OutputPaths:
-    """The folders the workflow writes a config's files to, all under its ``output_dir``."""
-
-    results: str
-    logs: str
-    benchmarks: str
-
-
 def output_paths(config: dict) -> OutputPaths:
     """Where a config's results, logs and benchmarks go: ``results``, ``logs`` and ``benchmarks``
     under its ``output_dir`` (the working directory by default; the demo's is ``demo``)."""
-    base = config.get("output_dir") or load_schema()["properties"]["output_dir"]["default"]
-    return OutputPaths(*(os.path.normpath(os.path.join(base, name)) for name in ("results", "logs", "benchmarks")))
+    return output_folders(config.get("output_dir") or load_schema()["properties"]["output_dir"]["default"])
 
 
 def experiment_name(group: str, dataset: str, model: str, method: str, seed: int) -> str:
     """The experiment's folder name under results/."""
     return f"{group}-{dataset}-{model}-{method}-s{seed}"
-
-
-SHARED_DIR = "shared"
 
 
 def measured_states(experiment: dict) -> list[int]:
@@ -131,7 +118,7 @@ def shared_state0_run(experiment: dict) -> tuple[str, dict]:
     name = f"{experiment['group']}-{experiment['dataset']}-{experiment['model_key']}-s{experiment['seed']}"
     trained = {k: v for k, v in experiment.items() if (k,) not in method_sections()}
     trained["prune"] = {k: experiment["prune"][k] for k in STATE0_PRUNE_KEYS if k in experiment["prune"]}
-    return f"{SHARED_DIR}/{name}", {**trained, "name": name, "method": CONTROL}
+    return shared_run(name), {**trained, "name": name, "method": CONTROL}
 
 
 def reference_key(experiment: dict) -> tuple:

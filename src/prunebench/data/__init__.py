@@ -11,6 +11,7 @@ import logging
 
 import torch
 
+from prunebench.data.dali import DALI_HINT, DaliData, dali_available  # nvidia.dali: imported only when chosen
 from prunebench.data.datasets import DATASETS, Splits, load_dataset
 from prunebench.data.folder import FolderData, FolderSplits, scan_folder
 from prunebench.data.loader import DeviceData
@@ -42,8 +43,6 @@ def open_dataset(experiment: dict, data_dir: str = "data", download: bool = True
 def choose_loader(name: str, loader: str, device: torch.device) -> str:
     """``torchvision`` or ``dali`` for an image folder: ``auto`` takes DALI on a GPU where it is installed;
     ``dali`` where it cannot run is a DataError naming the fix."""
-    from prunebench.data.dali import DALI_HINT, dali_available
-
     if loader not in LOADERS:
         raise DataError(f"datasets.{name}.loader = {loader!r}: must be one of {', '.join(LOADERS)}")
     on_gpu = torch.device(device).type == "cuda"
@@ -86,8 +85,6 @@ def make_data(
         source["workers"],
     )
     if kind == "dali":
-        from prunebench.data.dali import DaliData  # imported only when chosen: it needs NVIDIA DALI
-
         return DaliData(
             dataset, device, img_size, source["workers"], channels_last=channels_last, shard=shard,
             augment=tcfg["augment"],

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from prunebench.data.batches import EvalBatch, pad_batch
+from prunebench.data.shards import ShardMember, read_member, scan_shards
 from prunebench.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -95,8 +96,6 @@ def _scan_split(name: str, folder: Path, classes: list[str] | None) -> tuple[lis
 
 def _scan_shard_splits(name: str, path: Path, has_test: bool):
     """train/val/test samples of a folder of tar shards; the classes are the indices 0..max of train/."""
-    from prunebench.data.shards import scan_shards
-
     train = scan_shards(name, path / "train", IMAGE_EXTENSIONS)
     classes = [str(i) for i in range(max(label for _, label in train) + 1)]
     val = scan_shards(name, path / "val", IMAGE_EXTENSIONS)
@@ -189,8 +188,6 @@ def decode(path) -> torch.Tensor:
     """The image at ``path`` (a file, or a member of a tar shard) as a uint8 RGB tensor (3, H, W); a
     DataError names a file it cannot read."""
     from torchvision.io import ImageReadMode, decode_image, read_file
-
-    from prunebench.data.shards import ShardMember, read_member
 
     try:
         with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec, which decodes no still images

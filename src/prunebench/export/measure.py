@@ -8,12 +8,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunebench.export.compact import compact_model
-from prunebench.export.cost import input_shape, model_cost
-from prunebench.export.stamps import THROUGHPUT_FILE, read_throughput  # noqa: F401 (re-exported)
+from prunebench.accel.devices import acquire_device
+from prunebench.accel.settings import uses_channels_last
+from prunebench.config import trained_hash
+from prunebench.export.compact import compact_from_checkpoint, compact_model
 from prunebench.export.throughput import ROUND_SECONDS, measure_throughput, speedup_text
+from prunebench.models.cost import input_shape, model_cost
 from prunebench.pruning.groups import Masks
-from prunebench.train.loop import uses_channels_last
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.throughput import write_throughput_file
 
 log = logging.getLogger("prunebench")
 
@@ -69,11 +72,6 @@ def measure_state(
     tell it from a timing of an earlier run of the state; ``throughput`` is null when
     ``measure_cfg["enabled"]`` is false. ``threads``: the CPU threads torch times with (the job's).
     """
-    from prunebench.export.compact import compact_from_checkpoint
-    from prunebench.io import atomic_write_json
-    from prunebench.train.checkpoint import load_checkpoint, trained_hash
-    from prunebench.train.devices import acquire_device
-
     if threads:
         torch.set_num_threads(threads)
     ckpt = load_checkpoint(checkpoint)
@@ -90,5 +88,5 @@ def measure_state(
         finally:
             lease.release()
     info["throughput"] = throughput
-    atomic_write_json(out, info)
+    write_throughput_file(out, info)
     return info

@@ -6,11 +6,15 @@ import json
 import logging
 from pathlib import Path
 
+from prunebench.config import check_trained_for, trained_hash
 from prunebench.errors import CheckpointError
 from prunebench.export.compact import compact_from_checkpoint, save_compact
-from prunebench.export.measure import measures, read_throughput
+from prunebench.export.measure import measures
 from prunebench.io import atomic_write_json
-from prunebench.train.checkpoint import check_trained_for, load_checkpoint, trained_hash
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.layout import BEST, LAST, SUMMARY
+from prunebench.results.summary import read_summary_file
+from prunebench.results.throughput import read_throughput
 
 log = logging.getLogger("prunebench")
 
@@ -53,7 +57,7 @@ def export_checkpoint(
     }
     if not measure and summary:
         try:
-            state_summary = json.loads(Path(summary).read_text())
+            state_summary = read_summary_file(summary)
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read the state summary {summary} ({exc}); rerun its state") from None
         where = Path(throughput).parent if throughput else Path(summary).parent
@@ -76,11 +80,11 @@ def check_source(ckpt: dict, path: str | Path) -> None:
         f"it was copied there from another run or left by an older one; rerun the workflow so that "
         f"{path.parent} is rebuilt, or export the checkpoint from the folder it was written to"
     )
-    summary_path = path.parent / "summary.json"
+    summary_path = path.parent / SUMMARY
     if not summary_path.is_file():
         return
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = read_summary_file(summary_path)
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read the state summary {summary_path} ({exc}); rerun its state") from None
     for key in ("experiment", "method", "state"):
@@ -90,7 +94,7 @@ def check_source(ckpt: dict, path: str | Path) -> None:
                 f"{summary[key]!r}; {fix}"
             )
     # the same experiment and settings, but another run of it: its epoch or accuracy differ
-    epoch_key, acc_key = {"last.pt": ("epoch", "final_test_acc"), "best.pt": ("best_epoch", "best_test_acc")}.get(
+    epoch_key, acc_key = {LAST: ("epoch", "final_test_acc"), BEST: ("best_epoch", "best_test_acc")}.get(
         path.name, (None, None)
     )
     metrics = ckpt.get("metrics") or {}

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunebench.accel.settings import allow_recompiles, autocast, compiles
 from prunebench.provenance import versions
-from prunebench.train.loop import autocast, compiles
 
 log = logging.getLogger("prunebench")
 
@@ -45,17 +45,6 @@ def compile_enabled(setting, dev: torch.device | str) -> bool:
     if not (setting == "auto" or isinstance(setting, bool)):
         raise ValueError(f"measure.compile is {setting!r}; use auto, true or false")
     return compiles(setting, torch.device(dev))  # the rule train.compile follows
-
-
-def allow_recompiles(limit: int = 64) -> None:
-    """Let dynamo keep ``limit`` graphs per code object. Every timm ViT runs the same ``forward``, so
-    dense and compact models at 3 batch sizes (and a training graph) share dynamo's default 8 entries;
-    past them it silently runs eager, and "compiled" figures would be eager ones."""
-    import torch._dynamo
-
-    for key in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
-        if hasattr(torch._dynamo.config, key):
-            setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key), limit))
 
 
 def compile_for_inference(model: nn.Module, dev: torch.device) -> nn.Module:

@@ -19,6 +19,7 @@ from prunebench.config import ResolvedConfig, resolve_config
 from prunebench.errors import ModelError
 from prunebench.io import atomic_write_json
 from prunebench.prepare.models import resolve_checked
+from prunebench.results.layout import prepared_name
 
 log = logging.getLogger("prunebench")
 
@@ -140,6 +141,6 @@ def prepare(
             "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if markers is not None:
-            atomic_write_json(Path(markers) / f"{dataset}-{model_key}.json", marker)
+            atomic_write_json(Path(markers) / prepared_name(dataset, model_key), marker)
         written.append(marker)
     return written

@@ -6,7 +6,7 @@ is a fraction of:
 - ``groups``: of the prunable groups (layerwise and global ranking), or of the prunable groups'
   parameters (mixed ranking): the selections of :mod:`prunebench.pruning.ranking`.
 - ``params`` / ``macs``: of the dense model's parameters or multiply-accumulates per image, as
-  :func:`prunebench.export.cost.model_cost` counts them on the physically slimmed model. The
+  :func:`prunebench.models.cost.model_cost` counts them on the physically slimmed model. The
   ranking orders the live groups for removal; the smallest prefix of that order whose cost fits the
   target is removed, then removed groups are put back best-first wherever they still fit, so the
   reached cost lands just under the target (by less than one layer's cheapest removal unit).
@@ -106,12 +106,12 @@ def build_cost_model(
 ) -> CostModel:
     """The closed-form cost of ``model``'s compact versions, calibrated on one counted dense pass.
 
-    One forward pass (under the same counter as :func:`prunebench.export.cost.count_macs`, on one
-    image of ``shape``, (C, H, W); default :func:`prunebench.export.cost.input_shape`) gives every Linear/Conv2d's output positions per image and the dense MACs;
+    One forward pass (under the same counter as :func:`prunebench.models.cost.count_macs`, on one
+    image of ``shape``, (C, H, W); default :func:`prunebench.models.cost.input_shape`) gives every Linear/Conv2d's output positions per image and the dense MACs;
     whatever the counter counts beyond those layers and the attention matmuls of pruned heads does
     not depend on the kept groups and goes into the constant.
     """
-    from prunebench.export.cost import count_macs, input_shape
+    from prunebench.models.cost import count_macs, input_shape
 
     owners = _owners(model, groupsets)
     modules = dict(model.named_modules())
@@ -411,7 +411,7 @@ def choose_masks(
         if round_to > 1:
             keep = round_widths(groupsets, scores, prev, keep, round_to)
         return target, keep
-    from prunebench.export.cost import input_shape
+    from prunebench.models.cost import input_shape
 
     cost_model = cost_model_of(model, groupsets, input_shape(model, {"img_size": img_size}))
     q = QUANTITIES.index(budget)

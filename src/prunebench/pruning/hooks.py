@@ -24,7 +24,7 @@ Snakemake process, the training loop, tracking and the reports; none of them nam
   ``summary.json`` fields as columns of the reports' per-state table, and its own sections of the
   comparison report (:class:`ReportSection`).
 
-**Hooks.** The state runner (``train/state.py``) asks the experiment's method for the state's plan,
+**Hooks.** The state runner (``train/runner.py``) asks the experiment's method for the state's plan,
 then calls its hooks around the epoch loop, the way a trainer calls callbacks:
 
 - :meth:`PruningMethod.plan`: at the state's start, which groups are hard-masked while it trains,

@@ -63,7 +63,7 @@ class RandomPruning(Refill):
     def rng(self) -> torch.Generator:
         import torch
 
-        from prunebench.train.seeding import state_seed
+        from prunebench.seeding import state_seed
 
         return torch.Generator().manual_seed(state_seed(self.experiment["seed"], self.state))
 

@@ -29,7 +29,7 @@ from prunebench.report.stats import (
     normal_interval,
     paired_variance,
 )
-from prunebench.train.metrics import EVAL_FIELDS
+from prunebench.results.metrics import EVAL_FIELDS
 
 WINDOW = 5  # epochs compared for convergence and stability (SPEC §5: last 5 vs the 5 before)
 ANOMALY_DROP = 5.0  # points of final accuracy below the neighbouring states' mean

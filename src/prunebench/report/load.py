@@ -18,23 +18,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from prunebench.config import SHARED_DIR, finetune_epochs, shares_state0, state_epochs, training_hash
+from prunebench.config import finetune_epochs, shares_state0, state_epochs, training_hash
 from prunebench.errors import ResultsError
-from prunebench.export.stamps import state_throughput
 from prunebench.pruning import registry
 from prunebench.report.recipes import with_variants
-from prunebench.train.metrics import ID_FIELDS, METRIC_FIELDS, json_kind, read_rows, retrain_fix
+from prunebench.results.layout import METRICS, PREDICTIONS, retrain_fix, run_of, shared_run
+from prunebench.results.metrics import ID_FIELDS, METRIC_FIELDS, PREDICTION_KEYS, read_rows
+from prunebench.results.summary import TYPES, summary_problem
+from prunebench.results.throughput import state_throughput
 
 EXPERIMENT_KEYS = ["experiment", "dataset", "model", "method", "seed"]
 PLAN_COLUMNS = [*EXPERIMENT_KEYS, "states", "epochs", "state0_epochs"]
-SUMMARY_REQUIRED = (*EXPERIMENT_KEYS, "state", "best_test_acc", "final_test_acc")
 # Read when present; a summary written before a field existed shows "-" there instead of failing.
 SUMMARY_OPTIONAL = (
     "epochs", "density", "acc_after_pruning", "params_dense", "params_alive", "wall_seconds", "train_seconds",
@@ -133,6 +133,16 @@ def _flatten_costs(summary: dict) -> dict:
     return out
 
 
+def _method_field_problem(summary: dict) -> str | None:
+    """A registered method's own summary field (one that prunebench.results.summary.TYPES does not list
+    already) that is present but not a JSON object."""
+    for keys in method_summary_columns().values():
+        key = keys[0]
+        if len(keys) > 1 and key not in TYPES and summary.get(key) is not None and not isinstance(summary[key], dict):
+            return f"{key} = {json.dumps(summary[key], allow_nan=True)[:60]} (must be a JSON object)"
+    return None
+
+
 def _nested(summary: dict) -> dict:
     """The other nested summary fields the reports read: the methods' own (RSST's mask damage) and the budget."""
     out = {}
@@ -178,20 +188,16 @@ def _is_shared_run(row: dict, path: Path) -> bool:
     """A shared dense state 0 (results/shared/{run}/state0), not an experiment's state: its folder
     is its name, and that name has no method in it (experiment names end in -{method}-s{seed})."""
     exp = str(row["experiment"])
-    return (
-        path.parent.parent.parent.name == SHARED_DIR
-        and path.parent.parent.name == exp
-        and not exp.endswith(f"-{row['method']}-s{row['seed']}")
-    )
+    return run_of(path.parent) == shared_run(exp) and not exp.endswith(f"-{row['method']}-s{row['seed']}")
 
 
 def _reference_key(row: dict, path: Path) -> str:
     """The key of a state's dense reference: its group's shared state-0 run (see the module doc)."""
     if _is_shared_run(row, path):
-        return f"{SHARED_DIR}/{path.parent.parent.name}"
+        return run_of(path.parent)
     exp, suffix = str(row["experiment"]), f"-{row['method']}-s{row['seed']}"
     stem = exp[: -len(suffix)] if exp.endswith(suffix) else exp
-    return f"{SHARED_DIR}/{stem}-s{row['seed']}"
+    return shared_run(f"{stem}-s{row['seed']}")
 
 
 def _ratio(num, den) -> float:
@@ -211,76 +217,9 @@ def _kept_totals(summary: dict) -> dict:
     return out
 
 
-# The summary fields the reports compute with, and what each must hold where present (null: not
-# recorded, as in summaries written before the field existed). Names and the identity are required.
-_NAME, _COUNT, _ACC, _FRACTION, _AMOUNT, _MAPPING = "name", "count", "acc", "fraction", "amount", "mapping"
-SUMMARY_TYPES = {
-    "experiment": _NAME, "dataset": _NAME, "model": _NAME, "method": _NAME, "seed": _COUNT, "state": _COUNT,
-    "best_test_acc": _ACC, "final_test_acc": _ACC, "best_val_acc": _ACC, "final_val_acc": _ACC,
-    "max_test_acc": _ACC, "acc_after_pruning": _ACC, "epoch": _COUNT, "epochs": _COUNT, "best_epoch": _COUNT,
-    "test_size": _COUNT, "params_dense": _COUNT, "params_alive": _COUNT, "density": _FRACTION,
-    "wall_seconds": _AMOUNT, "train_seconds": _AMOUNT, "images_per_second": _AMOUNT, "cost": _MAPPING,
-    "throughput": _MAPPING, "kept": _MAPPING, "group_sizes": _MAPPING, "budget": _MAPPING,
-    "data_sizes": _MAPPING, "provenance": _MAPPING, "versions": _MAPPING,
-}  # fmt: skip
-
-
-def summary_types() -> dict[str, str]:
-    """:data:`SUMMARY_TYPES`, and the methods' own summary fields that the reports read, each a JSON
-    object (RSST's ``rsst``)."""
-    own = {keys[0]: _MAPPING for keys in method_summary_columns().values() if len(keys) > 1}
-    return {**SUMMARY_TYPES, **{k: v for k, v in own.items() if k not in SUMMARY_TYPES}}
-
-
-_WANTED = {
-    _NAME: "a name",
-    _COUNT: "a whole number >= 0",
-    _ACC: "an accuracy in percent, a number from 0 to 100",
-    _FRACTION: "a fraction from 0 to 1",
-    _AMOUNT: "a number >= 0",
-    _MAPPING: "a JSON object",
-}
-
-
-def _fits(value, kind: str) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == _NAME:
-        return isinstance(value, str) and bool(value)
-    if kind == _COUNT:
-        return number and float(value).is_integer() and value >= 0
-    if kind == _ACC:
-        return number and 0 <= value <= 100
-    if kind == _FRACTION:
-        return number and 0 <= value <= 1
-    if kind == _AMOUNT:
-        return number and math.isfinite(value) and value >= 0
-    return isinstance(value, dict)
-
-
-def _summary_problem(summary) -> str | None:
-    """Why a parsed summary.json cannot be reported (the first problem found), or None."""
-    if not isinstance(summary, dict):
-        return f"holds {json_kind(summary)}, not a JSON object"
-    missing = [k for k in SUMMARY_REQUIRED if k not in summary]
-    if missing:
-        return f"lacks {', '.join(missing)}; it was not written by prunebench's train-state"
-    for key, kind in summary_types().items():
-        value = summary.get(key)
-        if (value is not None or key in SUMMARY_REQUIRED) and not _fits(value, kind):
-            return f"{key} = {json.dumps(value, allow_nan=True)[:60]} (must be {_WANTED[kind]})"
-    for part in ("kept", "group_sizes"):  # {layer: {kind: count}}, summed by the reports
-        for layer, counts in (summary.get(part) or {}).items():
-            if not isinstance(counts, dict) or not all(_fits(n, _COUNT) for n in counts.values()):
-                return f"{part}.{layer} = {json.dumps(counts)[:60]} (must map kinds to whole numbers >= 0)"
-    for side, cost in (summary.get("cost") or {}).items():
-        if cost is not None and not (isinstance(cost, dict) and all(_fits(n, _AMOUNT) for n in cost.values())):
-            return f"cost.{side} = {json.dumps(cost)[:60]} (must map quantities to numbers >= 0)"
-    return None
-
-
 def read_summary(path: str | Path) -> dict:
     """One state's summary.json as a flat row; a damaged file (not UTF-8, not JSON, not a summary:
-    see :data:`SUMMARY_TYPES`) is one :class:`ReportError` naming the file and the fix."""
+    see :data:`prunebench.results.summary.TYPES`) is one :class:`ReportError` naming the file and the fix."""
     path = Path(path)
     fix = retrain_fix(path.parent)
     try:
@@ -293,7 +232,7 @@ def read_summary(path: str | Path) -> dict:
         raise ReportError(
             f"damaged state summary {path}: not JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); {fix}"
         ) from None
-    problem = _summary_problem(summary)
+    problem = summary_problem(summary) or _method_field_problem(summary)
     if problem:
         raise ReportError(f"damaged state summary {path}: {problem}; {fix}")
     # timed apart from training since the measure_state rule: its throughput.json, else (results
@@ -331,10 +270,6 @@ def epoch_columns() -> list[str]:
     return [*EPOCH_COLUMNS, *own]
 
 
-PREDICTIONS_FILE = "predictions.npz"
-PREDICTION_ARRAYS = ("targets", "final", "best")
-
-
 def _nan(value):
     return math.nan if value is None else value
 
@@ -357,38 +292,18 @@ def read_predictions(state_dir: str | Path) -> dict[str, np.ndarray] | None:
     """A state's predicted class per test image (``predictions.npz``: ``targets``, ``final``, ``best``,
     one entry per test image, the same order in every state of a dataset); None where the state
     predates the file. A damaged file is one clear error."""
-    path = Path(state_dir) / PREDICTIONS_FILE
+    path = Path(state_dir) / PREDICTIONS
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in PREDICTION_ARRAYS}
+            arrays = {k: np.asarray(npz[k]) for k in PREDICTION_KEYS}
     except (OSError, KeyError, ValueError) as exc:
         raise ReportError(f"cannot read {path} ({exc}); {retrain_fix(path.parent)}") from None
     n = len(arrays["targets"])
     if any(a.ndim != 1 or len(a) != n for a in arrays.values()):
         raise ReportError(f"{path}: targets, final and best must be 1-d arrays of one length (one per test image)")
     return arrays
-
-
-def find_summaries(results_dir: str | Path) -> list[Path]:
-    """summary.json of every finished state under ``results_dir``, and of the shared dense states 0."""
-    root = Path(results_dir)
-    found = [*root.glob("*/state*/summary.json"), *root.glob(f"{SHARED_DIR}/*/state0/summary.json")]
-    return sorted(found, key=lambda p: (p.parent.parent.parent.name == SHARED_DIR, p.parent.parent.name, _k(p)))
-
-
-def has_states(results_dir: str | Path) -> bool:
-    """Whether ``results_dir`` holds any prune state, finished or running (a folder ``state{k}`` of an
-    experiment or a shared run, or its recovery folder)."""
-    root = Path(results_dir)
-    patterns = ("*/state[0-9]*", "*/recovery/state[0-9]*", f"{SHARED_DIR}/*/state0", f"{SHARED_DIR}/*/recovery/state0")
-    return any(p.is_dir() for pattern in patterns for p in root.glob(pattern))
-
-
-def _k(path: Path) -> int:
-    m = re.fullmatch(r"state(\d+)", path.parent.name)
-    return int(m.group(1)) if m else -1
 
 
 def plan_from_experiments(experiments: dict[str, dict]) -> pd.DataFrame:
@@ -427,7 +342,7 @@ def load_results(summary_paths, plan: pd.DataFrame | None = None) -> Results:
     epoch_rows = []
     columns = epoch_columns()
     for row in rows:
-        for e in read_epochs(Path(row["path"]) / "metrics.jsonl", finished=True):
+        for e in read_epochs(Path(row["path"]) / METRICS, finished=True):
             epoch_rows.append({k: e.get(k) if k in EPOCH_COLUMNS else _nan(e.get(k)) for k in columns})
     epochs = pd.DataFrame(epoch_rows, columns=columns)
     if not epochs.empty:

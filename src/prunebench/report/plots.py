@@ -23,7 +23,7 @@ from prunebench.report.analysis import (  # noqa: E402
     pareto_front,
     reference_accuracy,
 )
-from prunebench.train.metrics import EVAL_FIELDS  # noqa: E402
+from prunebench.results.metrics import EVAL_FIELDS  # noqa: E402
 
 # File names inside a comparison's plot folder (the workflow declares them as outputs).
 PLOTS = {

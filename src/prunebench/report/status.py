@@ -1,7 +1,7 @@
 """Progress of running experiments, read from the files the jobs write (``prunebench status``).
 
 A finished state has ``state{k}/summary.json``; a running state appends one line per epoch to
-``recovery/state{k}/metrics.jsonl`` (see prunebench.train.state), which is how the current epoch
+``recovery/state{k}/metrics.jsonl`` (see prunebench.train.runner), which is how the current epoch
 is known without asking the scheduler. A finished state whose summary records another
 ``config_hash`` than the planned experiment's (see prunebench.config.training_hash) was trained
 under other settings: it counts as stale, not done.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunebench.config import SHARED_DIR
-from prunebench.report.load import find_summaries, plan_from_experiments, read_epochs, read_summary
+from prunebench.report.load import plan_from_experiments, read_epochs, read_summary
+from prunebench.results.layout import SHARED_DIR, StatePaths, find_summaries
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -115,7 +115,7 @@ def progress(results_dir: str | Path, plan: pd.DataFrame, shared: pd.DataFrame |
             if k in done:
                 continue
             run = run0 if k == 0 else p.experiment
-            rec = read_epochs(results_dir / run / "recovery" / f"state{k}" / "metrics.jsonl")
+            rec = read_epochs(StatePaths.under(results_dir, run, k).progress_metrics)
             if rec:
                 current, epoch, running_rows = k, int(rec[-1]["epoch"]), rec
                 break

@@ -5,18 +5,18 @@ state an earlier attempt finished, and otherwise launches the state's processes 
 tools, then waits for them:
 
 - on one machine, ``torchrun --standalone --nproc-per-node=N`` after leasing N GPUs at once
-  (``train/devices.py``; the children see only those, through CUDA_VISIBLE_DEVICES);
+  (``accel/devices.py``; the children see only those, through CUDA_VISIBLE_DEVICES);
 - inside a SLURM allocation, ``srun`` with one task per GPU over ``train.nodes`` nodes; each task
   takes its rank, world size and local rank from SLURM's variables (env:// initialisation, with
   MASTER_ADDR the first node of the step and MASTER_PORT derived from the job id).
 
 Every process runs :func:`main`, which joins the process group (nccl on GPUs, gloo on the CPU) and
-trains the state with :mod:`prunebench.train.state`, where these helpers make the run distributed:
-each process trains on its equal shard of every global batch (``DeviceData(shard=...)``, the same
-permutation and augmentation as one process), gradients are averaged by DDP, the method's plan and
-events are computed on every rank and rank 0's result (masks and the method's state) is adopted by
-all, evaluations run identically on every rank, and only rank 0 writes checkpoints, metrics, logs
-and the summary. A resume restores every rank from what rank 0 read from ``resume.pt``. When one
+trains the state with :func:`prunebench.train.launch.train_on_device`, whose runner the helpers of
+:mod:`prunebench.train.ranks` make distributed: each process trains on its equal shard of every
+global batch (``DeviceData(shard=...)``, the same permutation and augmentation as one process),
+gradients are averaged by DDP, the method's plan and events are computed on every rank and rank 0's
+result (masks and the method's state) is adopted by all, evaluations run identically on every rank,
+and only rank 0 writes checkpoints, metrics, logs and the summary. A resume restores every rank from what rank 0 read from ``resume.pt``. When one
 process dies, torchrun (or srun's --kill-on-bad-exit) stops the others, the launcher exits with an
 error and no declared output is written: a rerun resumes from the last finished epoch.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import functools
 import json
 import logging
@@ -46,145 +45,18 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from prunebench.accel.devices import acquire_device, acquire_devices, visible_devices_of
 from prunebench.errors import StateBusyError, TrainingError
+from prunebench.logs import configure_logging
+from prunebench.results.layout import SUMMARY, StatePaths
+from prunebench.results.summary import read_summary_file
+from prunebench.train.ranks import is_main, rank, world, world_of
 from prunebench.train.recovery import hold_ranks_lock
 
 log = logging.getLogger("prunebench")
 
 LEASED_ENV = "PRUNEBENCH_DDP_LEASED"  # set by the local launcher: the children's GPUs are leased already
 JOB_ENV = "PRUNEBENCH_DDP_JOB"  # the local launcher's PID: torchrun's workers check that it still runs
-
-
-def world_of(experiment: dict) -> int:
-    """How many processes train a state of ``experiment``: train.gpus x train.nodes."""
-    train = experiment["train"]
-    return int(train.get("gpus", 1)) * int(train.get("nodes", 1))
-
-
-# --- inside a state's process: which rank this is -------------------------------------------------
-
-
-def active() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if active() else 0
-
-
-def world() -> int:
-    return dist.get_world_size() if active() else 1
-
-
-def is_main() -> bool:
-    """Whether this process writes the state's files: rank 0, or the only process."""
-    return rank() == 0
-
-
-def shard() -> tuple[int, int]:
-    """(rank, world) for ``DeviceData(shard=...)``."""
-    return rank(), world()
-
-
-def wrap(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``net`` for the training passes: DDP-wrapped in a distributed run (gradients averaged over the
-    ranks during backward), else ``net`` itself. Evaluations use ``net`` unwrapped."""
-    if not active():
-        return net
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def _map_tensors(obj, fn):
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(v, fn) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(
-            obj, **{f.name: _map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)}
-        )
-    return obj
-
-
-def broadcast(obj):
-    """Rank 0's ``obj`` on every rank (its tensors arrive on the CPU); ``obj`` itself when not distributed."""
-    if not active():
-        return obj
-    box = [_map_tensors(obj, lambda t: t.detach().cpu()) if is_main() else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def on_main(fn):
-    """``fn()`` run on rank 0 only (it may read and tidy files), its result given to every rank."""
-    return broadcast(fn() if is_main() else None)
-
-
-def agree(run) -> None:
-    """Every rank continues with rank 0's plan (masks) and method state.
-
-    The method's hooks run on every rank with the same weights and batches, so their results agree
-    up to the order of floating-point reductions on the device; rank 0's are taken so that ties
-    broken differently can never leave the ranks with different masks."""
-    if not active():
-        return
-    plan, method_state = broadcast((run.plan, run.method.state_dict()))
-    if is_main():
-        return
-    run.method.load_state_dict(method_state)
-    mine = run.plan
-    same = all(
-        torch.equal(getattr(plan, part)[k], getattr(mine, part)[k].cpu())
-        for part in ("train_masks", "final_masks", "penalized")
-        for k in plan.final_masks
-    )
-    if not same:
-        log.warning("rank %d: the method's masks differed from rank 0's; rank 0's are used", rank())
-        run.plan = plan
-        run._bind_masks()
-
-
-def sum_over_ranks(sums: torch.Tensor) -> None:
-    """Sum ``sums`` in place over the ranks (evaluation's per-split counts); nothing when not distributed."""
-    if active():
-        dist.all_reduce(sums)
-
-
-def gather_shards(t: torch.Tensor) -> torch.Tensor:
-    """The ranks' shares of a split (each evaluated its contiguous share, rank 0 the first), joined in
-    rank order, so in the split's order, on the CPU of every rank; ``t`` itself when not distributed."""
-    if not active():
-        return t.cpu()
-    parts: list = [None] * world()
-    dist.all_gather_object(parts, t.cpu())
-    return torch.cat(parts)
-
-
-def reduce_train_stats(stats: dict, device: torch.device) -> dict:
-    """An epoch's training loss, accuracy and images over all ranks (each saw only its shards)."""
-    if not active():
-        return stats
-    n = stats["images"]
-    sums = torch.tensor(
-        [stats["train_loss"] * n, stats["train_acc"] * n / 100.0, float(n), stats["seconds"]],
-        dtype=torch.float64,
-        device=device if device.type == "cuda" else "cpu",
-    )
-    seconds = sums[3:].clone()
-    dist.all_reduce(sums)
-    dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
-    total = float(sums[2])
-    return {
-        **stats,
-        "train_loss": float(sums[0]) / total,
-        "train_acc": 100.0 * float(sums[1]) / total,
-        "images": int(round(total)),
-        "seconds": float(seconds[0]),  # the slowest rank's: the step waits for it
-    }
 
 
 # --- the launcher: the one process Snakemake starts ---------------------------------------------
@@ -249,16 +121,14 @@ def _command(experiment: dict, payload: str, threads: int | None, env: dict) -> 
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", *worker[1:]]
 
 
-def launch(
-    experiment: dict, state: int, paths, *, data_dir, download, device, threads, tracking
-) -> dict:  # fmt: skip
+def train_distributed(
+    experiment: dict, state: int, paths: StatePaths, *, data_dir, download, device, threads, tracking
+) -> dict:
     """Train the state with its train.gpus x train.nodes processes; returns its summary.
 
     Called with the state's lock held, once the processes of earlier attempts have ended; the
     processes' output goes to this process's stderr (the job's log). Raises TrainingError when any
     process fails; the state's recovery files stay for the rerun."""
-    from prunebench.train.devices import acquire_devices, visible_devices_of
-
     n = world_of(experiment)
     payload = json.dumps({
         "experiment": experiment, "state": state, "out_dir": str(paths.out_dir),
@@ -307,7 +177,7 @@ def launch(
             "error is above); the others were stopped and no output was written. Rerun to resume from the "
             f"last finished epoch ({paths.recovery_dir})"
         )
-    return json.loads((Path(paths.out_dir) / "summary.json").read_text())
+    return read_summary_file(Path(paths.out_dir) / SUMMARY)
 
 
 def _terminated(signum, frame):
@@ -334,8 +204,6 @@ def _from_slurm() -> None:
 
 def _device(requested: str, local_rank: int):
     """This process's device and its lease (None where the launcher leased, or on the CPU)."""
-    from prunebench.train.devices import acquire_device
-
     count = torch.cuda.device_count() if requested != "cpu" and torch.cuda.is_available() else 0
     if count == 0:
         return acquire_device(requested).device, None  # the CPU (said in the log), or stop without a GPU
@@ -350,9 +218,7 @@ def _device(requested: str, local_rank: int):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """One process of a multi-GPU state (started by :func:`launch` through torchrun or srun)."""
-    from prunebench.cli import configure_logging
-
+    """One process of a multi-GPU state (started by :func:`train_distributed` through torchrun or srun)."""
     job = json.loads((argv or sys.argv[1:])[0])  # the job environment (weights, data) is the launcher's
     _tie_to_job(job["recovery_dir"])  # its descriptor stays open: the lock goes when this process ends
     configure_logging()
@@ -366,12 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         log.info("rank %d of %d on %s, %s %s", rank(), world(), socket.gethostname(), dev, placement)
         if not is_main():
             log.setLevel(logging.WARNING)  # rank 0 tells the state's progress
-        from prunebench.train.state import StatePaths, _run_state
+        # late: the model, data and pruning code load once this process is tied to its job
+        from prunebench.train.launch import train_on_device
 
         if job["threads"]:
             torch.set_num_threads(job["threads"])
         paths = StatePaths(job["out_dir"], job["recovery_dir"], job["previous"], job["init"])
-        _run_state(
+        train_on_device(
             job["experiment"], job["state"], paths, dev, data_dir=job["data_dir"], download=job["download"],
             threads=job["threads"], tracking=job["tracking"],
         )  # fmt: skip

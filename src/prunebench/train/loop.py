@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunebench.accel.settings import autocast
 from prunebench.data.batches import PAD_LABEL
 from prunebench.data.loader import DeviceData
 from prunebench.pruning.groups import MaskedParams
@@ -46,77 +46,6 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: dict) -> float:
     if cfg["lr_schedule"] == "linear":
         return low + (base - low) * (1 - frac)
     return low + (base - low) * 0.5 * (1 + math.cos(math.pi * frac))
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 matmuls are slower than fp32 on most CPUs)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def uses_channels_last(family: str, device: torch.device) -> bool:
-    """NHWC for CNNs on CUDA, where cuDNN's tensor-core convolutions want it; ViTs have a single conv."""
-    return family == "cnn" and device.type == "cuda"
-
-
-def configure_device(device: torch.device) -> None:
-    """Let cuDNN pick the fastest convolution kernels, and use TF32 for matmuls left in fp32 by autocast."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
-
-
-# Inputs up to this many pixels a side make a step too short to hide the host's kernel launches even
-# when compiled (CIFAR ResNets, ViTs at 32 px): `compile_mode: auto` then replays CUDA graphs.
-GRAPH_MAX_PX = 64
-CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-
-
-def compiles(setting: bool | str, device: torch.device) -> bool:
-    """Whether a state compiles: ``train.compile`` true/false as given, ``auto`` on CUDA only."""
-    if setting == "auto":
-        return device.type == "cuda"
-    return bool(setting)
-
-
-def compile_mode_for(setting: str, img_size: int, device: torch.device) -> str:
-    """torch.compile's mode: ``train.compile_mode`` as given, or for ``auto`` CUDA graphs
-    (``reduce-overhead``) for inputs of at most :data:`GRAPH_MAX_PX` pixels on CUDA, ``default`` otherwise."""
-    if setting != "auto":
-        return setting
-    return "reduce-overhead" if device.type == "cuda" and img_size <= GRAPH_MAX_PX else "default"
-
-
-def use_compile_cache(cache_dir: str | None) -> str:
-    """Point torch.compile's persistent caches (Inductor's FX graph cache, the AOTAutograd cache, Triton's
-    kernels) at ``cache_dir`` (``~`` expanded), unless the environment already names one; returns the
-    folder in use. Both caches are on by default in torch 2.x; the switches make that explicit."""
-    if os.environ.get(CACHE_ENV):
-        return os.environ[CACHE_ENV]
-    if cache_dir:
-        folder = os.path.abspath(os.path.expanduser(cache_dir))
-        os.makedirs(folder, exist_ok=True)
-        os.environ[CACHE_ENV] = folder
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    return os.environ.get(CACHE_ENV, "")
-
-
-def prepare_model(
-    model: nn.Module, family: str, device: torch.device, compile: bool = False, mode: str = "default"
-) -> nn.Module:
-    """Move ``model`` to ``device`` in its fastest memory format; returns the module to call for training.
-
-    With ``compile`` the returned module is ``torch.compile(model, mode=mode)``: it shares ``model``'s
-    parameters, so masks, optimizer and checkpoints keep using ``model`` and its plain state_dict keys.
-    """
-    model.to(device)
-    if uses_channels_last(family, device):
-        model.to(memory_format=torch.channels_last)
-    if not compile:
-        return model
-    return torch.compile(model) if mode == "default" else torch.compile(model, mode=mode)
 
 
 def _step_begins() -> None:

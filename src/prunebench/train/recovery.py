@@ -1,6 +1,6 @@
 """One trainer per state, and a finished state never trained twice, whenever a process dies.
 
-Two guarantees sit around :func:`prunebench.train.state.run_state`, both kept in the state's
+Two guarantees sit around :func:`prunebench.train.job.train_state`, both kept in the state's
 recovery folder (``results/{experiment}/recovery/state{k}/``, outside the declared outputs, so
 Snakemake never deletes it):
 
@@ -40,39 +40,41 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prunebench.config import training_hash
 from prunebench.errors import CheckpointError, PrunebenchError, StateBusyError
 from prunebench.io import atomic_copy, atomic_write_json
+from prunebench.results.layout import (
+    BEST,
+    FINISHED,
+    INIT,
+    LAST,
+    LOCK_NAME,
+    MANIFEST,
+    METRICS,
+    PREDICTIONS,
+    RANKS_LOCK,
+    SUMMARY,
+    StatePaths,
+    checkpoint_names,
+    compact_in,
+    output_names,
+    recovery_dir_of,
+    recovery_in,
+    retrain_command,
+    retrained_dir,
+    state_in,
+)
+from prunebench.results.metrics import write_predictions, write_rows
+from prunebench.results.summary import FILES, read_summary_file, write_summary_file
 from prunebench.train.checkpoint import save_checkpoint
-from prunebench.train.metrics import PREDICTIONS_NAME, retrain_command, write_predictions, write_rows
-
-if TYPE_CHECKING:
-    from prunebench.train.state import StatePaths
 
 log = logging.getLogger("prunebench")
 
-LOCK_NAME = "trainer.lock"
-RANKS_LOCK = "ranks.lock"  # held shared by each process of a multi-process state while it lives
-FINISHED = "finished"
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")  # summary last: it marks a state done
-FILES = "files"  # the summary's record of its checkpoints: name -> {"sha256", "bytes"}
 # Published with the outputs but not declared to Snakemake (a new declared output would make it train
 # every finished state again): a bundle sealed before such a file existed, or without it, is whole.
-OPTIONAL = (PREDICTIONS_NAME,)
-
-
-def output_names(state: int) -> tuple[str, ...]:
-    """The declared outputs of a state, in the order they are published."""
-    return ("init.pt", *OUTPUTS) if state == 0 else OUTPUTS
-
-
-def checkpoint_names(state: int) -> tuple[str, ...]:
-    """The checkpoints a state writes, whose digests its summary records (``files``)."""
-    return tuple(name for name in output_names(state) if name.endswith(".pt"))
+OPTIONAL = (PREDICTIONS,)
 
 
 def bundle_names(bundle: Path, state: int) -> tuple[str, ...]:
@@ -88,13 +90,6 @@ def drop_optional(out_dir: str | Path) -> None:
     earlier run's files beside its new outputs (Snakemake removes the declared ones)."""
     for name in OPTIONAL:
         (Path(out_dir) / name).unlink(missing_ok=True)
-
-
-def recovery_dir_of(state_dir: str | Path) -> Path:
-    """The recovery folder of the state whose outputs are in ``state_dir`` (``{run}/state{k}`` ->
-    ``{run}/recovery/state{k}``, the layout of rules/common.smk and StatePaths.under)."""
-    state_dir = Path(state_dir)
-    return state_dir.parent / "recovery" / state_dir.name
 
 
 # --- one trainer per state ---------------------------------------------------------------------
@@ -249,11 +244,11 @@ def check_recorded(path: str | Path, state: int, experiment: str, reader: str) -
     A missing checkpoint is left to the loader, which names it; a summary without ``files`` (written
     by an older prunebench) cannot be checked and is trusted, as before."""
     path = Path(path)
-    summary_path = path.parent / "summary.json"
+    summary_path = path.parent / SUMMARY
     if not path.is_file():
         return
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = read_summary_file(summary_path)
     except FileNotFoundError:
         log.info("%s has no summary.json beside it; its contents are not checked", path)
         return
@@ -329,7 +324,7 @@ def finish_state(
     ``last`` and ``init`` are checkpoint dicts, ``best`` the recovery file holding the best
     checkpoint, ``rows`` the metrics, ``summary`` the summary (its ``config_hash`` is set here),
     ``predictions`` the per-image test predictions (``targets``, ``final``, ``best``; see
-    :data:`prunebench.train.metrics.PREDICTIONS_NAME`), written when given.
+    :func:`prunebench.results.metrics.write_predictions`), written when given.
     """
     bundle = _bundle(paths)
     shutil.rmtree(bundle, ignore_errors=True)  # what an attempt killed before its seal left
@@ -337,14 +332,14 @@ def finish_state(
     if state == 0:
         if init is None:
             raise ValueError("state 0 writes init.pt: pass its checkpoint")
-        save_checkpoint(bundle / "init.pt", init)
-    save_checkpoint(bundle / "last.pt", last)
-    atomic_copy(best, bundle / "best.pt")
-    write_rows(bundle / "metrics.jsonl", rows)
+        save_checkpoint(bundle / INIT, init)
+    save_checkpoint(bundle / LAST, last)
+    atomic_copy(best, bundle / BEST)
+    write_rows(bundle / METRICS, rows)
     if predictions is not None:
-        write_predictions(bundle / PREDICTIONS_NAME, **predictions)
+        write_predictions(bundle / PREDICTIONS, **predictions)
     summary[FILES] = file_digests(bundle, checkpoint_names(state))  # what a later state checks its input by
-    atomic_write_json(bundle / "summary.json", summary)
+    write_summary_file(bundle / SUMMARY, summary)
     _seal(bundle, paths, experiment, state, known=summary[FILES])
     _publish(bundle, paths.out_dir, bundle_names(bundle, state))
     drop_progress(paths)
@@ -447,7 +442,7 @@ def adopt_finished(paths: StatePaths, experiment: dict, state: int) -> dict | No
         return None
     _publish(bundle, paths.out_dir, bundle_names(bundle, state))
     drop_progress(paths)
-    summary = json.loads((bundle / "summary.json").read_text(encoding="utf-8"))
+    summary = read_summary_file(bundle / SUMMARY)
     log.info(
         "adopted the finished state from %s: state %d of %s was trained to the end by an earlier attempt "
         "(final test %.2f); no epoch is trained again",
@@ -478,8 +473,6 @@ def release_finished(state_dir: str | Path) -> None:
 
 # --- retraining on purpose -----------------------------------------------------------------------
 
-RETRAINED = "retrained"
-
 
 def set_aside(run_dir: str | Path, states: list[int], stamp: str | None = None) -> list[tuple[Path, Path]]:
     """Move the chosen states of the run in ``run_dir`` (their outputs and recovery folders) and its
@@ -491,16 +484,16 @@ def set_aside(run_dir: str | Path, states: list[int], stamp: str | None = None) 
     before any folder moves. Returns the (from, to) pairs moved."""
     run_dir = Path(run_dir)
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
-    target = run_dir / RETRAINED / stamp
+    target = retrained_dir(run_dir, stamp)
     locks = []
     moves: list[tuple[Path, Path]] = []
     try:
         for k in states:
-            rec = run_dir / "recovery" / f"state{k}"
+            rec = recovery_in(run_dir, k)
             if rec.is_dir():
                 locks.append(lock_state(rec, f"state {k} of {run_dir.name}"))
-            moves += [(run_dir / f"state{k}", target / f"state{k}"), (rec, target / "recovery" / f"state{k}")]
-        moves.append((run_dir / "compact", target / "compact"))
+            moves += [(state_in(run_dir, k), state_in(target, k)), (rec, recovery_in(target, k))]
+        moves.append((compact_in(run_dir), compact_in(target)))
         moves = [(src, dst) for src, dst in moves if src.exists()]
         for src, dst in moves:
             dst.parent.mkdir(parents=True, exist_ok=True)

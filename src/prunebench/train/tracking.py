@@ -45,7 +45,7 @@ from prunebench.config import finetune_epochs, state_epochs, training_hash
 from prunebench.errors import ConfigError
 from prunebench.io import atomic_write_text
 from prunebench.pruning.registry import METHODS
-from prunebench.train.metrics import read_rows
+from prunebench.results.metrics import read_rows
 
 log = logging.getLogger("prunebench")
 

@@ -267,11 +267,11 @@ def test_how_a_state_runs_changes_no_hash():
 
 
 def test_a_killed_state_resumes_under_another_number_of_gpus(tiny_config):
-    from prunebench.train.state import _same_training
+    from prunebench.train.resume import config_fits
 
     exp = next(iter(resolve_config(tiny_config).experiments.values()))
     stored = copy.deepcopy(exp)  # the resolved experiment a resume.pt holds
     stored["train"].update(gpus=8, nodes=2, eval_batch_size=64, compile=True)
-    assert _same_training(stored, exp)
+    assert config_fits(stored, exp)
     stored["train"]["lr"] = 0.1
-    assert not _same_training(stored, exp)
+    assert not config_fits(stored, exp)

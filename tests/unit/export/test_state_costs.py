@@ -3,8 +3,9 @@
 import json
 
 from prunebench.export.measure import measure_state
-from prunebench.export.stamps import read_throughput
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.layout import StatePaths
+from prunebench.results.throughput import read_throughput
+from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
 
 
@@ -14,7 +15,7 @@ def _run(tmp_path, experiment, k):
         base / f"state{k}", base / "recovery" / f"state{k}",
         base / f"state{k - 1}" / "last.pt" if k else None, base / "state0" / "init.pt",
     )  # fmt: skip
-    run_state(experiment, k, paths, data_dir=str(tmp_path / "data"), download=False, device="cpu")
+    train_state(experiment, k, paths, data_dir=str(tmp_path / "data"), download=False, device="cpu")
     return json.loads((paths.out_dir / "summary.json").read_text())
 
 

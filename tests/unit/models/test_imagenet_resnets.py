@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.models.cost import model_cost
 from prunebench.pruning.groups import MaskedParams, alive_params, full_masks, groupsets_of, param_masks
 from prunebench.pruning.representatives import REPruneRun
 from tests.conftest import TINY_CONFIG, resolved_experiment

@@ -5,8 +5,8 @@ import torch
 
 from prunebench.errors import ConfigError
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.models.cost import model_cost
 from prunebench.pruning.budget import build_cost_model, choose_masks
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.schedule import density_at

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from prunebench.train.checkpoint import load_checkpoint
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 from tests.conftest import TINY_CONFIG, resolved_experiment
 
 
@@ -18,7 +19,7 @@ def _run_chain(root, method):
     exp = resolved_experiment(cfg, method)
     for k in range(2):
         paths = StatePaths(root / f"state{k}", root / f"recovery{k}", root / "state0/last.pt" if k else None)
-        run_state(exp, k, paths, data_dir=str(root / "data"), download=False, device="cpu", threads=1)
+        train_state(exp, k, paths, data_dir=str(root / "data"), download=False, device="cpu", threads=1)
     return load_checkpoint(root / "state1/last.pt")
 
 

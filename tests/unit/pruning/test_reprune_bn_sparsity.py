@@ -5,9 +5,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
 from prunebench.models.cnn import SmallCNN
+from prunebench.models.cost import model_cost
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.representatives import ChannelCost, bn_gammas, layer_keep_counts
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.models.cost import model_cost
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.representatives import REPruneRun
 

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from prunebench.report.comparison import build_reports, render_comparison
-from prunebench.report.load import find_summaries, load_results
+from prunebench.report.build import build_reports
+from prunebench.report.load import load_results
 from prunebench.report.plots import CURVE_PANELS, plot_training_curves, training_curve_series
+from prunebench.report.render import render_comparison
+from prunebench.results.layout import find_summaries
 from tests.unit.report.conftest import DATASET, MODEL, name
 from tests.unit.report.markdown import sections, tables
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from prunebench.report.comparison import build_reports
+from prunebench.report.build import build_reports
 from prunebench.report.plots import PLOTS
 
 from .conftest import CNN, CNN_REFERENCE, CNN_RUNS, write_cnn_results
@@ -77,7 +77,8 @@ def test_reprune_events_and_the_pareto_plot(cnn_report):
 def test_a_method_in_two_groups_is_two_rows_not_two_seeds(tmp_path):
     import shutil
 
-    from prunebench.report.load import find_summaries, load_results
+    from prunebench.report.load import load_results
+    from prunebench.results.layout import find_summaries
 
     results = write_cnn_results(tmp_path)
     for state_dir in (results / "cnn-cifar10-resnet_t-reprune-s0").iterdir():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from prunebench.report.comparison import build_reports, render_index
-from prunebench.report.load import find_summaries, load_results
+from prunebench.report.build import build_reports
+from prunebench.report.index import render_index
+from prunebench.report.load import load_results
 from prunebench.report.summary import render_summary
+from prunebench.results.layout import find_summaries
 
 from .conftest import DATASET, MODEL
 from .markdown import cells, sections, tables

@@ -8,9 +8,9 @@ import json
 import re
 from html.parser import HTMLParser
 
-from prunebench.report.comparison import build_reports
+from prunebench.report.build import build_reports
 from prunebench.report.html import render_html
-from prunebench.report.load import find_summaries
+from prunebench.results.layout import find_summaries
 
 from .conftest import DATASET, MODEL
 from .markdown import tables

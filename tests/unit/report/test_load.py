@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from prunebench.report.load import ReportError, find_summaries, load_results
+from prunebench.report.load import ReportError, load_results
+from prunebench.results.layout import find_summaries
 
 from .conftest import CNN_REFERENCE, DENSE_REFERENCE, MISSING, NAN_EPOCH, TEST_SIZE, write_cnn_results
 

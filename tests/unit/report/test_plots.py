@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from prunebench.report.load import find_summaries, load_results
+from prunebench.report.load import load_results
 from prunebench.report.plots import PLOTS, write_plots
+from prunebench.results.layout import find_summaries
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -31,7 +32,7 @@ def test_plots_without_results(tmp_path):
 
 
 def test_report_links_its_plots(results_dir):
-    from prunebench.report.comparison import build_reports
+    from prunebench.report.build import build_reports
 
     build_reports(results_dir)
     md = (results_dir / "reports" / "cifar10_vit_s.md").read_text()

@@ -83,7 +83,7 @@ def _reference(refs, s, summaries):
 def rendered(tmp_path_factory):
     """Built once for this module: rendering draws the plots, which takes seconds."""
     from prunebench.config import resolve_config
-    from prunebench.report.comparison import build_reports
+    from prunebench.report.build import build_reports
     from prunebench.report.load import plan_from_experiments
 
     results_dir = write_results(tmp_path_factory.mktemp("report"))

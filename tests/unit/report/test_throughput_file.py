@@ -2,8 +2,8 @@
 
 import json
 
-from prunebench.export.stamps import state_throughput
 from prunebench.report.load import read_summary
+from prunebench.results.throughput import state_throughput
 
 TPUT = {"device": "cpu", "dense": {"1": 100.0}, "compact": {"1": 150.0}}
 OLD = {"device": "cpu", "dense": {"1": 90.0}, "compact": {"1": 95.0}}
@@ -54,8 +54,8 @@ def test_a_copy_of_a_shared_state0_reads_the_shared_runs_timing(tmp_path):
 def test_a_report_with_some_states_timed_lists_those(results_dir, fixture_plan):
     """measure.states times some states only (by default each method's last): the table has those, and
     the report says which they are."""
-    from prunebench.report.comparison import render_comparison
     from prunebench.report.load import load_results
+    from prunebench.report.render import render_comparison
 
     from .conftest import DATASET, MODEL, name
     from .markdown import sections, tables

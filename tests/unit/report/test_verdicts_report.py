@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prunebench.report.comparison import build_reports
+from prunebench.report.build import build_reports
 
 from .conftest import _write_reference
 from .markdown import assert_cell, sections, tables

@@ -6,9 +6,9 @@ import torch
 from prunebench.pruning.groups import full_masks, groupsets_of
 from prunebench.pruning.refill import OneShot, RandomPruning, Refill
 from prunebench.pruning.registry import plan_state
-from prunebench.train.checkpoint import load_checkpoint
+from prunebench.results.checkpoint import load_checkpoint
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_state import run_chain
+from tests.unit.train.test_job import run_chain
 
 PRUNE = {"states": 3, "target_sparsity": 0.5, "schedule": "geometric", "ranking": "global", "importance": "l1"}
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from prunebench.errors import CheckpointError
-from prunebench.train.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.train.checkpoint import make_checkpoint, save_checkpoint
 from tests.conftest import resolved_experiment
 
 

@@ -7,9 +7,10 @@ import shutil
 import pytest
 import torch
 
+from prunebench.accel.settings import prepare_model
 from prunebench.models import build_model, model_spec
-from prunebench.train.loop import prepare_model
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
 
 
@@ -17,7 +18,7 @@ def run(tmp_path, config, compile_):
     config["defaults"]["train"]["compile"] = compile_
     exp = resolved_experiment(config)
     out = tmp_path / f"compile_{compile_}"
-    run_state(exp, 0, StatePaths(out / "state0", out / "recovery"), device="cpu")
+    train_state(exp, 0, StatePaths(out / "state0", out / "recovery"), device="cpu")
     return [json.loads(line) for line in (out / "state0" / "metrics.jsonl").read_text().splitlines()]
 
 

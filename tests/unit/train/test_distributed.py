@@ -20,10 +20,10 @@ import pytest
 import torch
 import yaml
 
+from prunebench.accel.devices import lease_gpus
 from prunebench.cli import main
 from prunebench.errors import TrainingError
-from prunebench.train.devices import lease_gpus
-from prunebench.train.metrics import read_predictions
+from prunebench.results.metrics import read_predictions
 from tests.conftest import REPO, resolved_experiment
 
 TOL = 1e-5
@@ -232,8 +232,8 @@ def test_a_shard_is_its_slice_of_the_global_batch():
 
 
 def test_what_a_multi_gpu_state_cannot_run_on_is_said_before_it_starts(tiny_config, monkeypatch):
+    from prunebench.accel.devices import acquire_devices
     from prunebench.train import distributed
-    from prunebench.train.devices import acquire_devices
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     tiny_config["defaults"]["train"].update(gpus=2, nodes=2)
@@ -267,24 +267,28 @@ class _Method:
 
 
 class _Run:
-    """What distributed.agree reads and sets of a running state (train.state._StateRun)."""
+    """What agreeing reads and sets of a running state (train.runner.StateRunner.agree, with ranks.agree)."""
 
     def __init__(self, plan, method):
         self.plan, self.method, self.bound = plan, method, 0
 
-    def _bind_masks(self):
+    def bind_masks(self):
         self.bound += 1
+
+    def agree(self):
+        from prunebench.train.runner import StateRunner
+
+        StateRunner.agree(self)
 
 
 def _agree_on(rank, init_file, results):
     from prunebench.pruning.plan import StatePlan
-    from prunebench.train import distributed
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         mask = torch.tensor([True, rank == 0, True])  # rank 1 broke a tie the other way
         run = _Run(StatePlan(0.5, {"g": mask}, {"g": mask}, {"g": ~mask}), _Method(f"rank {rank}"))
-        distributed.agree(run)
+        run.agree()
         results[rank] = (run.plan.final_masks["g"].tolist(), run.method.value, run.bound)
     finally:
         torch.distributed.destroy_process_group()

@@ -12,15 +12,16 @@ import time
 import pytest
 import torch
 
+from prunebench.accel.settings import GRAPH_MAX_PX, compile_mode_for, compiles, use_compile_cache
 from prunebench.errors import WriteError
 from prunebench.report.analysis import anomalies, dynamics
 from prunebench.report.load import load_results, read_epochs
 from prunebench.report.plots import training_curve_series
 from prunebench.report.status import progress
-from prunebench.train.checkpoint import load_checkpoint
-from prunebench.train.loop import GRAPH_MAX_PX, compile_mode_for, compiles, use_compile_cache
-from prunebench.train.metrics import EVAL_FIELDS, TIMING_FIELDS, read_rows
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.layout import StatePaths
+from prunebench.results.metrics import EVAL_FIELDS, TIMING_FIELDS, read_rows
+from prunebench.train.job import train_state
 from prunebench.train.tracking import csv_text
 from prunebench.train.writer import CheckpointWriter, snapshot
 from tests.conftest import resolved_experiment
@@ -167,7 +168,7 @@ def every_third(tmp_path_factory):
     config["data_dir"] = str(root / "data")
     config["defaults"]["train"].update(epochs=5, eval_every=3, lr=0.01)
     exp = resolved_experiment(config)
-    summary = run_state(exp, 0, state_paths(root, 0), device="cpu", threads=1)
+    summary = train_state(exp, 0, state_paths(root, 0), device="cpu", threads=1)
     return root, exp, summary
 
 
@@ -240,8 +241,8 @@ def test_rsst_evaluates_its_mask_epoch_whatever_eval_every(tiny_config, tmp_path
     tiny_config["defaults"]["train"].update(epochs=4, state0_epochs=1, eval_every=50)
     tiny_config["defaults"]["rsst"] = {"peak_at": 0.5}
     exp = resolved_experiment(tiny_config, "rsst")
-    run_state(exp, 0, state_paths(tmp_path, 0), device="cpu", threads=1)
-    summary = run_state(exp, 1, state_paths(tmp_path, 1), device="cpu", threads=1)
+    train_state(exp, 0, state_paths(tmp_path, 0), device="cpu", threads=1)
+    summary = train_state(exp, 1, state_paths(tmp_path, 1), device="cpu", threads=1)
     rows = read_rows(tmp_path / "state1/metrics.jsonl")
     mask_epoch = summary["rsst"]["mask_epoch"]
     assert mask_epoch < 4
@@ -256,7 +257,9 @@ def test_sync_and_background_checkpoints_train_the_same_state(tiny_config, tmp_p
     for background in (False, True):
         tiny_config["defaults"]["train"]["background_checkpoints"] = background
         root = tmp_path / str(background)
-        out[background] = run_state(resolved_experiment(tiny_config), 0, state_paths(root, 0), device="cpu", threads=1)
+        out[background] = train_state(
+            resolved_experiment(tiny_config), 0, state_paths(root, 0), device="cpu", threads=1
+        )
         assert not list((root / "recovery" / "state0").glob(".*.tmp"))
     rows = {b: read_rows(tmp_path / str(b) / "state0/metrics.jsonl") for b in out}
     strip = {b: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows[b]] for b in rows}
@@ -266,21 +269,21 @@ def test_sync_and_background_checkpoints_train_the_same_state(tiny_config, tmp_p
 
 
 def test_evaluation_is_padded_to_one_shape_only_when_compiled(tiny_config, tmp_path, monkeypatch):
-    import prunebench.train.state as state_module
+    import prunebench.train.runner as runner_module
 
-    seen, real = [], state_module.evaluate
+    seen, real = [], runner_module.evaluate
 
     def spy(*args, **kwargs):
         seen.append((args[3], kwargs["pad"]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(state_module, "evaluate", spy)
+    monkeypatch.setattr(runner_module, "evaluate", spy)
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # compiled, as far as the runner knows
     tiny_config["data_dir"] = str(tmp_path / "data")
     tiny_config["defaults"]["train"]["eval_batch_size"] = 1024  # synthetic-tiny: val 100, test 200
     for setting in (False, True):
         tiny_config["defaults"]["train"]["compile"] = setting
-        run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path / str(setting), 0), device="cpu")
+        train_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path / str(setting), 0), device="cpu")
     # eager on the CPU: the leftover batch as it is; compiled: one shape, no larger than the largest split
     assert set(seen) == {(200, False), (200, True)}
 
@@ -288,9 +291,9 @@ def test_evaluation_is_padded_to_one_shape_only_when_compiled(tiny_config, tmp_p
 def test_a_state_killed_after_an_epoch_resumes_under_other_runtime_settings(tiny_config, tmp_path, monkeypatch, caplog):
     """The background write of the last resume.pt is on disk when the state dies (joined on the way
     out), and a rerun with other compile/checkpoint settings (not in the training hash) resumes it."""
-    import prunebench.train.state as state_module
+    import prunebench.train.runner as runner_module
 
-    real = state_module._save_resume
+    real = runner_module.save_resume
 
     def save_then_die(paths, run, prog):
         real(paths, run, prog)
@@ -300,15 +303,15 @@ def test_a_state_killed_after_an_epoch_resumes_under_other_runtime_settings(tiny
     tiny_config["data_dir"] = str(tmp_path / "data")
     tiny_config["defaults"]["train"]["epochs"] = 2
     with monkeypatch.context() as m:
-        m.setattr(state_module, "_save_resume", save_then_die)
+        m.setattr(runner_module, "save_resume", save_then_die)
         with pytest.raises(KeyboardInterrupt):
-            run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
+            train_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
     recovery = tmp_path / "recovery" / "state0"
     assert torch.load(recovery / "resume.pt", weights_only=True)["progress"]["epoch"] == 1
     assert not list(recovery.glob(".*.tmp"))
     tiny_config["defaults"]["train"].update(background_checkpoints=False, compile_mode="max-autotune")
     caplog.set_level("INFO", logger="prunebench")
-    run_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(resolved_experiment(tiny_config), 0, state_paths(tmp_path, 0), device="cpu", threads=1)
     assert "resuming state 0 after epoch 1 of 2" in caplog.text
     assert [r["epoch"] for r in read_rows(tmp_path / "state0/metrics.jsonl")] == [0, 1, 2]
 

@@ -3,15 +3,10 @@
 import pytest
 import torch
 
+from prunebench.accel.settings import autocast, prepare_model, uses_channels_last
 from prunebench.config import resolve_config
 from prunebench.models import build_model, model_spec
-from prunebench.train.loop import (
-    autocast,
-    fast_optimizer_kwargs,
-    make_optimizer,
-    prepare_model,
-    uses_channels_last,
-)
+from prunebench.train.loop import fast_optimizer_kwargs, make_optimizer
 
 SGD = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0}
 

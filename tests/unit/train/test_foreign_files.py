@@ -11,10 +11,10 @@ from prunebench.config import training_hash
 from prunebench.errors import CheckpointError
 from prunebench.export.run import export_checkpoint
 from prunebench.train.checkpoint import load_trained, save_checkpoint
+from prunebench.train.job import train_state
 from prunebench.train.recovery import file_digests
-from prunebench.train.state import run_state
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_state import paths
+from tests.unit.train.test_job import paths
 
 
 def test_training_hash_ignores_names_and_timing_but_not_settings(tiny_config):
@@ -115,11 +115,11 @@ def test_status_and_report_mark_states_trained_under_other_settings_as_stale(tra
 
 def test_a_previous_state_of_another_run_is_refused_by_the_state_runner(tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     ckpt = torch.load(tmp_path / "state0/last.pt", weights_only=True)
     save_checkpoint(tmp_path / "state0/last.pt", {**ckpt, "state": 4})
     summary = json.loads((tmp_path / "state0/summary.json").read_text())
     summary["files"] = file_digests(tmp_path / "state0", ("init.pt", "last.pt", "best.pt"))
     (tmp_path / "state0/summary.json").write_text(json.dumps(summary))  # a summary that came with it
     with pytest.raises(CheckpointError, match=r"state0/last.pt is for state 4, expected 0"):
-        run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+        train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)

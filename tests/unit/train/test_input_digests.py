@@ -11,8 +11,9 @@ import yaml
 from prunebench.cli import main
 from prunebench.config import resolve_config
 from prunebench.errors import CheckpointError
+from prunebench.results.layout import StatePaths
+from prunebench.train import job
 from prunebench.train.share import adopt_state0
-from prunebench.train.state import StatePaths, run_state
 from tests.conftest import TINY_CONFIG
 
 EXP = "t-synthetic-tiny_vit-refill-s0"
@@ -104,7 +105,7 @@ def test_a_damaged_init_pt_stops_a_rewinding_state(results, caplog):
     flip_middle_byte(init)
     caplog.set_level("INFO", logger="prunebench")
     with pytest.raises(CheckpointError, match=rf"{init} is not the file state 0 of {EXP} wrote: .* --from-state 0`"):
-        run_state(experiment(results), 1, StatePaths.under(results, EXP, 1), device="cpu", threads=1)
+        job.train_state(experiment(results), 1, StatePaths.under(results, EXP, 1), device="cpu", threads=1)
     assert "state 1 epoch" not in caplog.text
 
 
@@ -120,6 +121,6 @@ def test_a_summary_without_digests_is_trusted_as_before(results, caplog):
     del summary["files"]  # as an older prunebench wrote it
     summary_path.write_text(json.dumps(summary))
     caplog.set_level("INFO", logger="prunebench")
-    summary = run_state(experiment(results), 1, StatePaths.under(results, EXP, 1), device="cpu", threads=1)
+    summary = job.train_state(experiment(results), 1, StatePaths.under(results, EXP, 1), device="cpu", threads=1)
     assert summary["state"] == 1 and "files" in summary
     assert f"{summary_path} records no digest of {summary_path.parent / 'last.pt'}" in caplog.text

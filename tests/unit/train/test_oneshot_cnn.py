@@ -9,8 +9,9 @@ one core), from one shared state 0 as the workflow gives them.
 import yaml
 
 from prunebench.config import resolve_config, shared_state0_run
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 from prunebench.train.share import adopt_state0
-from prunebench.train.state import StatePaths, run_state
 from tests.conftest import REPO
 
 
@@ -28,12 +29,14 @@ def demo_cnn_experiments(methods: list[str]) -> dict[str, dict]:
 def test_oneshot_on_the_demo_cnn_is_within_5_points_of_refill_at_30_percent_of_the_macs(tmp_path):
     experiments = demo_cnn_experiments(["refill", "oneshot"])
     shared, dense = shared_state0_run(experiments["refill"])
-    run_state(dense, 0, StatePaths.under(tmp_path, shared, 0), download=False, device="cpu", threads=1)
+    train_state(dense, 0, StatePaths.under(tmp_path, shared, 0), download=False, device="cpu", threads=1)
     final = {}
     for method, exp in experiments.items():
         adopt_state0(tmp_path / shared / "state0", tmp_path / exp["name"] / "state0", exp)
         for k in (1, 2):
-            final[method] = run_state(exp, k, StatePaths.under(tmp_path, exp["name"], k), download=False, device="cpu")
+            final[method] = train_state(
+                exp, k, StatePaths.under(tmp_path, exp["name"], k), download=False, device="cpu"
+            )
     for method, summary in final.items():
         cost = summary["cost"]
         assert cost["compact"]["macs"] <= 0.30 * cost["dense"]["macs"], method

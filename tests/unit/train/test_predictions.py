@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from prunebench.train.metrics import read_predictions
-from prunebench.train.state import run_state
-from tests.unit.train.test_state import paths, run_chain
+from prunebench.results.metrics import read_predictions
+from prunebench.train.job import train_state
+from tests.unit.train.test_job import paths, run_chain
 
 
 def accuracy(predicted, targets) -> float:
@@ -40,7 +40,7 @@ def test_a_bundle_sealed_before_predictions_were_kept_is_adopted_without_them(ti
     for name in ("last.pt", "best.pt", "metrics.jsonl", "summary.json"):  # Snakemake's rerun-incomplete
         (tmp_path / "state1" / name).unlink()
     caplog.set_level("INFO", logger="prunebench")
-    run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert "adopted the finished state" in caplog.text
     assert (tmp_path / "state1/summary.json").is_file()
     assert not (tmp_path / "state1/predictions.npz").exists()  # not the bundle's: an earlier file goes

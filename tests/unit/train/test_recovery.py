@@ -14,10 +14,10 @@ import torch
 
 import prunebench.train.recovery as recovery
 from prunebench.errors import CheckpointError, StateBusyError
-from prunebench.train.metrics import read_predictions, read_rows
-from prunebench.train.state import run_state
+from prunebench.results.metrics import read_predictions, read_rows
+from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_state import paths
+from tests.unit.train.test_job import paths
 
 OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
 TRAINED_AN_EPOCH = "state 1 epoch 1/"  # the log line of a trained epoch
@@ -41,11 +41,11 @@ def killed_at(monkeypatch, where: str):
 def test_a_state_killed_after_its_last_epoch_is_not_trained_again(tiny_config, tmp_path, monkeypatch, caplog, where):
     tiny_config["defaults"]["train"]["epochs"] = 2
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     with monkeypatch.context() as m:
         killed_at(m, where)
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     bundle = tmp_path / "recovery/state1/finished"
     written = {name: (bundle / name).read_bytes() for name in OUTPUTS}
     predictions = read_predictions(bundle / "predictions.npz")
@@ -55,7 +55,7 @@ def test_a_state_killed_after_its_last_epoch_is_not_trained_again(tiny_config, t
 
     caplog.set_level("INFO", logger="prunebench")
     caplog.clear()  # only the rerun's records
-    summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    summary = train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert TRAINED_AN_EPOCH not in caplog.text  # no epoch trained again ...
     rows = read_rows(tmp_path / "state1/metrics.jsonl")
     assert [r["epoch"] for r in rows] == [0, 1, 2]
@@ -78,11 +78,11 @@ def test_a_state_killed_after_its_last_epoch_is_not_trained_again(tiny_config, t
 @pytest.mark.parametrize("change", ["config", "contents", "previous"])
 def test_a_finished_copy_that_no_longer_fits_is_set_aside(tiny_config, tmp_path, monkeypatch, caplog, change):
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     with monkeypatch.context() as m:
         killed_at(m, "before_outputs")
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     bundle = tmp_path / "recovery/state1/finished"
     if change == "config":
         exp = {**exp, "train": {**exp["train"], "lr": 0.5}}
@@ -98,9 +98,9 @@ def test_a_finished_copy_that_no_longer_fits_is_set_aside(tiny_config, tmp_path,
     caplog.clear()  # only the rerun's records
     if change == "config":
         with pytest.raises(CheckpointError, match="trained under other settings"):  # state 0 is of the old config
-            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     else:
-        run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+        train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
         if change == "contents":  # its recovery checkpoint is still there: the outputs are written anew from it
             assert "resuming state 1 after epoch 1 of 1" in caplog.text
         else:  # it started from another state 0: it trains again from it
@@ -120,7 +120,7 @@ def test_the_finished_copy_goes_once_the_next_state_starts(tiny_config, tmp_path
     tiny_config["defaults"]["prune"]["states"] = 3
     exp = resolved_experiment(tiny_config)
     for k in range(3):
-        run_state(exp, k, paths(tmp_path, k), device="cpu", threads=1)
+        train_state(exp, k, paths(tmp_path, k), device="cpu", threads=1)
     assert sorted(p.name for p in (tmp_path / "recovery").iterdir()) == ["state2"]
     assert (tmp_path / "recovery/state2/finished/manifest.json").is_file()
     for k in range(3):  # the outputs outlive the copies they were linked from
@@ -140,7 +140,7 @@ time.sleep(120)
 
 def test_a_second_trainer_of_a_state_stops_with_one_message_naming_the_first(tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "recovery/state1")], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -148,14 +148,14 @@ def test_a_second_trainer_of_a_state_stops_with_one_message_naming_the_first(tin
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StateBusyError) as err:
-            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
         msg = str(err.value)
         assert f"PID {holder.pid} on host {socket.gethostname()}" in msg and "trainer.lock" in msg
         assert "Let that one finish" in msg and not (tmp_path / "state1").exists()
     finally:
         holder.send_signal(signal.SIGKILL)  # however the holder dies, the kernel drops its lock
         holder.wait()
-    summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    summary = train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert summary["state"] == 1 and (tmp_path / "state1/summary.json").is_file()
 
 
@@ -179,20 +179,20 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path):
 
 def test_a_shared_state0_is_adopted_too_and_its_copy_releases_it(tiny_config, tmp_path, caplog):
     from prunebench.config import resolve_config
+    from prunebench.results.layout import StatePaths
     from prunebench.train.share import adopt_state0
-    from prunebench.train.state import StatePaths
 
     tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
     resolved = resolve_config(tiny_config)
     run = "shared/t-synthetic-tiny_vit-s0"
     shared = StatePaths.under(tmp_path, run, 0)  # the workflow's layout
-    run_state(resolved.state0_runs[run], 0, shared, device="cpu", threads=1)
+    train_state(resolved.state0_runs[run], 0, shared, device="cpu", threads=1)
     written = {name: (shared.out_dir / name).read_bytes() for name in ("init.pt", *OUTPUTS)}
     for name in written:  # Snakemake died before recording the shared run
         (shared.out_dir / name).unlink()
     caplog.set_level("INFO", logger="prunebench")
     caplog.clear()  # only the rerun's records
-    run_state(resolved.state0_runs[run], 0, shared, device="cpu", threads=1)
+    train_state(resolved.state0_runs[run], 0, shared, device="cpu", threads=1)
     assert "adopted the finished state from" in caplog.text and "state 0 epoch 1/" not in caplog.text
     assert {name: (shared.out_dir / name).read_bytes() for name in written} == written
     for name in ("refill", "rsst"):  # each copy runs once Snakemake has recorded the shared run

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from prunebench.train.checkpoint import load_checkpoint
-from prunebench.train.state import StatePaths, run_state
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
 
 
@@ -28,7 +29,7 @@ def chain(tmp_path_factory):
     out = {}
     for k in range(2):
         paths = StatePaths(root / f"state{k}", root / f"recovery{k}", root / "state0/last.pt" if k else None)
-        out[k] = run_state(exp, k, paths, data_dir=str(root / "data"), download=False, device="cpu", threads=1)
+        out[k] = train_state(exp, k, paths, data_dir=str(root / "data"), download=False, device="cpu", threads=1)
     return root, out
 
 

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-import prunebench.train.state as state_mod
-from prunebench.train.checkpoint import load_checkpoint
-from prunebench.train.state import StatePaths, run_state
+import prunebench.train.runner as runner_module
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.layout import StatePaths
+from prunebench.train.job import train_state
 from tests.conftest import TINY_CONFIG, resolved_experiment
 
 
@@ -25,7 +26,7 @@ def _experiment():
 def test_resume_keeps_the_masks_of_events_before_the_crash(tmp_path, monkeypatch):
     exp = _experiment()
     paths = StatePaths(tmp_path / "state0", tmp_path / "recovery")
-    real = state_mod.train_one_epoch
+    real = runner_module.train_one_epoch
     calls = []
 
     def dies_in_epoch_3(*args, **kwargs):
@@ -34,14 +35,14 @@ def test_resume_keeps_the_masks_of_events_before_the_crash(tmp_path, monkeypatch
             raise KeyboardInterrupt("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(state_mod, "train_one_epoch", dies_in_epoch_3)
+    monkeypatch.setattr(runner_module, "train_one_epoch", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        run_state(exp, 0, paths, data_dir=str(tmp_path / "data"), download=False, device="cpu", threads=1)
+        train_state(exp, 0, paths, data_dir=str(tmp_path / "data"), download=False, device="cpu", threads=1)
     saved = torch.load(paths.resume, weights_only=True)["plan"]["final"]
     assert 12 < sum(int(m.sum()) for m in saved.values()) < 24  # epoch 2's event pruned, regrowth on
 
-    monkeypatch.setattr(state_mod, "train_one_epoch", real)
-    summary = run_state(exp, 0, paths, data_dir=str(tmp_path / "data"), download=False, device="cpu", threads=1)
+    monkeypatch.setattr(runner_module, "train_one_epoch", real)
+    summary = train_state(exp, 0, paths, data_dir=str(tmp_path / "data"), download=False, device="cpu", threads=1)
     # events before epochs 2 and 3 (after 1 and 2 trained epochs; T_prune = round(0.67 x 3) = 2)
     assert [e["epoch"] for e in summary["reprune"]["events"]] == [2, 3]  # epoch 2 is not trained again
     masks = load_checkpoint(tmp_path / "state0/last.pt")["masks"]

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from prunebench.train.checkpoint import load_checkpoint
-from prunebench.train.metrics import read_rows
-from prunebench.train.state import run_state
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.metrics import read_rows
+from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_state import interrupt_after_epoch, paths, pruned_weights_are_zero
+from tests.unit.train.test_job import interrupt_after_epoch, paths, pruned_weights_are_zero
 
 
 def _experiment(tiny_config):
@@ -20,8 +20,8 @@ def _experiment(tiny_config):
 
 def test_peak_at_masks_mid_state_and_logs_the_damage(tiny_config, tmp_path):
     exp = _experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
-    summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    summary = train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     rows = read_rows(tmp_path / "state1/metrics.jsonl")
     lam = [r["reg_lambda"] for r in rows[1:]]
     assert lam[0] < lam[1] == pytest.approx(1.0) and lam[2:] == [0.0, 0.0]  # g by the end of epoch 2 of 4
@@ -43,14 +43,14 @@ def test_peak_at_masks_mid_state_and_logs_the_damage(tiny_config, tmp_path):
 @pytest.mark.parametrize("killed_after", [1, 3])  # before and after the mask
 def test_a_resumed_state_reports_the_same_mask_damage(tiny_config, tmp_path, monkeypatch, killed_after):
     exp = _experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path / "a", 0), device="cpu", threads=1)
-    whole = run_state(exp, 1, paths(tmp_path / "a", 1), device="cpu", threads=1)
-    run_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path / "a", 0), device="cpu", threads=1)
+    whole = train_state(exp, 1, paths(tmp_path / "a", 1), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
     with monkeypatch.context() as m:
         interrupt_after_epoch(m, killed_after)
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
-    resumed = run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    resumed = train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
     assert resumed["rsst"] == whole["rsst"]
     a = load_checkpoint(tmp_path / "a/state1/last.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "b/state1/last.pt")["state_dict"]

@@ -12,8 +12,8 @@ import pytest
 
 from prunebench.config import resolve_config, training_hash
 from prunebench.errors import ConfigError
-from prunebench.train.metrics import read_rows
-from prunebench.train.state import run_state
+from prunebench.results.metrics import read_rows
+from prunebench.train.job import train_state
 from prunebench.train.tracking import (
     CSV_COLUMNS,
     CSV_FIELDS,
@@ -24,15 +24,15 @@ from prunebench.train.tracking import (
     wandb_run_id,
 )
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_state import paths
+from tests.unit.train.test_job import paths
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def _state0(tiny_config, root, logging=None, epochs=2):
+def _state0(tiny_config, root, tracking=None, epochs=2):
     tiny_config["defaults"]["train"]["state0_epochs"] = epochs
     exp = resolved_experiment(tiny_config)
-    summary = run_state(exp, 0, paths(root, 0), device="cpu", download=False, threads=1, logging=logging)
+    summary = train_state(exp, 0, paths(root, 0), device="cpu", download=False, threads=1, tracking=tracking)
     return exp, summary
 
 
@@ -116,7 +116,7 @@ def test_tensorboard_event_files(tiny_config, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    _state0(tiny_config, tmp_path, logging={"tensorboard": True}, epochs=2)
+    _state0(tiny_config, tmp_path, tracking={"tensorboard": True}, epochs=2)
     tb = tmp_path / "tensorboard"  # the chain's: tmp_path holds its state folders
     assert list(tb.glob("events.out.tfevents.*"))
     acc = EventAccumulator(str(tb))
@@ -132,7 +132,7 @@ def test_tensorboard_event_files(tiny_config, tmp_path):
 def test_tensorboard_missing_is_one_clear_error(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"prunebench\[tensorboard\]"):
-        _state0(tiny_config, tmp_path, logging={"tensorboard": True}, epochs=1)
+        _state0(tiny_config, tmp_path, tracking={"tensorboard": True}, epochs=1)
 
 
 class _FakeRun:
@@ -159,7 +159,7 @@ def fake_wandb(monkeypatch):
 
 
 def test_wandb_receives_every_row(tiny_config, tmp_path, fake_wandb):
-    exp, _ = _state0(tiny_config, tmp_path, logging={"wandb": {"project": "pb"}}, epochs=2)
+    exp, _ = _state0(tiny_config, tmp_path, tracking={"wandb": {"project": "pb"}}, epochs=2)
     (run,) = fake_wandb
     assert run.init["project"] == "pb" and run.init["mode"] == "offline"
     assert run.init["name"] == exp["name"] and run.init["config"]["experiment"] == exp
@@ -179,7 +179,7 @@ def test_wandb_failing_mid_state_does_not_stop_training(tiny_config, tmp_path, f
 
     _FakeRun.log, real = broken, _FakeRun.log
     try:
-        _, summary = _state0(tiny_config, tmp_path, logging={"wandb": {"project": "pb"}}, epochs=1)
+        _, summary = _state0(tiny_config, tmp_path, tracking={"wandb": {"project": "pb"}}, epochs=1)
     finally:
         _FakeRun.log = real
     assert summary["epochs"] == 1 and fake_wandb[0].finished
@@ -189,7 +189,7 @@ def test_wandb_failing_mid_state_does_not_stop_training(tiny_config, tmp_path, f
 def test_wandb_missing_is_one_clear_error(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(ConfigError, match="pip install wandb"):
-        _state0(tiny_config, tmp_path, logging={"wandb": {"project": "pb"}}, epochs=1)
+        _state0(tiny_config, tmp_path, tracking={"wandb": {"project": "pb"}}, epochs=1)
 
 
 def test_logging_is_a_validated_runtime_setting(tiny_config):
@@ -204,14 +204,14 @@ def test_logging_is_a_validated_runtime_setting(tiny_config):
 
 
 def test_shared_state0_copy_has_its_csv_and_relabelled_provenance(tiny_config, tmp_path):
+    from prunebench.results.layout import StatePaths
     from prunebench.train.share import adopt_state0
-    from prunebench.train.state import StatePaths
 
     tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
     tiny_config["defaults"]["train"]["state0_epochs"] = 1
     resolved = resolve_config(tiny_config)
     shared = tmp_path / "shared/t-synthetic-tiny_vit-s0"
-    run_state(resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"], 0, StatePaths(shared / "state0", shared / "rec"),
+    train_state(resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"], 0, StatePaths(shared / "state0", shared / "rec"),
               device="cpu", threads=1)  # fmt: skip
     rsst = resolved.experiments["t-synthetic-tiny_vit-rsst-s0"]
     adopt_state0(shared / "state0", tmp_path / "rsst/state0", rsst)
@@ -231,21 +231,21 @@ def test_resumed_state_tracks_each_epoch_once(tiny_config, tmp_path, monkeypatch
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tests.unit.train.test_state import interrupt_after_epoch
+    from tests.unit.train.test_job import interrupt_after_epoch
 
     tiny_config["defaults"]["train"]["state0_epochs"] = 3
     exp = resolved_experiment(tiny_config)
-    import prunebench.train.state as state_mod
+    import prunebench.train.runner as runner_module
 
     with monkeypatch.context() as m:
         interrupt_after_epoch(m, 1)
-        m.setattr(state_mod, "now_iso", lambda: "2026-01-01T00:00:00Z")
+        m.setattr(runner_module, "now_iso", lambda: "2026-01-01T00:00:00Z")
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1, logging={"tensorboard": True})
-    monkeypatch.setattr(state_mod, "now_iso", lambda: "2026-01-02T00:00:00Z")
+            train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1, tracking={"tensorboard": True})
+    monkeypatch.setattr(runner_module, "now_iso", lambda: "2026-01-02T00:00:00Z")
     live = _csv_rows(tmp_path / "recovery/state0/summary.csv")
     assert [r["epoch"] for r in live] == ["0", "1"]  # what a user watching the running state sees
-    summary = run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1, logging={"tensorboard": True})
+    summary = train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1, tracking={"tensorboard": True})
     rows = read_rows(tmp_path / "state0/metrics.jsonl")
     got = _csv_rows(tmp_path / "state0/summary.csv")
     assert [r["epoch"] for r in got] == ["0", "1", "2", "3"]

@@ -4,8 +4,8 @@
 import torch
 
 from prunebench.export.compact import compact_model
-from prunebench.export.cost import model_cost
 from prunebench.models import build_model, model_spec
+from prunebench.models.cost import model_cost
 
 
 def test_vit_small_at_32px_patch4_counts_attention_matmuls():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from prunebench.accel.devices import LOCK_DIR_ENV, lease_gpu, lock_file_name
 from prunebench.errors import TrainingError
-from prunebench.train.devices import LOCK_DIR_ENV, lease_gpu, lock_file_name
 
 
 def mine(gpu_id: str) -> str:

@@ -1,8 +1,9 @@
-"""Per-epoch metrics: one JSON object a line, identifiers repeated on every line; and a state's
-per-image test predictions (``predictions.npz``)."""
+"""A state's ``metrics.jsonl``: one JSON object (a metrics row) a line, identifiers repeated on every
+line; and its per-image test predictions (``predictions.npz``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from typing import Any
 
 from prunebench.errors import ResultsError
 from prunebench.io import atomic_write_bytes, atomic_write_text
+from prunebench.results.layout import retrain_fix
 
 ID_FIELDS = ("experiment", "method", "dataset", "model", "seed", "state", "epoch")
 METRIC_FIELDS = (
@@ -134,21 +136,6 @@ def _damaged(path: Path, where: str, what: str, fix: str) -> ResultsError:
     return ResultsError(f"damaged metrics file {path}{where}: {what}; {fix}")
 
 
-def retrain_command(state_dir: str | Path) -> str:
-    """The command that trains the state in ``state_dir`` and the states after it again (docs/recovery.md, "What reruns
-    what"; deleting the folder is not enough: Snakemake does not rebuild a file whose consumers are done)."""
-    state_dir = Path(state_dir)
-    run = state_dir.parent
-    name = f"{run.parent.name}/{run.name}" if run.parent.name == "shared" else run.name
-    k = state_dir.name.removeprefix("state")
-    return f"prunebench retrain --config CONFIG {name} --from-state {k if k.isdigit() else 0}"
-
-
-def retrain_fix(state_dir: str | Path) -> str:
-    """How to get a damaged finished state's files back: a backup, or training it (and what follows) again."""
-    return f"restore it from a backup, or train the state again: {retrain_command(state_dir)}, then run the workflow"
-
-
 def read_rows(path: str | Path, *, finished: bool = False) -> list[dict[str, Any]]:
     """All rows of a metrics file, each checked (a finished state's by :func:`row_problem`); a damaged file is one
     :class:`ResultsError` naming the file, the line and the fix.
@@ -199,15 +186,12 @@ def read_rows(path: str | Path, *, finished: bool = False) -> list[dict[str, Any
 # int16 arrays of one length, the test set in its fixed order: ``targets`` (the labels), ``final`` and
 # ``best`` (the predicted classes at the state's final evaluation and at its best epoch's, the
 # evaluations whose accuracies the summary's final_test_acc and best_test_acc are).
-PREDICTIONS_NAME = "predictions.npz"
 PREDICTION_KEYS = ("targets", "final", "best")
 
 
 def write_predictions(path: str | Path, *, targets, final, best) -> None:
     """Write ``predictions.npz`` atomically (each argument: a sequence of class indices, all of one length)."""
-    import io
-
-    import numpy as np
+    import numpy as np  # here: the rest of the file contract reads without numpy
 
     arrays = {k: np.asarray(v, dtype=np.int16) for k, v in zip(PREDICTION_KEYS, (targets, final, best))}
     if len({a.shape for a in arrays.values()}) != 1 or arrays["targets"].ndim != 1:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from prunebench import torch_build
+from prunebench.accel import devices
+from prunebench.accel.devices import acquire_device, lease_gpu, visible_gpu_ids
 from prunebench.errors import TrainingError
-from prunebench.train import devices
-from prunebench.train.devices import acquire_device, lease_gpu, visible_gpu_ids
 
 
 def hold(gpu_ids, lock_dir, queue, seconds):

@@ -11,10 +11,11 @@ from prunebench.errors import CheckpointError, TrainingError
 from prunebench.models import build_model
 from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, param_masks
 from prunebench.pruning.registry import plan_state
-from prunebench.train.checkpoint import load_checkpoint
+from prunebench.results.checkpoint import load_checkpoint
+from prunebench.results.layout import StatePaths
+from prunebench.results.metrics import METRIC_FIELDS, TIMING_FIELDS, append_row, read_rows
+from prunebench.train.job import train_state
 from prunebench.train.loop import evaluate, make_optimizer, train_one_epoch
-from prunebench.train.metrics import METRIC_FIELDS, TIMING_FIELDS, append_row, read_rows
-from prunebench.train.state import StatePaths, run_state
 from tests.conftest import resolved_experiment
 
 
@@ -32,7 +33,7 @@ def run_chain(tiny_config, root, method, states=2, **overrides):
     for section, values in overrides.items():
         tiny_config["defaults"].setdefault(section, {}).update(values)
     exp = resolved_experiment(tiny_config, method)
-    return exp, [run_state(exp, k, paths(root, k), device="cpu", download=False, threads=1) for k in range(states)]
+    return exp, [train_state(exp, k, paths(root, k), device="cpu", download=False, threads=1) for k in range(states)]
 
 
 def pruned_weights_are_zero(ckpt) -> bool:
@@ -116,8 +117,8 @@ def test_rsst_checkpoint_and_accuracies_are_those_of_the_masked_model(tiny_confi
 
 def test_same_seed_same_metrics_on_cpu(tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
-    a = run_state(exp, 0, paths(tmp_path / "a", 0), device="cpu", threads=1)
-    b = run_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
+    a = train_state(exp, 0, paths(tmp_path / "a", 0), device="cpu", threads=1)
+    b = train_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
@@ -130,38 +131,38 @@ def test_same_seed_same_metrics_on_cpu(tiny_config, tmp_path):
 
 def test_previous_state_of_another_experiment_is_refused(tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     other = {**exp, "name": "other-experiment", "method": "rsst"}
     with pytest.raises(CheckpointError, match=r"state0/last.pt is for experiment '.*', expected 'other-experiment'"):
-        run_state(other, 1, paths(tmp_path, 1), device="cpu", threads=1)
+        train_state(other, 1, paths(tmp_path, 1), device="cpu", threads=1)
 
 
 def test_corrupt_previous_checkpoint_is_named(tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     last = tmp_path / "state0/last.pt"
     size = last.stat().st_size
     last.write_bytes(last.read_bytes()[: size // 2])
     with pytest.raises(CheckpointError, match=rf"state0/last.pt is not the file .*{size} bytes recorded, {size // 2}"):
-        run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+        train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     summary = json.loads((tmp_path / "state0/summary.json").read_text())
     del summary["files"]  # a state 0 of an older prunebench: the loader finds the damage
     (tmp_path / "state0/summary.json").write_text(json.dumps(summary))
     with pytest.raises(CheckpointError, match=r"state0/last.pt is corrupt or truncated .* delete it and rerun"):
-        run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+        train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
 
 
 def test_diverging_loss_stops_the_state_without_a_checkpoint(tiny_config, tmp_path):
     tiny_config["defaults"]["train"].update(optimizer="sgd", lr=10, momentum=0.0)  # the largest lr the schema allows
     exp = resolved_experiment(tiny_config)
     with pytest.raises(TrainingError, match="training loss is .*Lower train.lr"):
-        run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+        train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     assert not (tmp_path / "state0").exists()
 
 
 def test_init_checkpoint_holds_the_weights_state0_started_from(tiny_config, tmp_path):
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     init = load_checkpoint(tmp_path / "state0/init.pt")["state_dict"]
     last = load_checkpoint(tmp_path / "state0/last.pt")["state_dict"]
     assert any(not torch.equal(init[k], last[k]) for k in init)  # rewind: init must not rewind to trained weights
@@ -169,9 +170,9 @@ def test_init_checkpoint_holds_the_weights_state0_started_from(tiny_config, tmp_
 
 def interrupt_after_epoch(monkeypatch, epoch: int):
     """Make the state runner die (like a kill) right after it finished ``epoch`` of a state."""
-    import prunebench.train.state as state_module
+    import prunebench.train.runner as runner_module
 
-    real, calls = state_module._save_resume, []
+    real, calls = runner_module.save_resume, []
 
     def save_then_die(paths, *args):
         real(paths, *args)
@@ -180,7 +181,7 @@ def interrupt_after_epoch(monkeypatch, epoch: int):
             calls.append(prog.epoch)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(state_module, "_save_resume", save_then_die)
+    monkeypatch.setattr(runner_module, "save_resume", save_then_die)
     return calls
 
 
@@ -189,11 +190,11 @@ def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tm
     caplog.set_level("INFO", logger="prunebench")
     tiny_config["defaults"]["train"]["epochs"] = 3
     exp = resolved_experiment(tiny_config)
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
     with monkeypatch.context() as m:
         interrupt_after_epoch(m, 1)
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     resume = tmp_path / "recovery/state1/resume.pt"
     assert resume.is_file() and not (tmp_path / "state1").exists()
     if damage == "truncated":
@@ -210,7 +211,7 @@ def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tm
         os.utime(previous, ns=(1, 1))
     caplog.clear()
     before = torch.load(resume, weights_only=True)["progress"]["wall_seconds"] if damage == "none" else 0.0
-    summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+    summary = train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     assert [r["epoch"] for r in read_rows(tmp_path / "state1/metrics.jsonl")] == [0, 1, 2, 3]
     assert summary["wall_seconds"] > before > 0 or damage != "none"  # the killed process's time counts too
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -227,12 +228,12 @@ def test_recovery_checkpoint_is_used_only_when_whole_and_current(tiny_config, tm
 def test_a_best_written_just_before_a_kill_does_not_outlive_its_rerun_epoch(tiny_config, tmp_path, monkeypatch):
     """A kill between an epoch's new best checkpoint and its resume.pt reruns that epoch. On a GPU the
     rerun is not bit-identical and may score lower: best.pt must then be the best of the epochs kept."""
-    import prunebench.train.state as state_module
+    import prunebench.train.runner as runner_module
 
     tiny_config["defaults"]["train"]["epochs"] = 3
     exp = resolved_experiment(tiny_config, "refill")
-    run_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
-    real_evaluate, real_save = state_module.evaluate, state_module._save_resume
+    train_state(exp, 0, paths(tmp_path, 0), device="cpu", threads=1)
+    real_evaluate, real_save = runner_module.evaluate, runner_module.save_resume
 
     def val_scores(*scores):  # the val accuracy of each evaluation in turn
         it = iter(scores)
@@ -249,15 +250,15 @@ def test_a_best_written_just_before_a_kill_does_not_outlive_its_rerun_epoch(tiny
         real_save(state_paths, *args)
 
     with monkeypatch.context() as m:
-        m.setattr(state_module, "evaluate", val_scores(10.0, 20.0, 30.0))  # epochs 0, 1, 2: 2 is the best
-        m.setattr(state_module, "_save_resume", die_before_saving_epoch_2)
+        m.setattr(runner_module, "evaluate", val_scores(10.0, 20.0, 30.0))  # epochs 0, 1, 2: 2 is the best
+        m.setattr(runner_module, "save_resume", die_before_saving_epoch_2)
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     recovery = tmp_path / "recovery/state1"
     assert sorted(p.name for p in recovery.glob("best-*")) == ["best-epoch1.pt", "best-epoch2.pt"]
     with monkeypatch.context() as m:
-        m.setattr(state_module, "evaluate", val_scores(15.0, 15.0))  # epochs 2 and 3 rerun worse
-        summary = run_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
+        m.setattr(runner_module, "evaluate", val_scores(15.0, 15.0))  # epochs 2 and 3 rerun worse
+        summary = train_state(exp, 1, paths(tmp_path, 1), device="cpu", threads=1)
     best = load_checkpoint(tmp_path / "state1/best.pt")
     assert (summary["best_epoch"], summary["best_val_acc"]) == (1, 20.0)
     assert (best["epoch"], best["metrics"]["val_acc"]) == (1, 20.0)
@@ -275,12 +276,12 @@ def test_rsst_masked_finetune_follows_the_regularised_epochs_and_resumes(tiny_co
     assert pruned_weights_are_zero(load_checkpoint(tmp_path / "a/state1/best.pt"))
 
     # killed during the fine-tune, it resumes there and ends as the uninterrupted run did
-    run_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
+    train_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
     with monkeypatch.context() as m:
         interrupt_after_epoch(m, 3)
         with pytest.raises(KeyboardInterrupt):
-            run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
-    run_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+            train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
     timing = TIMING_FIELDS
     resumed = read_rows(tmp_path / "b/state1/metrics.jsonl")
     assert [{k: v for k, v in r.items() if k not in timing} for r in resumed] == [
@@ -300,12 +301,12 @@ def test_adopted_state0_is_the_shared_one_relabelled_and_refuses_other_settings(
     tiny_config["experiments"]["t"]["methods"] = ["refill", "rsst"]
     resolved = resolve_config(tiny_config)
     shared = tmp_path / "shared/t-synthetic-tiny_vit-s0"
-    run_state(resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"], 0, StatePaths(shared / "state0", shared / "rec"),
+    train_state(resolved.state0_runs["shared/t-synthetic-tiny_vit-s0"], 0, StatePaths(shared / "state0", shared / "rec"),
               device="cpu", threads=1)  # fmt: skip
     rsst = resolved.experiments["t-synthetic-tiny_vit-rsst-s0"]
     adopt_state0(shared / "state0", tmp_path / "rsst/state0", rsst)
     # the next state loads it as the experiment's own state 0
-    summary = run_state(rsst, 1, paths(tmp_path / "rsst", 1), device="cpu", threads=1)
+    summary = train_state(rsst, 1, paths(tmp_path / "rsst", 1), device="cpu", threads=1)
     assert summary["method"] == "rsst" and summary["density"] < 1
     own = json.loads((tmp_path / "rsst/state0/summary.json").read_text())
     assert own["experiment"] == rsst["name"] and own["shared_state0"] == str(shared / "state0")

@@ -1,0 +1,406 @@
+"""The state runner: one prune state in progress, on one device (one rank of several, or the only one).
+
+:class:`StateRunner` sets the state up in named steps (the previous state's model, the data on the
+device, the plan, the schedule, the progress of a killed run of it), then trains its epochs. What the
+experiment's method does during the state (its plan, a penalty after backward, events at epoch starts,
+a mask at an epoch's end) sits behind its hooks (``pruning/hooks.py``); this module names no method.
+Its summary and outputs are written by :mod:`prunebench.train.finish`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+
+import torch
+
+from prunebench.accel.settings import (
+    compile_mode_for,
+    compiles,
+    configure_device,
+    prepare_model,
+    use_compile_cache,
+    uses_channels_last,
+)
+from prunebench.config import finetune_epochs, state_epochs
+from prunebench.data import make_data, open_dataset
+from prunebench.errors import CheckpointError, TrainingError
+from prunebench.models import build_model, model_spec
+from prunebench.provenance import now_iso, reset_peak_memory
+from prunebench.pruning.groups import MaskedParams, alive_params, full_masks, groupsets_of, param_masks
+from prunebench.pruning.plan import StatePlan, alive_fraction
+from prunebench.pruning.registry import method_for
+from prunebench.results.layout import StatePaths
+from prunebench.results.metrics import EVAL_FIELDS, append_row, experiment_ids, make_row, write_rows
+from prunebench.seeding import seed_everything, state_seed
+from prunebench.train import ranks
+from prunebench.train.checkpoint import load_trained, make_checkpoint
+from prunebench.train.loop import evaluate, make_optimizer, masked_view, train_one_epoch
+from prunebench.train.recovery import check_recorded
+from prunebench.train.resume import Progress, save_resume, try_resume
+from prunebench.train.tracking import Tracker
+from prunebench.train.writer import CheckpointWriter
+
+log = logging.getLogger("prunebench")
+
+
+def fmt_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def load_weights(model, state_dict, path) -> None:
+    """``state_dict`` (read from ``path``) into ``model``; one that does not fit is a CheckpointError."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the model ({exc}); delete it and rerun") from None
+
+
+class StateRunner:
+    """One prune state in progress: set up -> plan -> epochs.
+
+    It holds the model, its data and masks, the method's hooks and the progress so far; the hooks
+    see it through :class:`prunebench.pruning.hooks.StateRun`.
+    """
+
+    def __init__(
+        self, experiment: dict, state: int, paths: StatePaths, dev: torch.device, *, data_dir, download, tracking=None
+    ):
+        self.wall_start, self.process_started_at = time.time(), now_iso()
+        reset_peak_memory(dev)
+        self.experiment, self.state, self.paths, self.dev = experiment, state, paths, dev
+        self.tcfg = experiment["train"]
+        self.seed = state_seed(experiment["seed"], state)
+        seed_everything(self.seed)
+        splits = self._open_data(data_dir, download)
+        prev_masks = self._start_model()
+        self.method = method_for(experiment, state, self.groupsets)
+        self._place_on_device(splits)
+        self.writer = CheckpointWriter(background=self.tcfg.get("background_checkpoints", True))
+        self._blocked_mark = self._hook_eval_seconds = 0.0
+        resume = self._plan(prev_masks)
+        self._schedule()
+        self._restore_progress(resume)
+        self.tracker = (
+            Tracker.open(paths.out_dir, paths.recovery_dir, experiment, state, tracking, self.prog.rows)
+            if ranks.is_main()
+            else Tracker()  # records nothing: ranks > 0 write no file
+        )
+        self.method.start(self, self.prog.epoch)
+
+    # --- setting the state up, in this order (each step may draw from the seeded RNGs) ---
+    def _open_data(self, data_dir, download):
+        """The dataset's splits (in memory, or an image folder's file list), and the model spec for them."""
+        splits = open_dataset(self.experiment, data_dir, download)
+        log.info("data %s: %s", splits.name, splits.sizes())
+        self.test_size = splits.sizes()["test"]  # the reports' test-set intervals need it
+        self.spec = model_spec(self.experiment["model"], splits.num_classes)
+        return splits
+
+    def _start_model(self):
+        """The model as the previous state left it (state 0: as built); returns the masks it inherits."""
+        experiment, state, paths, spec = self.experiment, self.state, self.paths, self.spec
+        if state == 0:
+            self.model = build_model(spec, pretrained=experiment["model"]["pretrained"])
+            self.groupsets = groupsets_of(self.model, experiment["prune"]["groups"])
+            prev_masks = full_masks(self.groupsets)
+        else:
+            # refused unless it is of this experiment, method and model, trained under the settings it has now
+            prev = load_trained(paths.previous, experiment, state - 1, spec)
+            self.model = build_model(spec)
+            load_weights(self.model, prev["state_dict"], paths.previous)
+            self.groupsets = groupsets_of(self.model, experiment["prune"]["groups"])
+            if set(prev["masks"]) != {gs.name for gs in self.groupsets}:
+                raise CheckpointError(
+                    f"masks in {paths.previous} do not match the model's prunable groups; delete it and rerun"
+                )
+            prev_masks = prev["masks"]
+        # a copy: state_dict() shares storage with the parameters, which training then changes in place
+        self.init_state_dict = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()} if state == 0 else None
+        )
+        return prev_masks
+
+    def _place_on_device(self, splits) -> None:
+        """The data and the model on the device, in its memory format, compiled where it pays; how evaluations batch."""
+        dev, tcfg, spec = self.dev, self.tcfg, self.spec
+        configure_device(dev)
+        self.channels_last = uses_channels_last(spec["family"], dev)
+        self.data = make_data(
+            splits, self.experiment, dev, spec["img_size"], channels_last=self.channels_last, shard=ranks.shard(),
+        )  # fmt: skip
+        self.img_size = self.data.img_size
+        self.compiled = compiles(tcfg.get("compile", False), dev)
+        self.compile_mode = (
+            compile_mode_for(tcfg.get("compile_mode", "auto"), self.img_size, dev) if self.compiled else None
+        )
+        self.compile_cache = use_compile_cache(tcfg.get("compile_cache_dir")) if self.compiled else None
+        if self.compiled:
+            log.info("compiling with torch.compile, mode %s, cache %s", self.compile_mode, self.compile_cache)
+        self.net = prepare_model(self.model, spec["family"], dev, compile=self.compiled, mode=self.compile_mode)
+        self.graphed = self.compile_mode == "reduce-overhead"
+        self.eval_every = int(tcfg.get("eval_every", 1))
+        # evaluation at one batch shape where it pays (a compiled model, a GPU), no larger than the
+        # largest split share, so that a small val split is not padded to train.eval_batch_size
+        self.eval_padded = self.compiled or dev.type == "cuda"
+        sizes = splits.sizes()
+        largest = max(-(-sizes[s] // ranks.world()) for s in ("val", "test"))  # a rank's share, rounded up
+        self.eval_batch = max(1, min(tcfg["eval_batch_size"], largest))
+
+    def _plan(self, prev_masks):
+        """The state's masks, or those a killed run of it had reached; returns that run's resume
+        checkpoint (None: the state starts afresh)."""
+        experiment, state, paths = self.experiment, self.state, self.paths
+        resume = ranks.on_main(lambda: try_resume(paths, experiment, state))  # every rank: rank 0's
+        if resume is not None:
+            r = resume["plan"]
+            plan = StatePlan(r["density"], r["train"], r["final"], r["penalized"])
+            load_weights(self.model, resume["model"], paths.resume)
+            self.method.load_state_dict(resume["method"])
+        else:
+            plan = self.method.plan(self.model, prev_masks, batches=self._importance_batches())
+            if self.method.rewinds():
+                check_recorded(paths.init, 0, experiment["name"], f"state {state} of {experiment['name']}")
+                init = load_trained(paths.init, experiment, 0)
+                load_weights(self.model, init["state_dict"], paths.init)
+        self.plan = plan
+        self.bind_masks()
+        self.agree()
+        self.train_net = ranks.wrap(self.net, self.dev)  # the training passes' module (DDP with several ranks)
+        return resume
+
+    def _schedule(self) -> None:
+        """The state's epochs, learning-rate schedule, optimizer and batch order."""
+        experiment, state, tcfg = self.experiment, self.state, self.tcfg
+        self.epochs = state_epochs(experiment, state) + finetune_epochs(experiment, state)
+        self.steps_per_epoch = self.data.steps_per_epoch(tcfg["batch_size"])
+        self.warmup_steps = int(round(tcfg["warmup_epochs"] * self.steps_per_epoch))
+        self.lr_offset, self.lr_total = self.method.lr_window(self.steps_per_epoch, self.epochs * self.steps_per_epoch)
+        self.optimizer = make_optimizer(self.model, tcfg)
+        self.generator = torch.Generator(device=self.dev).manual_seed(self.seed)
+        self.ids = experiment_ids(experiment, state)
+
+    def _restore_progress(self, resume) -> None:
+        """The progress so far: none, or a killed run's (its optimizer, batch order, RNG and metrics)."""
+        paths = self.paths
+        paths.recovery_dir.mkdir(parents=True, exist_ok=True)
+        self.prog = Progress(started_at=self.process_started_at)
+        self.resumed_after = resume["progress"]["epoch"] if resume is not None else None
+        # the test set's predicted classes at the best and the final evaluation (predictions.npz)
+        self.predictions: dict = {"targets": None, "final": None, "best": None}
+        if resume is not None:
+            self.predictions.update(resume.get("predictions") or {})  # none in a resume.pt of an older version
+            self.optimizer.load_state_dict(resume["optimizer"])
+            self.generator.set_state(resume["generator"].to(self.generator.get_state().device))
+            torch.set_rng_state(resume["torch_rng"])
+            self.prog = Progress(**resume["progress"])
+            self.prog.rows = resume["rows"]
+            if ranks.is_main():
+                write_rows(paths.progress_metrics, self.prog.rows)
+            self.wall_start -= self.prog.wall_seconds  # the state's wall time counts the processes before this one
+            log.info(
+                "resuming state %d after epoch %d of %d from %s", self.state, self.prog.epoch, self.epochs, paths.resume
+            )
+        elif ranks.is_main():
+            paths.progress_metrics.unlink(missing_ok=True)
+
+    # --- what the method's hooks use (pruning.hooks.StateRun) ---
+    @property
+    def rows(self) -> list[dict]:
+        return self.prog.rows
+
+    def set_plan(self, plan: StatePlan) -> None:
+        """Train with ``plan``'s masks from now on; new final masks restart the choice of the best epoch,
+        which is made among epochs with the state's latest architecture."""
+        changed = any(not torch.equal(plan.final_masks[k], self.plan.final_masks[k]) for k in plan.final_masks)
+        self.plan = plan
+        self.bind_masks()
+        if changed:
+            self.prog.best_val, self.prog.best_epoch = -1.0, -1
+
+    def agree(self) -> None:
+        """Continue with rank 0's plan and method state (the same ones in a single process)."""
+        plan = ranks.agree(self.plan, self.method)
+        if plan is not self.plan:
+            self.plan = plan
+            self.bind_masks()
+
+    def evaluate(self) -> dict[str, float]:
+        start = time.perf_counter()
+        scores = self._evaluate()
+        self._hook_eval_seconds += time.perf_counter() - start  # counted in the epoch's eval_seconds
+        return {"val_acc": scores["val"][1], "test_acc": scores["test"][1]}
+
+    def _evaluate(self, predictions: dict | None = None) -> dict[str, tuple[float, float]]:
+        """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share.
+        ``predictions`` receives this rank's test predictions (:func:`prunebench.train.loop.evaluate`)."""
+        return evaluate(
+            self.net, self.data, ("val", "test"), self.eval_batch, self.tcfg["amp"],
+            shard=ranks.shard(), reduce=ranks.sum_over_ranks, graphed=self.graphed, pad=self.eval_padded,
+            predictions=predictions,
+        )  # fmt: skip
+
+    def _keep_predictions(self, which: str, test: dict) -> None:
+        """Keep the evaluation's test predictions as the state's ``which`` (best, final), all ranks' shares
+        joined in the test set's order (every rank calls this: it gathers)."""
+        predicted, labels = (ranks.gather_shards(t).to(torch.int16) for t in test["test"])
+        self.predictions.update({which: predicted, "targets": labels})
+
+    # --- the parts of a state ---
+    def _importance_batches(self) -> list | None:
+        """A few un-augmented training batches on the device, for importances that need gradients."""
+        if not self.method.needs_batches:
+            return None
+        n = self.experiment["prune"].get("taylor_batches", 4)
+        batches = self.data.eval_batches("train", self.tcfg["batch_size"], pad=False)
+        return [(b.x, b.y) for b in itertools.islice(batches, n)]
+
+    def bind_masks(self) -> None:
+        """Hard-mask the model by the plan's training masks; evaluations and checkpoints use its final ones."""
+        plan = self.plan
+        self.hard = MaskedParams(self.model, param_masks(self.model, self.groupsets, plan.train_masks))
+        final_pm = param_masks(self.model, self.groupsets, plan.final_masks)
+        self.final = MaskedParams(self.model, final_pm)
+        # evaluations and checkpoints are of the model under its final masks (RSST trains without them)
+        self.eval_masked = any(not torch.equal(plan.train_masks[k], plan.final_masks[k]) for k in plan.final_masks)
+        self.params_alive = alive_params(self.model, final_pm)
+        self.density = alive_fraction(plan.final_masks)
+        self.hard.mask_weights()
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether ``epoch`` is evaluated: epoch 0, the state's last, every ``train.eval_every``-th and
+        those the method needs (its hook :meth:`~prunebench.pruning.hooks.PruningMethod.evaluates`)."""
+        return epoch == 0 or epoch == self.epochs or epoch % self.eval_every == 0 or self.method.evaluates(epoch)
+
+    def _eval_row(self, epoch: int, values: dict) -> dict:
+        """The epoch's metrics row, evaluated (val and test in one pass) when :meth:`evaluates` says so;
+        a better validation accuracy makes it the best checkpoint so far. Appended to the progress."""
+        prog = self.prog
+        if not self.evaluates(epoch):
+            row = make_row(self.ids, epoch, {
+                **values, "evaluated": False, "density": self.density, "params_alive": self.params_alive,
+            })  # fmt: skip
+            for key in EVAL_FIELDS:
+                del row[key]  # not measured: absent, not null
+            return self._append(row, eval_seconds=0.0)
+        start = time.perf_counter()
+        test: dict = {}
+        with masked_view(self.final if self.eval_masked else None):
+            scores = self._evaluate(test)
+            eval_seconds = time.perf_counter() - start
+            (val_loss, val_acc), test_acc = scores["val"], scores["test"][1]
+            row = make_row(self.ids, epoch, {
+                **values, "evaluated": True, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
+                "density": self.density, "params_alive": self.params_alive,
+            })  # fmt: skip
+            if epoch > 0 and val_acc > prog.best_val:
+                prog.best_val, prog.best_epoch = val_acc, epoch
+                self._keep_predictions("best", test)
+                if ranks.is_main():  # a copy of the weights now; written while training goes on
+                    self.writer.save(self.paths.best_at(epoch), self.checkpoint(epoch, row), copied=True)
+            if epoch == self.epochs:
+                self._keep_predictions("final", test)
+        return self._append(row, eval_seconds=eval_seconds)
+
+    def _append(self, row: dict, *, eval_seconds: float) -> dict:
+        """Add the epoch's timing split to ``row`` (checkpoint_seconds: the training thread's time in
+        checkpoint writes since the previous row) and append it to the progress."""
+        prog = self.prog
+        eval_seconds += self._hook_eval_seconds
+        self._hook_eval_seconds = 0.0
+        blocked = self.writer.blocked_seconds - self._blocked_mark
+        self._blocked_mark = self.writer.blocked_seconds
+        prog.eval_seconds += eval_seconds
+        prog.checkpoint_seconds += blocked
+        row.update(train_seconds=row.get("epoch_seconds") or 0.0, eval_seconds=eval_seconds, checkpoint_seconds=blocked)
+        prog.rows.append(row)
+        if ranks.is_main():
+            append_row(self.paths.progress_metrics, row)
+            self.tracker.epoch(row, prog.rows)
+        return row
+
+    def checkpoint(self, epoch: int, metrics: dict) -> dict:
+        """A checkpoint of the model now (its tensors copied to the CPU: training may go on)."""
+        return make_checkpoint(
+            experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
+            state=self.state, epoch=epoch, metrics=dict(metrics),
+        )  # fmt: skip
+
+    def train(self) -> None:
+        """The state's epochs (those a killed run of it did not finish), then its final masks made permanent.
+
+        Checkpoints are written on a background thread (train.background_checkpoints); every write is
+        on disk when this returns, or raises, and a failed write stops the state."""
+        try:
+            self._epochs()
+        except BaseException:
+            self.writer.close(quiet=True)  # what was queued reaches the disk: a rerun resumes from it
+            raise
+        before = self.writer.blocked_seconds
+        self.writer.close()
+        self.prog.checkpoint_seconds += self.writer.blocked_seconds - before
+        self.final.mask_weights()  # the plan's final masks become permanent
+
+    def _epochs(self) -> None:
+        prog = self.prog
+        if prog.epoch == 0 and not prog.rows:
+            row = self._eval_row(0, {"lr": 0.0, **self.method.logged_defaults(), "epoch_seconds": 0.0})
+            log.info(
+                "state %d epoch 0/%d (before training) val %.2f test %.2f (%.1f s)",
+                self.state, self.epochs, row["val_acc"], row["test_acc"], row["eval_seconds"],
+            )  # fmt: skip
+        first_epoch, resumed_at = prog.epoch + 1, time.time()
+        for epoch in range(first_epoch, self.epochs + 1):
+            row = self._epoch(epoch)
+            prog.epoch = epoch
+            prog.wall_seconds = time.time() - self.wall_start
+            eta = (time.time() - resumed_at) / (epoch - first_epoch + 1) * (self.epochs - epoch)
+            self._log_epoch(row, eta)
+            save_resume(self.paths, self, prog)
+
+    def _epoch(self, epoch: int) -> dict:
+        """One epoch: the method's events, a training pass, its end hook, then the epoch's metrics row."""
+        prog, method = self.prog, self.method
+        extra = method.epoch_start(self, epoch)
+        self.agree()
+        stats = train_one_epoch(
+            self.train_net, self.data, self.optimizer, self.tcfg, step0=self.lr_offset + prog.step,
+            total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
+            hard=self.hard, gradient_hook=method.gradient_hook(), logged=method.logged_defaults(),
+            graphed=self.graphed,
+        )  # fmt: skip
+        stats = ranks.reduce_train_stats(stats, self.dev)
+        self._stop_if_diverged(epoch, stats["train_loss"])
+        prog.step += stats["steps"]
+        prog.train_seconds += stats["seconds"]
+        extra.update(method.epoch_end(self, epoch))
+        self.agree()
+        return self._eval_row(epoch, {
+            "train_loss": stats["train_loss"], "train_acc": stats["train_acc"], "lr": stats["lr"],
+            **stats["logged"], "epoch_seconds": stats["seconds"],
+            "images_per_second": stats["images"] / max(stats["seconds"], 1e-9), **extra,
+        })  # fmt: skip
+
+    def _stop_if_diverged(self, epoch: int, loss: float) -> None:
+        tcfg = self.tcfg
+        if math.isnan(loss) or loss > tcfg["divergence_loss"]:
+            msg = (
+                f"state {self.state} of {self.experiment['name']} stopped at epoch {epoch}: training loss is {loss} "
+                f"(limit train.divergence_loss={tcfg['divergence_loss']}); no checkpoint was written. "
+                "Lower train.lr or set train.grad_clip, then rerun."
+            )
+            log.error(msg)
+            raise TrainingError(msg)
+
+    def _log_epoch(self, row: dict, eta: float) -> None:
+        scores = f"val {row['val_acc']:.2f} test {row['test_acc']:.2f}" if row["evaluated"] else "not evaluated"
+        log.info(
+            "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f%s %.0f img/s "
+            "(train %.1f s, eval %.1f s, checkpoints %.2f s) ETA %s",
+            self.state, row["epoch"], self.epochs, row["train_loss"], row["train_acc"], scores, row["lr"],
+            self.method.logged_text(row), row["images_per_second"], row["train_seconds"], row["eval_seconds"],
+            row["checkpoint_seconds"], fmt_eta(eta),
+        )  # fmt: skip
