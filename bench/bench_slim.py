@@ -8,7 +8,7 @@ forward + backward + optimizer (foreach SGD with momentum 0.9 and weight decay, 
 
 - ``masked``: the dense-shaped model under hard masks, as ``train/loop.py`` steps it today
   (gradients masked after backward, weights masked after the step);
-- ``slim``: the compact model of the alive groups (``prunebench.models.slim.slim_model``), no masks.
+- ``slim``: the compact model of the alive groups (``prunebench.export.slim.slim_model``), no masks.
 
 The masks are the workflow's own choice for a MACs budget (``choose_masks``: ``budget: macs``,
 ``ranking: layerwise``, L1 on the random initial weights, so every layer keeps about the same
@@ -48,10 +48,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from prunebench.export.cost import count_macs, input_shape  # noqa: E402
 
+from prunebench.export.slim import slim_model  # noqa: E402
 from prunebench.export.throughput import speedup_spread, speedup_text  # noqa: E402
 from prunebench.io import atomic_write_json  # noqa: E402
 from prunebench.models import build_model, model_spec  # noqa: E402
-from prunebench.models.slim import slim_model  # noqa: E402
 from prunebench.provenance import versions  # noqa: E402
 from prunebench.pruning.budget import choose_masks  # noqa: E402
 from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, kept_counts, param_masks  # noqa: E402

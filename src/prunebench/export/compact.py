@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunebench.errors import CheckpointError, ModelError
+from prunebench.errors import CheckpointError
+from prunebench.export.slim import kept_indices, slice_state_dict
 from prunebench.io import atomic_torch_save
 from prunebench.models import build_model
 from prunebench.pruning.groups import GroupSet, MaskedParams, Masks, groupsets_of, kept_counts, param_masks
@@ -32,44 +33,6 @@ def compact_spec(spec: dict, groupsets: list[GroupSet], masks: Masks) -> dict:
     return out
 
 
-def _slice_indices(groupsets: list[GroupSet], masks: Masks) -> dict[tuple[str, int], torch.Tensor]:
-    """{(state-dict key, dim): kept indices} for every tensor a layer's groups cut through."""
-    out = {}
-    for gs in groupsets:
-        for sl in gs.slices:
-            keep = gs.element_mask(masks[gs.name].cpu().bool(), sl)
-            out[(sl.param, sl.dim)] = keep.nonzero().flatten()
-    return out
-
-
-def _kept_index(key: str, dim: int, index: dict) -> torch.Tensor | None:
-    if (key, dim) in index:
-        return index[(key, dim)]
-    # A conv's bias and a BN's running statistics follow the module's weight along dim 0.
-    module = key.rpartition(".")[0]
-    if dim == 0 and key.rpartition(".")[2] in ("bias", "running_mean", "running_var"):
-        return index.get((f"{module}.weight", 0))
-    return None
-
-
-def slice_state_dict(
-    dense: dict[str, torch.Tensor], target: dict[str, torch.Tensor], index: dict
-) -> dict[str, torch.Tensor]:
-    """Cut every tensor of the dense state dict down to the compact model's shapes."""
-    out = {}
-    for key, want in target.items():
-        t = dense[key].detach().cpu()
-        for dim in range(t.dim()):
-            if t.shape[dim] == want.shape[dim]:
-                continue
-            idx = _kept_index(key, dim, index)
-            if idx is None or len(idx) != want.shape[dim]:
-                raise ModelError(f"cannot slim {key} from {tuple(t.shape)} to {tuple(want.shape)} along dim {dim}")
-            t = t.index_select(dim, idx)
-        out[key] = t.clone().contiguous()
-    return out
-
-
 def compact_model(model: nn.Module, spec: dict, masks: Masks) -> tuple[nn.Module, dict]:
     """The physically slim copy of ``model`` under ``masks`` (CPU, eval mode) and its compact spec."""
     groupsets = [gs for gs in groupsets_of(model) if gs.name in masks]
@@ -78,8 +41,8 @@ def compact_model(model: nn.Module, spec: dict, masks: Masks) -> tuple[nn.Module
         raise CheckpointError(f"masks {unknown[:3]} name no prunable layer of {spec['arch']}")
     cspec = compact_spec(spec, groupsets, masks)
     compact = build_model(cspec)
-    sliced = slice_state_dict(model.state_dict(), compact.state_dict(), _slice_indices(groupsets, masks))
-    compact.load_state_dict(sliced)
+    sliced = slice_state_dict(model.state_dict(), kept_indices(groupsets, masks), compact.state_dict())
+    compact.load_state_dict({key: t.cpu().clone().contiguous() for key, t in sliced.items()})
     return compact.eval(), cspec
 
 

@@ -1,4 +1,4 @@
-"""Slim training (prunebench.models.slim) against masked training, step for step, in fp32 on the CPU.
+"""Slim training (prunebench.export.slim) against masked training, step for step, in fp32 on the CPU.
 
 The masked side is a minimal copy of ``train/loop.py``'s step (forward, cross-entropy with label
 smoothing, ``zero_grad(set_to_none)``, backward, masks on the gradients, RSST's penalty, gradient
@@ -42,9 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunebench.models import build_model, model_spec
-from prunebench.models.cnn import CifarResNet
-from prunebench.models.slim import (
+from prunebench.export.slim import (
     expand_model,
     expand_optimizer_state,
     inexact_reasons,
@@ -53,6 +51,8 @@ from prunebench.models.slim import (
     slim_model,
     slim_optimizer_state,
 )
+from prunebench.models import build_model, model_spec
+from prunebench.models.cnn import CifarResNet
 from prunebench.pruning.groups import MaskedParams, groupsets_of, kept_counts, param_masks, random_masks
 from prunebench.pruning.penalty import RSSTPenalty
 
