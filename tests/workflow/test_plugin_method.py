@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from prunebench.pruning import registry
-from prunebench.train.metrics import read_rows
+from prunebench.results.metrics import read_rows
 from tests.conftest import REPO, TINY_CONFIG, snakemake_command
 from tests.workflow.test_rerun_triggers import TRAINING_RULES
 
