@@ -13,7 +13,7 @@ forward + backward + optimizer (foreach SGD with momentum 0.9 and weight decay, 
 The masks are the workflow's own choice for a MACs budget (``choose_masks``: ``budget: macs``,
 ``ranking: layerwise``, L1 on the random initial weights, so every layer keeps about the same
 fraction: heads and MLP neurons for the ViTs, the blocks' inner channels for ResNet-56), and the
-slim model's MACs are counted (``export/cost.py``), so the table gives the real MACs ratio beside
+slim model's MACs are counted (``models/cost.py``), so the table gives the real MACs ratio beside
 the time ratio. Density 1.0 is the control: nothing is masked and the two models are the same.
 
 Timing: ``torch.utils.benchmark.Timer.blocked_autorange`` per step (its block-size estimate runs one
@@ -46,7 +46,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its O
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from prunebench.export.cost import count_macs, input_shape  # noqa: E402
+from prunebench.models.cost import count_macs, input_shape  # noqa: E402
 
 from prunebench.export.slim import slim_model  # noqa: E402
 from prunebench.export.throughput import speedup_spread, speedup_text  # noqa: E402
