@@ -150,3 +150,78 @@ def test_the_checker_sees_circles_and_local_imports(tmp_path):
         "def f():\n    from prunebench.train import state\n    from prunebench.config import resolve_config\n"
     )
     assert imports_of("export.m", source, {"train", "train.state", "config"}) == {"train.state", "config"}
+
+
+# The tests mirror the code: tests/unit/<package path>/test_<module>[_<aspect>].py tests the module
+# <module> of that package (tests/unit/bench/ the scripts of bench/); tests/workflow/ runs the
+# Snakefile's rules through real Snakemake; tests/*.py check the whole project (lint, docs, this file).
+UNIT = REPO / "tests" / "unit"
+
+
+def _unit_test_files() -> list[Path]:
+    return sorted(p for p in UNIT.rglob("test_*.py"))
+
+
+def test_unit_tests_sit_at_their_modules_mirrored_path():
+    misplaced = []
+    for test in _unit_test_files():
+        folder = test.parent.relative_to(UNIT)
+        code = REPO / "bench" if folder.parts[:1] == ("bench",) else PACKAGE.joinpath(*folder.parts)
+        names = {code.name}  # the package's own interface (its __init__)
+        if code.is_dir():
+            names |= {p.stem for p in code.glob("*.py") if p.stem != "__init__"}
+            names |= {p.name for p in code.iterdir() if (p / "__init__.py").is_file()}
+        stem = test.stem.removeprefix("test_")
+        if not any(stem == n or stem.startswith(n + "_") for n in names):
+            misplaced.append(f"{test.relative_to(REPO)}: names no module of {code.relative_to(REPO)}")
+    assert not misplaced, "unit tests that do not mirror a module:\n" + "\n".join(misplaced)
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in a conftest or a helper module, not in another test file."""
+    found = []
+    for test in sorted((REPO / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(test.read_text(encoding="utf-8"))):
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            if module.startswith("tests.") and module.rsplit(".", 1)[-1].startswith("test_"):
+                found.append(f"{test.relative_to(REPO)} imports {module}")
+    assert not found, "\n".join(found)
+
+
+# train/ is a stack: rank helpers < runner < launch < job entry.
+# Bottom to top; a module imports train modules of its own level or below only.
+STACK = [
+    ("ranks", "loop", "writer", "checkpoint", "tracking"),  # which rank this is; a step; checkpoints; tracking
+    ("recovery",),  # one trainer per state, the sealed finished outputs
+    ("resume", "share"),  # a killed state's progress; a shared state 0's copies
+    ("runner",),  # one state on one device
+    ("finish",),  # its summary and outputs
+    ("launch",),  # in this process
+    ("distributed",),  # in train.gpus x train.nodes processes
+    ("job",),  # the one job entry (prunebench train-state, the workflow's training rules)
+    ("__init__",),
+]
+
+
+def level(module: str) -> int:
+    name = module.removeprefix("train").removeprefix(".") or "__init__"
+    return next(i for i, names in enumerate(STACK) if name in names)
+
+
+def test_every_train_module_sits_on_the_stack_and_imports_only_below():
+    edges = {m: targets for m, targets in graph().items() if m == "train" or m.startswith("train.")}
+    for module in edges:
+        level(module)  # raises StopIteration for a module missing from STACK
+    upward = [
+        f"prunebench.{a} imports prunebench.{b}"
+        for a, targets in edges.items()
+        for b in sorted(targets)
+        if b.startswith("train.") and level(b) > level(a)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_one_job_entry_for_the_command_and_the_workflow():
+    script = (REPO / "workflow" / "scripts" / "train_state.py").read_text(encoding="utf-8")
+    cli = (REPO / "src" / "prunebench" / "cli.py").read_text(encoding="utf-8")
+    assert "from prunebench.train.job import run_job" in script and "from prunebench.train.job import run_job" in cli

@@ -13,7 +13,7 @@ from prunebench.cli import main
 from prunebench.errors import DataError, ModelError
 from prunebench.prepare import prepare
 from tests.conftest import TINY_VIT, run_snakemake
-from tests.unit.data.test_datasets import write_cifar
+from tests.unit.data.cifar_files import write_cifar
 
 # A training job in a fresh process, with every network connection refused and CIFAR's checksums
 # pointed at the files the test wrote (as the fake_cifar fixture does in-process).

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import run_snakemake
-from tests.workflow.test_resume import EXP, crash_config, kill_mid_state
+from tests.workflow.crashes import EXP, crash_config, kill_mid_state
 
 
 @pytest.mark.slow

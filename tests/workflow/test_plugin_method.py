@@ -13,7 +13,7 @@ import pytest
 from prunebench.pruning import registry
 from prunebench.results.metrics import read_rows
 from tests.conftest import REPO, TINY_CONFIG, snakemake_command
-from tests.workflow.test_rerun_triggers import TRAINING_RULES
+from tests.workflow.plans import TRAINING_RULES
 
 PLUGIN = "tests.workflow.toy_method"
 EXP = "t-synthetic-tiny_vit-magnitude-s0"

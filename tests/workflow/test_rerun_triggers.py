@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_CONFIG, run_snakemake
-
-TRAINING_RULES = ("train_state0", "train_state", "share_state0")
+from tests.workflow.plans import TRAINING_RULES
 
 
 def two_groups() -> dict:

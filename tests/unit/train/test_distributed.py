@@ -21,34 +21,10 @@ import torch
 import yaml
 
 from prunebench.accel.devices import lease_gpus
-from prunebench.cli import main
 from prunebench.errors import TrainingError
 from prunebench.results.metrics import read_predictions
 from tests.conftest import REPO, resolved_experiment
-
-TOL = 1e-5
-
-
-def _config(tiny_config, gpus, **train):
-    tiny_config["share_state0"] = False
-    tiny_config["defaults"]["train"].update(gpus=gpus, batch_size=32, **train)
-    tiny_config["defaults"]["prune"].update(importance="taylor", taylor_batches=2)  # a ranking with gradients
-    tiny_config["defaults"]["data"]["train_limit"] = 128
-    return tiny_config
-
-
-def _train(config, tmp_path, name, states=(0, 1)):
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    exp = resolved_experiment(config)
-    for k in states:
-        args = ["train-state", str(cfg), exp["name"], str(k), "--results", str(tmp_path / name), "--threads", "1"]
-        assert main(args) == 0
-    return tmp_path / name / exp["name"]
-
-
-def _rows(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+from tests.unit.train.processes import TOL, config_for, metric_rows, train_chain
 
 
 @pytest.mark.slow
@@ -57,10 +33,10 @@ def test_two_processes_train_as_one_process_with_the_same_global_batch(tiny_conf
 
     # RSST: a Taylor ranking (gradients), the penalty on the DDP-averaged gradients, the mask at the end
     tiny_config["experiments"]["t"]["methods"] = ["rsst"]
-    one = _train(_config(copy.deepcopy(tiny_config), 1), tmp_path, "one")
-    two = _train(_config(copy.deepcopy(tiny_config), 2), tmp_path, "two")
+    one = train_chain(config_for(copy.deepcopy(tiny_config), 1), tmp_path, "one")
+    two = train_chain(config_for(copy.deepcopy(tiny_config), 2), tmp_path, "two")
     for k in (0, 1):
-        a, b = _rows(one / f"state{k}" / "metrics.jsonl"), _rows(two / f"state{k}" / "metrics.jsonl")
+        a, b = metric_rows(one / f"state{k}" / "metrics.jsonl"), metric_rows(two / f"state{k}" / "metrics.jsonl")
         assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
         for ra, rb in zip(a, b):
             for key in ("train_loss", "val_loss", "reg_lambda", "penalized_norm_ratio"):
@@ -104,7 +80,7 @@ def _processes_with(tag: str, rank: str | None = None) -> list[int]:
 
 def _twelve_epoch_two_process_state(tiny_config, tmp_path):
     """A 2-process state 0 of 12 epochs: its output and recovery folders, and the command that trains it."""
-    config = _config(tiny_config, 2, epochs=12)
+    config = config_for(tiny_config, 2, epochs=12)
     config["defaults"]["prune"]["states"] = 1
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
@@ -142,7 +118,7 @@ def test_a_killed_rank_stops_the_state_and_the_rerun_resumes(tiny_config, tmp_pa
     rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming state 0 after epoch {done} of 12" in rerun.stderr
-    rows = _rows(out / "metrics.jsonl")
+    rows = metric_rows(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == list(range(13))
 
 
@@ -178,7 +154,7 @@ def test_a_killed_job_takes_its_processes_with_it_and_the_rerun_resumes(tiny_con
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming state 0 after epoch {done} of 12" in rerun.stderr
-    assert [r["epoch"] for r in _rows(out / "metrics.jsonl")] == list(range(13))
+    assert [r["epoch"] for r in metric_rows(out / "metrics.jsonl")] == list(range(13))
 
 
 def test_a_process_whose_job_has_ended_stops_before_it_trains(tmp_path):

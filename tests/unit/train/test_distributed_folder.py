@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import write_image_folder
-from tests.unit.train.test_distributed import TOL, _rows, _train
+from tests.unit.train.processes import TOL, metric_rows, train_chain
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_two_processes_on_an_image_folder_train_as_one(tiny_config, tmp_path):
     for gpus in (1, 2):
         config = copy.deepcopy(tiny_config)
         config["defaults"]["train"]["gpus"] = gpus
-        runs[gpus] = _rows(_train(config, tmp_path, f"gpus{gpus}", states=(0,)) / "state0" / "metrics.jsonl")
+        runs[gpus] = metric_rows(train_chain(config, tmp_path, f"gpus{gpus}", states=(0,)) / "state0" / "metrics.jsonl")
     assert [r["epoch"] for r in runs[1]] == [r["epoch"] for r in runs[2]] == [0, 1, 2]
     for a, b in zip(runs[1], runs[2]):
         for key in ("train_loss", "val_loss"):

@@ -17,7 +17,7 @@ from prunebench.errors import CheckpointError, StateBusyError
 from prunebench.results.metrics import read_predictions, read_rows
 from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_job import paths
+from tests.unit.train.chains import paths
 
 OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
 TRAINED_AN_EPOCH = "state 1 epoch 1/"  # the log line of a trained epoch

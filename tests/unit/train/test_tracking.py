@@ -24,7 +24,7 @@ from prunebench.train.tracking import (
     wandb_run_id,
 )
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_job import paths
+from tests.unit.train.chains import paths
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -231,7 +231,7 @@ def test_resumed_state_tracks_each_epoch_once(tiny_config, tmp_path, monkeypatch
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tests.unit.train.test_job import interrupt_after_epoch
+    from tests.unit.train.chains import interrupt_after_epoch
 
     tiny_config["defaults"]["train"]["state0_epochs"] = 3
     exp = resolved_experiment(tiny_config)

@@ -14,7 +14,7 @@ from prunebench.train.checkpoint import load_trained, save_checkpoint
 from prunebench.train.job import train_state
 from prunebench.train.recovery import file_digests
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_job import paths
+from tests.unit.train.chains import paths
 
 
 def test_training_hash_ignores_names_and_timing_but_not_settings(tiny_config):

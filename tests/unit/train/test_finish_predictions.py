@@ -8,7 +8,7 @@ import pytest
 
 from prunebench.results.metrics import read_predictions
 from prunebench.train.job import train_state
-from tests.unit.train.test_job import paths, run_chain
+from tests.unit.train.chains import paths, run_chain
 
 
 def accuracy(predicted, targets) -> float:

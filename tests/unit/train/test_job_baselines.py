@@ -8,7 +8,7 @@ from prunebench.pruning.refill import OneShot, RandomPruning, Refill
 from prunebench.pruning.registry import plan_state
 from prunebench.results.checkpoint import load_checkpoint
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_job import run_chain
+from tests.unit.train.chains import run_chain
 
 PRUNE = {"states": 3, "target_sparsity": 0.5, "schedule": "geometric", "ranking": "global", "importance": "l1"}
 

@@ -9,7 +9,7 @@ from prunebench.results.checkpoint import load_checkpoint
 from prunebench.results.metrics import read_rows
 from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
-from tests.unit.train.test_job import interrupt_after_epoch, paths, pruned_weights_are_zero
+from tests.unit.train.chains import interrupt_after_epoch, paths, pruned_weights_are_zero
 
 
 def _experiment(tiny_config):
