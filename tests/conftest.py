@@ -92,10 +92,12 @@ def snakemake_command(workdir: Path, config: dict | None, *args: str) -> list[st
 SNAKEMAKE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def run_snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True, timeout: int = 900):
+def run_snakemake(
+    workdir: Path, config: dict | None, *args: str, check: bool = True, timeout: int = 900, env: dict | None = None
+):
     """Run the real workflow in ``workdir`` with ``config`` written to workdir/config.yaml."""
     cmd = snakemake_command(workdir, config, *args)
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=SNAKEMAKE_ENV)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env or SNAKEMAKE_ENV)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

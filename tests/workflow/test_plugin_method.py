@@ -5,14 +5,13 @@ import copy
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
 from prunebench.pruning import registry
 from prunebench.results.metrics import read_rows
-from tests.conftest import REPO, TINY_CONFIG, snakemake_command
+from tests.conftest import REPO, TINY_CONFIG, run_snakemake
 from tests.workflow.plans import TRAINING_RULES
 
 PLUGIN = "tests.workflow.toy_method"
@@ -31,19 +30,10 @@ def config(grad_scale: float = 0.5) -> dict:
     return c
 
 
-def snakemake(workdir, cfg, *args) -> str:
-    proc = subprocess.run(
-        snakemake_command(workdir, cfg, *args), cwd=workdir, capture_output=True, text=True, timeout=900, env=ENV
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("plugin")
-    snakemake(workdir, config())
+    run_snakemake(workdir, config(), env=ENV)
     return workdir
 
 
@@ -97,7 +87,8 @@ def test_its_settings_retrain_its_own_experiment_only(finished, magnitude):
     before, after = hashes(config(0.5)), hashes(config(0.25))
     assert {n for n in before if before[n] != after[n]} == {EXP}
     # the real workflow agrees: only the method's own states train again
-    out = snakemake(finished, config(0.25), "-n")
+    proc = run_snakemake(finished, config(0.25), "-n", env=ENV)
+    out = proc.stdout + proc.stderr
     jobs = re.findall(r"^rule (\w+):\n(?:    (?!wildcards).*\n)*    wildcards: (.*)$", out, re.M)
     assert sorted((rule, wc) for rule, wc in jobs if rule in TRAINING_RULES) == [
         ("share_state0", f"experiment={EXP}"),

@@ -115,6 +115,11 @@ class ReportSection:
     rows: Callable[[Any, Any], Any]
 
 
+def in_run_order(rows: Any) -> Any:
+    """A section's rows (a pandas frame) by method, seed and state, as every report table lists them."""
+    return rows.sort_values(["method", "seed", "state"]).reset_index(drop=True)
+
+
 class StateRun(Protocol):
     """What the state runner offers a method's hooks."""
 

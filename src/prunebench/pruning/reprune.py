@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from prunebench.errors import ConfigError
-from prunebench.pruning.hooks import Column, PruningMethod, ReportSection, StateRun
+from prunebench.pruning.hooks import Column, PruningMethod, ReportSection, StateRun, in_run_order
 from prunebench.pruning.plan import StatePlan, alive_fraction, keep_plan
 from prunebench.pruning.schedule import chain_epochs
 
@@ -91,7 +91,7 @@ def pruning_events(states, epochs):
     part["last_event"] = [max(e) for e in part["event_epochs"]]
     # an event is at the START of its epoch, so that epoch trains the pruned model
     part["best_after_event"] = part["best_epoch"] >= part["last_event"]
-    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)
+    return in_run_order(part)
 
 
 EVENTS = ReportSection(

@@ -15,7 +15,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from prunebench.pruning.hooks import Column, ReportSection, StateRun
+from prunebench.pruning.hooks import Column, ReportSection, StateRun, in_run_order
 from prunebench.pruning.plan import StatePlan
 from prunebench.pruning.refill import Refill
 
@@ -80,7 +80,7 @@ def mask_damage(states, epochs):
         return None
     part = states[states["rsst_masked_test_acc"].notna()].copy()
     part["damage"] = part["rsst_unmasked_test_acc"] - part["rsst_masked_test_acc"]
-    return part.sort_values(["method", "seed", "state"]).reset_index(drop=True)
+    return in_run_order(part)
 
 
 DAMAGE = ReportSection(
