@@ -20,6 +20,8 @@ Snakemake process, the training loop, tracking and the reports; none of them nam
 - :attr:`~PruningMethod.gradient_metrics`: what its gradient hook logs on every metrics row
   (:class:`Metric`: the row's field, its value where no hook ran, its name in logs, TensorBoard / W&B
   and the report's training curves);
+- :attr:`~PruningMethod.trains_slim`: whether its pruned states may train the slim model of their
+  alive groups (``train.slim``), and :attr:`~PruningMethod.masked_reason` why not;
 - :attr:`~PruningMethod.summary_columns` and :attr:`~PruningMethod.report_sections`: its own
   ``summary.json`` fields as columns of the reports' per-state table, and its own sections of the
   comparison report (:class:`ReportSection`).
@@ -162,6 +164,11 @@ class PruningMethod:
     summary_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: its sections of the comparison report
     report_sections: ClassVar[tuple[ReportSection, ...]] = ()
+    #: whether a pruned state may train the slim model of its alive groups (``train.slim: auto``): its
+    #: training masks equal its final ones and no hook changes them during the state (no ``set_plan``)
+    trains_slim: ClassVar[bool] = True
+    #: why its states train masked where :attr:`trains_slim` is False (summary.json's ``run.training_reason``)
+    masked_reason: ClassVar[str] = ""
 
     @classmethod
     def finetune_epochs(cls, experiment: dict, state: int) -> int:
