@@ -219,7 +219,10 @@ class StateRunner:
             )
         self._synced_step = 0
         log.info(
-            "state %d trains %s%s", self.state, self.training, f" ({self.training_reason})" if self.training_reason else ""
+            "state %d trains %s%s",
+            self.state,
+            self.training,
+            f" ({self.training_reason})" if self.training_reason else "",
         )
 
     @property
@@ -256,7 +259,9 @@ class StateRunner:
         self.slim = self.slimming = None
         self.optimizer = make_optimizer(self.model, self.tcfg)
         self.optimizer.load_state_dict(state)
-        self.net = prepare_model(self.model, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode)
+        self.net = prepare_model(
+            self.model, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode
+        )
         self.train_net = ranks.wrap(self.net, self.dev)
         self.training, self.training_reason = "masked", f"slim until step {self.prog.step}, then masked: {why}"
         log.info("state %d trains masked from now on (%s)", self.state, why)

@@ -81,7 +81,10 @@ def test_a_slim_refill_chain_trains_as_the_masked_chain(tiny_config, tmp_path, m
         abs(a - b) / abs(b) for a, b in zip(slim_losses, masked_losses)
     )  # every step's loss
     for k in (1, 2):
-        a, b = read_rows(tmp_path / f"slim/state{k}/metrics.jsonl"), read_rows(tmp_path / f"masked/state{k}/metrics.jsonl")
+        a, b = (
+            read_rows(tmp_path / f"slim/state{k}/metrics.jsonl"),
+            read_rows(tmp_path / f"masked/state{k}/metrics.jsonl"),
+        )
         assert _close([r["train_loss"] for r in a[1:]], [r["train_loss"] for r in b[1:]])
         for key in ("val_acc", "test_acc", "train_acc"):
             assert all(abs((x.get(key) or 0) - (y.get(key) or 0)) <= 0.1 for x, y in zip(a, b)), key
@@ -91,7 +94,10 @@ def test_a_slim_refill_chain_trains_as_the_masked_chain(tiny_config, tmp_path, m
         for key in ("density", "params_alive", "kept", "best_epoch"):
             assert slim[k][key] == masked[k][key], key
         # the checkpoints: dense-shaped, the same masks, pruned weights zero, the same weights up to rounding
-        ca, cb = load_checkpoint(tmp_path / f"slim/state{k}/last.pt"), load_checkpoint(tmp_path / f"masked/state{k}/last.pt")
+        ca, cb = (
+            load_checkpoint(tmp_path / f"slim/state{k}/last.pt"),
+            load_checkpoint(tmp_path / f"masked/state{k}/last.pt"),
+        )
         assert ca["masks"].keys() == cb["masks"].keys()
         assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
         assert {n: t.shape for n, t in ca["state_dict"].items()} == {n: t.shape for n, t in cb["state_dict"].items()}
