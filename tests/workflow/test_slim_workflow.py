@@ -41,4 +41,8 @@ def test_a_slim_chain_reports_the_masked_chain_accuracies(tmp_path, tiny_config)
     assert reports["auto"].keys() == reports["off"].keys() and len(reports["auto"]) >= 2, reports
     for state, numbers in reports["auto"].items():
         other = reports["off"][state]
-        assert len(numbers) == len(other) and all(abs(a - b) <= 0.1 for a, b in zip(numbers, other)), (state, numbers, other)
+        assert len(numbers) == len(other) and all(abs(a - b) <= 0.1 for a, b in zip(numbers, other)), (
+            state,
+            numbers,
+            other,
+        )
