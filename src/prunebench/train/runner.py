@@ -48,6 +48,7 @@ from prunebench.export.slim import (
 from prunebench.models import build_model, model_spec
 from prunebench.provenance import now_iso, reset_peak_memory
 from prunebench.pruning.groups import MaskedParams, alive_params, full_masks, groupsets_of, param_masks
+from prunebench.pruning.hooks import slim_refusal
 from prunebench.pruning.plan import StatePlan, alive_fraction
 from prunebench.pruning.registry import method_for
 from prunebench.results.layout import StatePaths
@@ -196,8 +197,9 @@ class StateRunner:
         """Why this state trains masked (None: the slim model may train, if it is exact)."""
         if self.tcfg.get("slim", "auto") == "off":
             return "train.slim is off"
-        if not self.method.trains_slim:
-            return self.method.masked_reason or f"{self.method.name} trains masked"
+        refusal = slim_refusal(type(self.method))
+        if refusal:
+            return refusal
         if self.eval_masked:
             return "its training masks differ from its final masks"
         slimming = plan_slimming(self.model, self.plan.train_masks)

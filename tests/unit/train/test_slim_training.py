@@ -175,6 +175,7 @@ def test_a_plan_changed_during_a_slim_state_goes_on_masked_exactly(tiny_config, 
     exp = _experiment(tiny_config, states=2)
     off = {**exp, "train": {**exp["train"], "slim": "off"}}
     monkeypatch.setattr(Refill, "epoch_start", prune_more)
+    monkeypatch.setattr(Refill, "trains_slim", True)  # declared: its hooks use no parameter of run.model
     slim, slim_losses = _chain(exp, tmp_path / "slim", monkeypatch, [0, 1])
     masked, masked_losses = _chain(off, tmp_path / "masked", monkeypatch, [0, 1])
     assert slim[1]["run"]["training"] == "masked"
@@ -201,3 +202,24 @@ def test_a_slim_cnn_state_trains_as_the_masked_one(tiny_config, tmp_path, monkey
     for n, t in ca["state_dict"].items():
         assert t.shape == cb["state_dict"][n].shape
         assert torch.allclose(t.float(), cb["state_dict"][n].float(), rtol=1e-3, atol=1e-4), n
+
+
+def test_a_method_with_its_own_training_hooks_trains_masked_unless_it_declares_slim(tiny_config, tmp_path):
+    """A plugin's gradient hook may bind run.model's parameters (the dense model's, not trained when
+    slim): a method overriding a training hook trains masked unless it declares trains_slim."""
+    from prunebench.pruning.hooks import slim_refusal
+    from prunebench.pruning.refill import Refill
+
+    class Magnitude(Refill):  # as tests/workflow/toy_method.py: a gradient hook over run.model's parameters
+        name = "magnitude"
+
+        def start(self, run, epochs_done):
+            self.params = list(run.model.parameters())
+
+        def gradient_hook(self):
+            return None
+
+    assert slim_refusal(Refill) is None and slim_refusal(method_class("random")) is None
+    assert slim_refusal(method_class("oneshot")) is None
+    assert "start, gradient_hook" in slim_refusal(Magnitude)
+    assert slim_refusal(method_class("rsst")) == method_class("rsst").masked_reason
