@@ -46,12 +46,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its O
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from prunebench.models.cost import count_macs, input_shape  # noqa: E402
 
 from prunebench.export.slim import slim_model  # noqa: E402
 from prunebench.export.throughput import speedup_spread, speedup_text  # noqa: E402
 from prunebench.io import atomic_write_json  # noqa: E402
 from prunebench.models import build_model, model_spec  # noqa: E402
+from prunebench.models.cost import count_macs, input_shape  # noqa: E402
 from prunebench.provenance import versions  # noqa: E402
 from prunebench.pruning.budget import choose_masks  # noqa: E402
 from prunebench.pruning.groups import MaskedParams, full_masks, groupsets_of, kept_counts, param_masks  # noqa: E402

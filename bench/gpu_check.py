@@ -1,4 +1,4 @@
-"""One command that measures, on a GPU in under 5 minutes, what issue 13 sets goals for.
+"""One command that measures, on a GPU in under 6 minutes, what issue 13 sets goals for (and slim training, issue 23).
 
     PYTHONPATH=src python bench/gpu_check.py --out bench/results/gpu_check     # on the GPU machine
     PYTHONPATH=src python bench/gpu_check.py --smoke --out /tmp/gpu_check      # the same code paths, tiny, on a CPU
@@ -12,7 +12,9 @@ hang cannot take the others down):
   setup), batch 128, prunebench's ``train_one_epoch``: dense, Refill (hard masks on ~50 % of every
   layer's groups) and RSST (hard masks + penalty on a further ~15 %), eager and ``torch.compile``d
   (plus ``mode="reduce-overhead"``, CUDA graphs, for ViT-S/4@32); the masking/penalty work timed
-  alone and the RSST step against the dense one, as a share of a dense step;
+  alone and the RSST step against the dense one, as a share of a dense step; and slim training
+  (``train.slim``: the slim model of Refill's alive groups, ``export.slim.slim_model``, with its own
+  optimizer and no masks) against Refill's masked step: ``slim_speedup`` = slim img/s / masked img/s;
 - ``overheads``: one evaluation pass over a CIFAR-sized val + test (5k + 10k images,
   ``loop.evaluate``, eager and compiled) and one checkpoint write (model + optimizer, written and
   fsynced as resume.pt is) against one epoch of CIFAR training (45k images at the measured rate);
@@ -39,8 +41,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("train", "overheads", "compact")
-# seconds per section in the full run (the whole run: under 5 minutes); the smoke run takes seconds
-LIMITS = {"train": 150, "overheads": 50, "compact": 75}
+# seconds per section in the full run (the whole run: under 6 minutes); the smoke run takes seconds
+LIMITS = {"train": 220, "overheads": 50, "compact": 75}
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR_TRAIN = 45_000
 
@@ -189,6 +191,12 @@ class Trainer:
         penalized = {k: prev[k] & ~more[k] for k in prev}
         # lambda grows over 1000 steps: non-zero (the penalty's work is done) from the first step
         self.penalty = RSSTPenalty.for_groups(self.model, groupsets, penalized, schema_defaults("rsst"), 1000)
+        # slim training of Refill's masks: the narrowed model, its own optimizer, no masks (train.slim)
+        from prunebench.export.slim import slim_model
+
+        self.slim, _ = slim_model(self.model, prev)
+        self.slim_optimizer = make_optimizer(self.slim, self.cfg)
+        self.slim_net = self.slim
         self.net = self.model
         self.graphed = False  # self.net replays CUDA graphs (torch.compile's reduce-overhead)
 
@@ -197,8 +205,9 @@ class Trainer:
 
         hard = self.hard if variant in ("refill", "rsst") else None
         penalty = self.penalty if variant == "rsst" else None
+        net, optimizer = (self.slim_net, self.slim_optimizer) if variant == "slim" else (self.net, self.optimizer)
         stats = train_one_epoch(
-            self.net, self.data, self.optimizer, self.cfg, step0=self.step, total_steps=10**6, warmup_steps=0,
+            net, self.data, optimizer, self.cfg, step0=self.step, total_steps=10**6, warmup_steps=0,
             generator=self.generator, hard=hard, gradient_hook=penalty, graphed=self.graphed,
         )  # fmt: skip
         self.step += stats["steps"]
@@ -219,7 +228,7 @@ class Trainer:
 def section_train(ctx: Ctx) -> None:
     steps = 1 if ctx.smoke else {"ViT-S/4@32": 25, "ViT-S/16@224": 12}
     rounds = 1 if ctx.smoke else 3
-    variants = ("dense", "refill", "rsst")
+    variants = ("dense", "refill", "rsst", "slim")
     # eager of both models first: the compiled runs (a compile each) are the ones a time limit may cut;
     # "graphs" (torch.compile's reduce-overhead: CUDA graphs) last, for the launch-bound 32 px model
     plan = [(m, n) for m in ("eager", "compiled") for n in MODELS] + [("graphs", "ViT-S/4@32")]
@@ -239,15 +248,22 @@ def train_item(ctx: Ctx, mode: str, name: str, n: int, rounds: int, variants: tu
     t = Trainer(ctx, name, n)
     if mode != "eager":
         start = time.perf_counter()
-        t.net = ctx.compile(t.model, **({"mode": "reduce-overhead"} if mode == "graphs" else {}))
+        kw = {"mode": "reduce-overhead"} if mode == "graphs" else {}
+        t.net = ctx.compile(t.model, **kw)
         t.graphed = mode == "graphs"
         t.epoch("dense")  # compilation
         ctx.save(f"{name}|{mode}|compile_seconds", time.perf_counter() - start)
-    for v in variants[: 1 if ctx.smoke else 3]:  # warm-up (the variants share one compiled graph)
+        if "slim" in variants:
+            start = time.perf_counter()
+            t.slim_net = ctx.compile(t.slim, **kw)
+            t.epoch("slim")  # the slim model's own compilation
+            ctx.save(f"{name}|{mode}|slim_compile_seconds", time.perf_counter() - start)
+    for v in variants:  # warm-up (dense, refill and rsst share one compiled graph; slim has its own)
         t.epoch(v)
     ips: dict[str, list[float]] = {v: [] for v in variants}
+    n_var = len(variants)
     for r in range(rounds):
-        for v in variants[r % 3 :] + variants[: r % 3]:
+        for v in variants[r % n_var :] + variants[: r % n_var]:
             images, seconds = t.epoch(v)
             ips[v].append(images / seconds)
         if r + 1 < rounds:
@@ -259,6 +275,8 @@ def train_item(ctx: Ctx, mode: str, name: str, n: int, rounds: int, variants: tu
     ctx.save(f"{name}|{mode}|rsst_ops_percent", 100.0 * ops / dense_step)
     per_round = [d / r for d, r in zip(ips["dense"], ips["rsst"])]
     ctx.save(f"{name}|{mode}|rsst_step_percent", 100.0 * (statistics.median(per_round) - 1.0))
+    if "slim" in variants:  # slim vs masked training of the same masks (Refill's ~50 %), round by round
+        ctx.save(f"{name}|{mode}|slim_speedup", statistics.median(s / m for s, m in zip(ips["slim"], ips["refill"])))
 
 
 # --- overheads ------------------------------------------------------------------------------------
@@ -498,7 +516,7 @@ def report(env: dict, sections: dict) -> str:
         for mode in ("eager", "compiled", "graphs"):
             if mode == "graphs" and not any(k.startswith(f"{name}|graphs|") for k in tr):
                 continue
-            for v in ("dense", "refill", "rsst"):
+            for v in ("dense", "refill", "rsst", "slim"):
                 r = tr.get(f"{name}|{mode}|{v}")
                 ips = r["img_s"] if r else None
                 lines.append(
@@ -507,6 +525,11 @@ def report(env: dict, sections: dict) -> str:
                 )
             if tr.get(f"{name}|{mode}|error"):
                 lines.append(f"| train {name}, {mode} | failed: {tr[f'{name}|{mode}|error'][:150]} | - | - |")
+            sp = tr.get(f"{name}|{mode}|slim_speedup")
+            if sp is not None:
+                lines.append(
+                    f"| slim training vs masked (Refill, ~50 % of groups), {name}, {mode} | {_fmt(sp, 2)}x | - | - |"
+                )
             c = tr.get(f"{name}|{mode}|compile_seconds")
             if c is not None:
                 lines.append(f"| compile seconds, {name} training | {_fmt(c, 1)} | - | - |")

@@ -20,6 +20,8 @@ Snakemake process, the training loop, tracking and the reports; none of them nam
 - :attr:`~PruningMethod.gradient_metrics`: what its gradient hook logs on every metrics row
   (:class:`Metric`: the row's field, its value where no hook ran, its name in logs, TensorBoard / W&B
   and the report's training curves);
+- :attr:`~PruningMethod.trains_slim`: whether its pruned states may train the slim model of their
+  alive groups (``train.slim``), and :attr:`~PruningMethod.masked_reason` why not;
 - :attr:`~PruningMethod.summary_columns` and :attr:`~PruningMethod.report_sections`: its own
   ``summary.json`` fields as columns of the reports' per-state table, and its own sections of the
   comparison report (:class:`ReportSection`).
@@ -120,6 +122,22 @@ def in_run_order(rows: Any) -> Any:
     return rows.sort_values(["method", "seed", "state"]).reset_index(drop=True)
 
 
+#: the hooks that run while a state trains; a method overriding one trains masked unless it declares
+#: :attr:`PruningMethod.trains_slim`
+TRAINING_HOOKS = ("start", "epoch_start", "gradient_hook", "epoch_end")
+
+
+def slim_refusal(cls: type[PruningMethod]) -> str | None:
+    """Why ``cls``'s pruned states train masked whatever their masks (None: they may train slim)."""
+    if cls.trains_slim is False:
+        return cls.masked_reason or f"{cls.name} trains masked"
+    if cls.trains_slim is None:
+        hooks = [h for h in TRAINING_HOOKS if getattr(cls, h) is not getattr(PruningMethod, h)]
+        if hooks:
+            return f"{cls.name} has its own {', '.join(hooks)} hook(s) and does not declare trains_slim"
+    return None
+
+
 class StateRun(Protocol):
     """What the state runner offers a method's hooks."""
 
@@ -167,6 +185,14 @@ class PruningMethod:
     summary_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: its sections of the comparison report
     report_sections: ClassVar[tuple[ReportSection, ...]] = ()
+    #: whether a pruned state may train the slim model of its alive groups (``train.slim: auto``): its
+    #: training masks equal its final ones, no hook changes them during the state (no ``set_plan``)
+    #: and none steps or binds ``run.model``'s parameters (the slim model's are the ones trained;
+    #: ``run.model`` is the dense model, brought up to date before every hook). None: slim unless the
+    #: class overrides one of :data:`TRAINING_HOOKS` (a plugin's hook may bind the parameters)
+    trains_slim: ClassVar[bool | None] = None
+    #: why its states train masked where :attr:`trains_slim` is False (summary.json's ``run.training_reason``)
+    masked_reason: ClassVar[str] = ""
 
     @classmethod
     def finetune_epochs(cls, experiment: dict, state: int) -> int:

@@ -114,6 +114,8 @@ class REPrune(PruningMethod):
     that the chain's schedule marks prunes the model before that epoch trains."""
 
     name = "reprune"
+    trains_slim = False
+    masked_reason = "reprune: its pruning events change the masks during a state (re-slimming is not implemented yet)"
     settings = SETTINGS
     settings_after = "measure"
     trains_own_state0 = True  # it prunes from its first epoch: its state 0 is its own

@@ -108,6 +108,8 @@ class RSST(Refill):
     """RSST's hooks: the penalty after backward, the hard mask at the end of the mask epoch."""
 
     name = "rsst"
+    trains_slim = False
+    masked_reason = "rsst: the penalised groups train until the hard mask (slim RSST is not implemented yet)"
     settings = SETTINGS
     settings_after = "prune"
     # the ``rsst`` summary field (CONTRACTS): accuracy of the unmasked and masked model at the hard mask

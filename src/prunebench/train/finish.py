@@ -112,6 +112,8 @@ def _run_settings(run: StateRunner) -> dict:
         "eval_padded": run.eval_padded,
         "background_checkpoints": tcfg.get("background_checkpoints", True),
         "resumed_after_epoch": run.resumed_after,  # this process continued a killed one; null: it ran from the start
+        "training": run.training,  # slim: the slim model of the alive groups trained; masked: the dense one
+        "training_reason": run.training_reason,  # why masked (null when slim)
     }
 
 

@@ -96,13 +96,14 @@ def save_resume(paths: StatePaths, runner, progress: Progress) -> None:
     if not ranks.is_main():
         return
     plan = runner.plan
+    runner.sync_dense()  # a slim run's model and optimizer state are kept dense-shaped, as a masked run's
     runner.writer.save(paths.resume, {
         "version": RESUME_VERSION,
         "config": runner.experiment,
         "state": runner.state,
         "previous": previous_stamp(paths),
         "model": {k: v.detach().cpu() for k, v in runner.model.state_dict().items()},
-        "optimizer": runner.optimizer.state_dict(),
+        "optimizer": runner.dense_optimizer_state(),
         "generator": runner.generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "plan": {"density": plan.density, "train": plan.train_masks, "final": plan.final_masks, "penalized": plan.penalized},

@@ -5,6 +5,15 @@ device, the plan, the schedule, the progress of a killed run of it), then trains
 experiment's method does during the state (its plan, a penalty after backward, events at epoch starts,
 a mask at an epoch's end) sits behind its hooks (``pruning/hooks.py``); this module names no method.
 Its summary and outputs are written by :mod:`prunebench.train.finish`.
+
+**Slim training** (``train.slim: auto``, issue 23): where it computes what masked training computes
+(:meth:`StateRunner._choose_training`), a pruned state trains the slim model of the groups alive at its
+start (:func:`prunebench.export.slim.slim_model`), and its optimizer holds the slim parameters.
+``self.model`` stays the dense-shaped model that checkpoints, ``resume.pt``, the summary and the
+method's hooks see: :meth:`StateRunner.sync_dense` writes the slim model back into it (pruned weights
+zero, BN statistics replayed) before any of them reads it. A method whose masks change during a state
+declares ``trains_slim = False`` (RSST, REPrune) and trains masked; a plan changed anyway (a plugin's
+``set_plan``) turns the state to masked training from there on, exactly.
 """
 
 from __future__ import annotations
@@ -27,9 +36,19 @@ from prunebench.accel.settings import (
 from prunebench.config import finetune_epochs, state_epochs
 from prunebench.data import make_data, open_dataset
 from prunebench.errors import CheckpointError, TrainingError
+from prunebench.export.slim import (
+    expand_model,
+    expand_optimizer_state,
+    inexact_reasons,
+    optimizer_param_names,
+    plan_slimming,
+    slim_model,
+    slim_optimizer_state,
+)
 from prunebench.models import build_model, model_spec
 from prunebench.provenance import now_iso, reset_peak_memory
 from prunebench.pruning.groups import MaskedParams, alive_params, full_masks, groupsets_of, param_masks
+from prunebench.pruning.hooks import slim_refusal
 from prunebench.pruning.plan import StatePlan, alive_fraction
 from prunebench.pruning.registry import method_for
 from prunebench.results.layout import StatePaths
@@ -167,10 +186,87 @@ class StateRunner:
                 init = load_trained(paths.init, experiment, 0)
                 load_weights(self.model, init["state_dict"], paths.init)
         self.plan = plan
+        self.slim = self.slimming = None
         self.bind_masks()
         self.agree()
+        self._choose_training()
         self.train_net = ranks.wrap(self.net, self.dev)  # the training passes' module (DDP with several ranks)
         return resume
+
+    def _masked_reason(self) -> str | None:
+        """Why this state trains masked (None: the slim model may train, if it is exact)."""
+        if self.tcfg.get("slim", "off") == "off":
+            return "train.slim is off"
+        refusal = slim_refusal(type(self.method))
+        if refusal:
+            return refusal
+        if self.eval_masked:
+            return "its training masks differ from its final masks"
+        slimming = plan_slimming(self.model, self.plan.train_masks)
+        if not slimming.narrows:
+            return "nothing is pruned"
+        inexact = inexact_reasons(self.model, slimming)
+        return "; ".join(inexact) if inexact else None
+
+    def _choose_training(self) -> None:
+        """Slim or masked training (``train.slim``). Slim: the slim model of the plan's training masks,
+        prepared (device, memory format, torch.compile) as the dense one was; it draws no random number,
+        so the global RNG, the batch order and the learning-rate schedule go on as masked training's."""
+        self.training_reason = self._masked_reason()
+        self.training = "masked" if self.training_reason else "slim"
+        if self.training == "slim":
+            self.slim, self.slimming = slim_model(self.model, self.plan.train_masks)
+            self.net = prepare_model(
+                self.slim, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode
+            )
+        self._synced_step = 0
+        log.info(
+            "state %d trains %s%s",
+            self.state,
+            self.training,
+            f" ({self.training_reason})" if self.training_reason else "",
+        )
+
+    @property
+    def trained_model(self):
+        """The module whose parameters the optimizer steps: the slim model, or the dense one."""
+        return self.slim if self.slim is not None else self.model
+
+    def sync_dense(self) -> None:
+        """Bring the dense-shaped ``self.model`` up to the slim model's training (nothing when masked)."""
+        if self.slim is None or self._synced_step == self.prog_step:
+            return
+        expand_model(self.model, self.slim, self.slimming)
+        self._synced_step = self.prog_step
+
+    @property
+    def prog_step(self) -> int:
+        prog = getattr(self, "prog", None)
+        return -1 if prog is None else prog.step
+
+    def dense_optimizer_state(self) -> dict:
+        """The optimizer's state in the dense model's shapes (as masked training's optimizer holds it)."""
+        state = self.optimizer.state_dict()
+        if self.slim is None:
+            return state
+        return expand_optimizer_state(state, optimizer_param_names(self.optimizer, self.slim), self.slimming)
+
+    def _to_masked(self, why: str) -> None:
+        """Go on training the dense model under hard masks: the slim model and its optimizer state
+        written back into the dense shape (what masked training would hold)."""
+        names = optimizer_param_names(self.optimizer, self.slim)
+        self._synced_step = None
+        self.sync_dense()
+        state = expand_optimizer_state(self.optimizer.state_dict(), names, self.slimming)
+        self.slim = self.slimming = None
+        self.optimizer = make_optimizer(self.model, self.tcfg)
+        self.optimizer.load_state_dict(state)
+        self.net = prepare_model(
+            self.model, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode
+        )
+        self.train_net = ranks.wrap(self.net, self.dev)
+        self.training, self.training_reason = "masked", f"slim until step {self.prog.step}, then masked: {why}"
+        log.info("state %d trains masked from now on (%s)", self.state, why)
 
     def _schedule(self) -> None:
         """The state's epochs, learning-rate schedule, optimizer and batch order."""
@@ -179,7 +275,7 @@ class StateRunner:
         self.steps_per_epoch = self.data.steps_per_epoch(tcfg["batch_size"])
         self.warmup_steps = int(round(tcfg["warmup_epochs"] * self.steps_per_epoch))
         self.lr_offset, self.lr_total = self.method.lr_window(self.steps_per_epoch, self.epochs * self.steps_per_epoch)
-        self.optimizer = make_optimizer(self.model, tcfg)
+        self.optimizer = make_optimizer(self.trained_model, tcfg)
         self.generator = torch.Generator(device=self.dev).manual_seed(self.seed)
         self.ids = experiment_ids(experiment, state)
 
@@ -193,7 +289,10 @@ class StateRunner:
         self.predictions: dict = {"targets": None, "final": None, "best": None}
         if resume is not None:
             self.predictions.update(resume.get("predictions") or {})  # none in a resume.pt of an older version
-            self.optimizer.load_state_dict(resume["optimizer"])
+            state = resume["optimizer"]  # dense-shaped, also when the killed run trained slim
+            if self.slim is not None:
+                state = slim_optimizer_state(state, optimizer_param_names(self.optimizer, self.slim), self.slimming)
+            self.optimizer.load_state_dict(state)
             self.generator.set_state(resume["generator"].to(self.generator.get_state().device))
             torch.set_rng_state(resume["torch_rng"])
             self.prog = Progress(**resume["progress"])
@@ -259,8 +358,13 @@ class StateRunner:
         return [(b.x, b.y) for b in itertools.islice(batches, n)]
 
     def bind_masks(self) -> None:
-        """Hard-mask the model by the plan's training masks; evaluations and checkpoints use its final ones."""
+        """Hard-mask the model by the plan's training masks; evaluations and checkpoints use its final ones.
+        New training masks while the slim model trains turn the state to masked training first."""
         plan = self.plan
+        if self.slim is not None and any(
+            not torch.equal(plan.train_masks[k].cpu().bool(), self.slimming.masks[k]) for k in self.slimming.masks
+        ):
+            self._to_masked("the method changed its masks during the state")
         self.hard = MaskedParams(self.model, param_masks(self.model, self.groupsets, plan.train_masks))
         final_pm = param_masks(self.model, self.groupsets, plan.final_masks)
         self.final = MaskedParams(self.model, final_pm)
@@ -323,7 +427,8 @@ class StateRunner:
         return row
 
     def checkpoint(self, epoch: int, metrics: dict) -> dict:
-        """A checkpoint of the model now (its tensors copied to the CPU: training may go on)."""
+        """A checkpoint of the model now (its tensors copied to the CPU: training may go on), dense-shaped."""
+        self.sync_dense()
         return make_checkpoint(
             experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
             state=self.state, epoch=epoch, metrics=dict(metrics),
@@ -342,6 +447,7 @@ class StateRunner:
         before = self.writer.blocked_seconds
         self.writer.close()
         self.prog.checkpoint_seconds += self.writer.blocked_seconds - before
+        self.sync_dense()
         self.final.mask_weights()  # the plan's final masks become permanent
 
     def _epochs(self) -> None:
@@ -364,18 +470,20 @@ class StateRunner:
     def _epoch(self, epoch: int) -> dict:
         """One epoch: the method's events, a training pass, its end hook, then the epoch's metrics row."""
         prog, method = self.prog, self.method
+        self.sync_dense()  # the hooks see the dense model as training left it
         extra = method.epoch_start(self, epoch)
         self.agree()
         stats = train_one_epoch(
             self.train_net, self.data, self.optimizer, self.tcfg, step0=self.lr_offset + prog.step,
             total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,
-            hard=self.hard, gradient_hook=method.gradient_hook(), logged=method.logged_defaults(),
+            hard=self.hard if self.slim is None else None, gradient_hook=method.gradient_hook(), logged=method.logged_defaults(),
             graphed=self.graphed,
         )  # fmt: skip
         stats = ranks.reduce_train_stats(stats, self.dev)
         self._stop_if_diverged(epoch, stats["train_loss"])
         prog.step += stats["steps"]
         prog.train_seconds += stats["seconds"]
+        self.sync_dense()
         extra.update(method.epoch_end(self, epoch))
         self.agree()
         return self._eval_row(epoch, {

@@ -40,15 +40,16 @@ def test_smoke_run_measures_every_section_and_survives_a_failing_one(tmp_path, m
         if (name, mode) == ("ViT-S/16@224", "compiled"):  # failed: reported, and the next item ran
             assert train[f"{name}|{mode}|error"] == "RuntimeError: compile failed"
             continue
-        for v in ("dense", "refill", "rsst"):
+        for v in ("dense", "refill", "rsst", "slim"):
             assert train[f"{name}|{mode}|{v}"]["img_s"] > 0
-        assert f"{name}|{mode}|rsst_ops_percent" in train
+        assert f"{name}|{mode}|rsst_ops_percent" in train and train[f"{name}|{mode}|slim_speedup"] > 0
     compact = sections["compact"]["results"]["ViT-S/4@32|round_to 8"]
     assert compact["macs_ratio"] > 1 and set(compact["compiled"]) == {"1", "4"}
     table = (tmp_path / "gpu_check.md").read_text()
     assert json.loads((tmp_path / "gpu_check.json").read_text())["sections"]["train"]["status"] == "ok"
     assert "| overheads | failed (RuntimeError: CUDA error" in table
     assert "| train ViT-S/16@224, compiled | failed: RuntimeError: compile failed |" in table
+    assert "| slim training vs masked (Refill, ~50 % of groups), ViT-S/4@32, eager |" in table
     assert ">= 15,000 (aim 25,000) | n/a (not a GPU) |" in table and ">= 0.7 x MACs ratio" in table
     assert table in capsys.readouterr().out
 

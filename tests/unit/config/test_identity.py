@@ -39,7 +39,7 @@ HASHED = {
 NOT_HASHED = {
     "measure",
     "train.compile", "train.compile_mode", "train.compile_cache_dir", "train.background_checkpoints",
-    "train.divergence_loss", "train.eval_batch_size", "train.gpus", "train.nodes",
+    "train.divergence_loss", "train.eval_batch_size", "train.gpus", "train.nodes", "train.slim",
 }  # fmt: skip
 
 

@@ -59,6 +59,29 @@ def test_two_processes_train_as_one_process_with_the_same_global_batch(tiny_conf
     assert json.loads((one / "state1" / "summary.json").read_text())["processes"] == 1
 
 
+@pytest.mark.slow
+def test_two_processes_train_a_slim_state_as_a_masked_one(tiny_config, tmp_path):
+    """train.slim with 2 gloo processes: every rank slims alike and DDP wraps the slim model; the
+    losses are the masked 2-process run's to 1e-5 relative, accuracies and masks equal."""
+    import copy
+
+    tiny_config["experiments"]["t"]["methods"] = ["refill"]
+    slim = train_chain(config_for(copy.deepcopy(tiny_config), 2, epochs=2, slim="auto"), tmp_path, "slim")
+    masked = train_chain(config_for(copy.deepcopy(tiny_config), 2, epochs=2, slim="off"), tmp_path, "masked")
+    assert json.loads((slim / "state1" / "summary.json").read_text())["run"]["training"] == "slim"
+    assert json.loads((masked / "state1" / "summary.json").read_text())["run"]["training"] == "masked"
+    a, b = metric_rows(slim / "state1" / "metrics.jsonl"), metric_rows(masked / "state1" / "metrics.jsonl")
+    for ra, rb in zip(a, b, strict=True):
+        if ra.get("train_loss") is not None:
+            assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=TOL), ra["epoch"]
+        for key in ("val_acc", "test_acc"):
+            assert abs(ra[key] - rb[key]) <= 0.1, (ra["epoch"], key)
+    ca = torch.load(slim / "state1" / "last.pt", weights_only=True)
+    cb = torch.load(masked / "state1" / "last.pt", weights_only=True)
+    assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
+    assert {k: v.shape for k, v in ca["state_dict"].items()} == {k: v.shape for k, v in cb["state_dict"].items()}
+
+
 def _processes_with(tag: str, rank: str | None = None) -> list[int]:
     """Pids of the live processes whose environment has the test's tag and RANK=rank (torchrun's workers;
     any rank, the job and torchrun included, when rank is None)."""
