@@ -113,14 +113,19 @@ def test_a_slim_refill_chain_trains_as_the_masked_chain(tiny_config, tmp_path, m
         assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in model.parameters())
 
 
+def _kill_state1(exp, root, monkeypatch, after_epoch):
+    """Train state 0, then stop state 1 after ``after_epoch`` epochs (its resume.pt left behind)."""
+    train_state(exp, 0, paths(root, 0), device="cpu", threads=1)
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, after_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train_state(exp, 1, paths(root, 1), device="cpu", threads=1)
+
+
 def test_a_resumed_slim_state_trains_as_an_uninterrupted_one(tiny_config, tmp_path, monkeypatch):
     exp = _experiment(tiny_config, states=2)
     whole, whole_losses = _chain(exp, tmp_path / "a", monkeypatch, [0, 1])
-    train_state(exp, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
-    with monkeypatch.context() as m:
-        interrupt_after_epoch(m, 2)
-        with pytest.raises(KeyboardInterrupt):
-            train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    _kill_state1(exp, tmp_path / "b", monkeypatch, after_epoch=2)
     (resumed,), _ = _chain(exp, tmp_path / "b", monkeypatch, [1])
     assert resumed["run"]["training"] == "slim" and resumed["run"]["resumed_after_epoch"] == 2
     a, b = read_rows(tmp_path / "a/state1/metrics.jsonl"), read_rows(tmp_path / "b/state1/metrics.jsonl")
@@ -136,11 +141,7 @@ def test_a_masked_resume_checkpoint_resumes_slim(tiny_config, tmp_path, monkeypa
     exp = _experiment(tiny_config, states=2)
     off = {**exp, "train": {**exp["train"], "slim": "off"}}  # x-not-training: the same training hash
     whole, _ = _chain(exp, tmp_path / "a", monkeypatch, [0, 1])
-    train_state(off, 0, paths(tmp_path / "b", 0), device="cpu", threads=1)
-    with monkeypatch.context() as m:
-        interrupt_after_epoch(m, 1)
-        with pytest.raises(KeyboardInterrupt):
-            train_state(off, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    _kill_state1(off, tmp_path / "b", monkeypatch, after_epoch=1)
     resumed = train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
     assert resumed["run"]["training"] == "slim" and resumed["run"]["resumed_after_epoch"] == 1
     a, b = read_rows(tmp_path / "a/state1/metrics.jsonl"), read_rows(tmp_path / "b/state1/metrics.jsonl")
