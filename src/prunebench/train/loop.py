@@ -23,10 +23,17 @@ def fast_optimizer_kwargs(device: torch.device) -> dict:
     return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
-def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW, using the fused/foreach kernels where available."""
+def make_optimizer(model: nn.Module, cfg: dict, *, fused: bool | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW, using the fused/foreach kernels where available.
+
+    ``fused``: None picks by the parameters' device (:func:`fast_optimizer_kwargs`); True asks for the
+    fused kernels on any device torch has them for (the launch benchmark counts CUDA's step on the CPU).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    fast = fast_optimizer_kwargs(params[0].device)
+    if fused is None:
+        fast = fast_optimizer_kwargs(params[0].device)
+    else:
+        fast = {"fused": True} if fused else {"foreach": True}
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(
             params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
@@ -68,6 +75,7 @@ def train_one_epoch(
     gradient_hook: GradientHook | None = None,
     logged: dict[str, float] | None = None,
     graphed: bool = False,
+    compiled_region: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> dict:
     """Train one epoch; returns loss, accuracy, last lr, images seen, seconds and ``logged``: what the
     method's ``gradient_hook`` (run after every backward pass) returned at the epoch's last step, over
@@ -76,7 +84,11 @@ def train_one_epoch(
     No step reads a tensor back to the host (loss and accuracy are summed on the device, lr and the
     hook's metrics are Python floats), so the CPU queues steps ahead of the GPU; the epoch ends with one
     sync. ``graphed``: ``model`` replays CUDA graphs (torch.compile's reduce-overhead mode).
+    ``compiled_region``: a context entered around ``model(x)`` and ``loss.backward()``, the work that
+    torch.compile turns into graphs, e.g. :meth:`~prunebench.accel.launches.LaunchCounter.paused` to
+    count the kernels the step launches outside them.
     """
+    region = compiled_region or contextlib.nullcontext
     model.train()
     device = data.device
     loss_sum = torch.zeros((), device=device)
@@ -94,10 +106,12 @@ def train_one_epoch(
         if graphed:
             _step_begins()
         with autocast(device, cfg["amp"]):
-            logits = model(x)
+            with region():
+                logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with region():
+            loss.backward()
         if hard:
             hard.mask_grads()
         if gradient_hook is not None:
