@@ -6,12 +6,17 @@ or a CNN output channel (conv filter, BN entries and the consumer's input channe
 :class:`GroupSet` holds the groups of one layer and knows which slices of which parameters each
 group owns; masks are one bool per group, keyed by the GroupSet's name.
 
-While a model trains, masks are applied per parameter by broadcasting (:func:`param_masks`): each
-masked parameter gets a 0/1 factor that has the parameter's length along the dims its groups cut
-and length 1 along every other dim, so that ``weight * factor`` zeroes exactly the pruned groups'
-entries. No weight-sized mask exists: a factor is one row or column vector (a ViT's qkv rows are
-its 3 tiles x heads x head_dim), or, for a conv that both owns output channels and consumes
-another conv's channels, an (out, in, 1, 1) factor, 1/(kh*kw) of its weight.
+Masks are made per parameter in broadcastable form (:func:`param_masks`): each masked parameter gets
+a 0/1 factor that has the parameter's length along the dims its groups cut and length 1 along every
+other dim, so that ``weight * factor`` zeroes exactly the pruned groups' entries. A factor is one row
+or column vector (a ViT's qkv rows are its 3 tiles x heads x head_dim), or, for a conv that both owns
+output channels and consumes another conv's channels, an (out, in, 1, 1) factor, 1/(kh*kw) of its
+weight. The masks applied at every training step (:class:`MaskedParams` once it masks gradients,
+RSST's penalty) are expanded to their parameters' full shape, :func:`dense_masks`: CUDA's
+multi-tensor ``_foreach_*`` kernels take a whole list in one launch only when every mask has its
+parameter's shape and strides, and run one kernel per parameter for broadcast factors (ViT-S: 72
+per call, ~150-220 launches a step). The price is memory: one weight-sized copy of the masked
+parameters per such mask set (ViT-S, fp32, every block masked: 85 MB each).
 """
 
 from __future__ import annotations
@@ -190,10 +195,11 @@ def alive_params(model: nn.Module, pmasks: dict[str, torch.Tensor]) -> int:
 
 
 def bind_masks(
-    model: nn.Module, pmasks: dict[str, torch.Tensor]
+    model: nn.Module, pmasks: dict[str, torch.Tensor], *, dense: bool = False
 ) -> tuple[list[str], list[nn.Parameter], list[torch.Tensor]]:
     """(names, parameters, masks on the parameters' device and dtype), sorted by name; every mask must
-    broadcast to its parameter's shape without changing it."""
+    broadcast to its parameter's shape without changing it. ``dense``: the masks expanded to their
+    parameters' shape and strides (:func:`dense_masks`)."""
     params = dict(model.named_parameters())
     names = sorted(pmasks)
     unknown = [n for n in names if n not in params]
@@ -208,20 +214,33 @@ def bind_masks(
                 "make masks with prunebench.pruning.groups.param_masks"
             )
         masks.append(m.to(device=p.device, dtype=p.dtype))
-    return names, [params[n] for n in names], masks
+    bound = [params[n] for n in names]
+    return names, bound, dense_masks(bound, masks) if dense else masks
+
+
+def dense_masks(params: list[torch.Tensor], masks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each broadcast mask written out to its parameter's shape, dtype and strides (a channels-last
+    conv weight's mask is channels-last too), so that a ``_foreach_*`` op over parameters or
+    gradients and these masks meets CUDA's fast-path conditions (equal sizes and strides)."""
+    return [torch.empty_like(p, requires_grad=False).copy_(m.expand_as(p)) for p, m in zip(params, masks)]
 
 
 class MaskedParams:
-    """Hard masks bound to a model's parameters, applied in place by broadcasting.
+    """Hard masks bound to a model's parameters, applied in place.
 
-    ``torch._foreach_mul_`` takes the whole list in one call (broadcasting is supported: per
-    parameter it runs one in-place multiply, reading the weight and a vector-sized mask). Every op is
-    in place on the parameters and their gradients, so a ``torch.compile``-d model or a captured
-    CUDA graph that reads the same parameters sees the masked values.
+    ``masks`` are the broadcast factors of :func:`param_masks`. The first :meth:`mask_grads`, i.e. once
+    the masks train, expands them to weight-sized masks (:func:`dense_masks`), which both methods use
+    from then on: ``torch._foreach_mul_`` over the parameters (or their gradients) and equal-shaped
+    masks is one multi-tensor kernel on CUDA, where broadcast factors cost one kernel per parameter.
+    Masks only ever applied to weights now and then (a state's final masks, compaction) stay broadcast,
+    without the memory. Every op is in place on the parameters and their gradients, so a
+    ``torch.compile``-d model or a captured CUDA graph that reads the same parameters sees the masked
+    values; the product is the same either way (multiplying by 0 or 1 rounds nothing).
     """
 
     def __init__(self, model: nn.Module, pmasks: dict[str, torch.Tensor]):
         self.names, self.params, self.masks = bind_masks(model, pmasks)
+        self.dense: list[torch.Tensor] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.names)
@@ -229,11 +248,13 @@ class MaskedParams:
     @torch.no_grad()
     def mask_weights(self) -> None:
         if self.params:
-            torch._foreach_mul_(self.params, self.masks)
+            torch._foreach_mul_(self.params, self.dense or self.masks)
 
     @torch.no_grad()
     def mask_grads(self) -> None:
-        pairs = [(p.grad, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
+        if self.dense is None:
+            self.dense = dense_masks(self.params, self.masks)
+        pairs = [(p.grad, m) for p, m in zip(self.params, self.dense) if p.grad is not None]
         if pairs:
             grads, masks = zip(*pairs)
             torch._foreach_mul_(list(grads), list(masks))

@@ -1,4 +1,5 @@
-"""Masks applied by broadcasting train bit for bit what the old weight-sized masks trained.
+"""Masks made in broadcast form train bit for bit what the old weight-sized masks trained (applied as
+broadcast factors, or written out to their weights' shape once they train).
 
 The reference below is the implementation prunebench used before masks were broadcast: one
 full-size float mask per parameter, multiplied in with ``torch._foreach_mul_``, and RSST's penalty
@@ -130,7 +131,10 @@ def test_broadcast_masks_train_exactly_what_full_masks_trained(case):
 
     hard = MaskedParams(model, pm)
     penalty = RSSTPenalty.for_groups(model, groupsets, penalized, RSST, total_steps=STEPS)
-    assert all(m.numel() < params[n].numel() for n, m in zip(penalty.names, penalty.masks) if params[n].dim() > 1)
+    # masks applied every step are written out to their parameters' shape and strides (CUDA's foreach fast path)
+    assert all(
+        m.shape == params[n].shape and m.stride() == params[n].stride() for n, m in zip(penalty.names, penalty.masks)
+    )
     ref_hard = FullMasked(reference, full_param_masks(reference, groupsets, keep))
     spared = {k: ~v for k, v in penalized.items()}
     ref_pen = FullPenalty(reference, {k: 1 - m for k, m in full_param_masks(reference, groupsets, spared).items()})
@@ -144,6 +148,8 @@ def test_broadcast_masks_train_exactly_what_full_masks_trained(case):
         for name, p in params.items():
             assert torch.equal(p, ref_params[name]), (step, name)
             assert torch.equal(p.grad, ref_params[name].grad), (step, name)
+    assert [tuple(m.shape) for m in hard.masks] == [tuple(pm[n].shape) for n in hard.names]  # still broadcast
+    assert all(torch.equal(d, m.expand_as(d)) for d, m in zip(hard.dense, hard.masks))  # written out once trained
     for name, m in pm.items():  # pruned entries are exactly zero, penalised ones shrank
         assert not params[name][(m == 0).expand_as(params[name])].any(), name
 
@@ -165,7 +171,7 @@ def test_rsst_penalty_adds_lambda_w_to_exactly_the_penalised_entries():
         assert torch.equal(p.grad, q.grad), name
     # conv2's penalty covers its own penalised filters and its inputs from conv1's penalised channels
     m = dict(zip(penalty.names, penalty.masks))["conv2.weight"]
-    assert m.shape == (8, 6, 1, 1)
+    assert m.shape == (8, 6, 3, 3) and torch.equal(m, m[:, :, :1, :1].expand_as(m))
     assert torch.equal(
         m[:, :, 0, 0].bool(), penalized["conv1.channels"][None, :] | penalized["conv2.channels"][:, None]
     )
