@@ -48,7 +48,7 @@ MODELS = {
         "arch": "vit_tiny_patch16_224",
         "img_size": 32,
         "patch_size": 8,
-        "kwargs": {"embed_dim": 24, "depth": 12, "num_heads": 3, "mlp_ratio": 2.0},
+        "kwargs": {"embed_dim": 24, "depth": 4, "num_heads": 3, "mlp_ratio": 2.0},
     },  # fmt: skip
 }
 VARIANTS = ("dense", "refill", "rsst")

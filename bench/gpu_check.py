@@ -417,6 +417,59 @@ def compact_item(ctx: Ctx, name: str, round_to: int, batches: list[int]) -> dict
     return row
 
 
+# --- kernel launches per step ---------------------------------------------------------------------
+
+
+def launch_check(args) -> dict:
+    """Kernel launches per training step outside the compiled model (``bench/bench_launches.py``):
+    dense, Refill and RSST on ViT-S/4@32 (smoke run: a thin 4-block ViT), counted by prunebench's
+    launch model (``prunebench.accel.launches``) on this run's device; PASS when Refill and RSST are
+    within 10 launches of dense. On CUDA the masks-and-penalty tail of an RSST step is also run under
+    the profiler, so that the model's count stands beside the kernels CUDA really launched. Printed
+    and written to ``launches.json``; a failure is reported, never raised."""
+    import torch
+
+    from prunebench.accel.launches import LaunchCounter
+
+    sys.path.insert(0, str(HERE))
+    import bench_launches
+
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        model, steps = ("tiny_vit", 1) if args.smoke else ("vit_small", 2)
+        out = bench_launches.count_launches(model, steps=steps, device=str(device))
+        for v, excess in out["excess_over_dense"].items():
+            ok = excess <= 10
+            print(
+                f"  launches/step outside the compiled model, {v} - dense: {excess:+g} (<= 10: {'PASS' if ok else 'FAIL'})"
+            )
+        if device.type == "cuda":
+            run = bench_launches.Variant("rsst", bench_launches.MODELS["vit_small"], device)
+            for prm in run.model.parameters():
+                prm.grad = torch.randn_like(prm)
+
+            def tail():
+                run.hard.mask_grads()
+                run.penalty.apply(1)
+                run.hard.mask_weights()
+
+            tail()  # the weight-sized masks are made once
+            torch.cuda.synchronize()
+            with LaunchCounter() as counter:
+                tail()
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                tail()
+                torch.cuda.synchronize()
+            kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+            out["rsst_tail"] = {"model": counter.total, "profiled_kernels": kernels}
+            print(f"  RSST mask/penalty tail: model {counter.total} launches, profiler {kernels} kernels")
+    except Exception as exc:  # noqa: BLE001 (reported; the other figures stand)
+        out = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        print(f"  launch count failed: {out['error']}")
+    write_json(Path(args.out) / "launches.json", out)
+    return out
+
+
 # --- running and reporting ------------------------------------------------------------------------
 
 RUNNERS = {"train": section_train, "overheads": section_overheads, "compact": section_compact}
@@ -625,7 +678,7 @@ def main(argv=None) -> dict:
         sections[s] = run_isolated(args, s, limit) if isolate else run_section(args, s, limit)
         print(f"  {s}: {sections[s]['status']} in {sections[s].get('seconds', 0):.0f} s", flush=True)
     table = report(env, sections)
-    result = {"environment": env, "sections": sections}
+    result = {"environment": env, "sections": sections, "launches": launch_check(args)}
     write_json(args.out / "gpu_check.json", result)
     (args.out / "gpu_check.md").write_text(table)
     print(table)

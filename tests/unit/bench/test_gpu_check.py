@@ -51,7 +51,9 @@ def test_smoke_run_measures_every_section_and_survives_a_failing_one(tmp_path, m
     assert "| train ViT-S/16@224, compiled | failed: RuntimeError: compile failed |" in table
     assert "| slim training vs masked (Refill, ~50 % of groups), ViT-S/4@32, eager |" in table
     assert ">= 15,000 (aim 25,000) | n/a (not a GPU) |" in table and ">= 0.7 x MACs ratio" in table
-    assert table in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert table in out and "launches/step outside the compiled model, rsst - dense: +3 (<= 10: PASS)" in out
+    assert result["launches"]["excess_over_dense"] == {"refill": 2, "rsst": 3}
 
 
 def test_a_section_past_its_time_limit_is_reported(tmp_path):
