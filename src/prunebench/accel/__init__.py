@@ -1,2 +1,3 @@
-"""The accelerator, below training and timing alike: leasing a GPU per job (:mod:`.devices`) and the
-settings a model runs under on it (:mod:`.settings`)."""
+"""The accelerator, below training and timing alike: leasing a GPU per job (:mod:`.devices`), the
+settings a model runs under on it (:mod:`.settings`) and the kernel launches a region of eager code
+makes on it (:mod:`.launches`)."""

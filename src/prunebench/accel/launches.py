@@ -10,8 +10,9 @@ runs on, so the count is taken on the CPU too. It is a model, not a profiler tra
   ``nll_loss_forward`` are one kernel on CUDA);
 - a ``_foreach_*`` op takes CUDA's multi-tensor fast path only when :func:`foreach_fast_path` holds,
   and then launches :func:`multi_tensor_launches` kernels (one per chunk of tensors, usually one);
-  otherwise it falls back to one kernel per non-empty tensor. ``_foreach_norm`` adds two kernels
-  to the fast path's (the zero-filled buffer of partial norms and the clean-up reduction);
+  otherwise it falls back to one kernel per non-empty tensor. ``_foreach_norm``'s fast path adds
+  the zero fill of its partial norms and one clean-up reduction per 400 tensors
+  (``ForeachReduceOp.cu``: ``lpnorm_cleanup``, ``MAX_TENSORS_PER_KERNEL``);
 - a fused optimizer (``_fused_sgd_``, ``_fused_adam_``, ``_fused_adamw_``, ...) is one multi-tensor
   kernel per chunk of its parameters, of depth the number of its non-empty tensor lists other than
   ``state_steps``.
@@ -54,7 +55,8 @@ LIMITS_4KB = Limits((110, 64, 48, 36, 30), (96, 64, 48, 36, 30), 320)
 
 
 def default_limits() -> Limits:
-    """The tables of the installed torch's CUDA build (the 32 KB ones from CUDA 13 on)."""
+    """The tables of the installed torch's CUDA build: the 32 KB ones from CUDA 13 on, and for a torch
+    built without CUDA (counting on the CPU for today's CUDA 13 wheels)."""
     cuda = torch.version.cuda
     return LIMITS_32KB if cuda is None or int(cuda.split(".")[0]) >= 13 else LIMITS_4KB
 
@@ -188,7 +190,7 @@ def op_launches(func, args, kwargs, out, limits: Limits) -> OpLaunches:
         depth = len(lists) + (not name.endswith("_") and base != "norm")  # an out-of-place op writes a new list
         launches = multi_tensor_launches(numels, depth, limits, scalar_list=scalar_list)
         if base == "norm":
-            launches += 2
+            launches += 1 + math.ceil(sum(n > 0 for n in numels) / 400)
         return OpLaunches(label, "fast", launches)
     outs = out if isinstance(out, (list, tuple)) else [out]
     writes = any(isinstance(t, torch.Tensor) and t.numel() > 0 for t in outs)
@@ -235,6 +237,3 @@ class LaunchCounter(TorchDispatchMode):
             if r.launches:
                 counts[f"{r.op} [{r.path}]"] += r.launches
         return dict(counts.most_common())
-
-    def reset(self) -> None:
-        self.records.clear()

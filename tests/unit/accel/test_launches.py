@@ -77,3 +77,14 @@ def test_views_and_metadata_launch_nothing_and_a_paused_region_is_not_counted():
             (x * 2).exp()
         float(y[0])
     assert counter.by_op() == {"aten.sum.dim_IntList [kernel]": 1, "aten._local_scalar_dense.default [kernel]": 1}
+
+
+def test_gradient_clipping_is_a_few_launches_whatever_the_number_of_parameters():
+    params = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(30)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    counter = counted(lambda: torch.nn.utils.clip_grad_norm_(params, 0.1))
+    ops = counter.by_op()
+    # the norms: one multi-tensor kernel, the zero fill of the partial sums and one clean-up reduction
+    assert ops["aten._foreach_norm.Scalar [fast]"] == 3 and ops["aten._foreach_mul_.Tensor [fast]"] == 1
+    assert counter.total == 10  # + stack, total norm, the clip factor (add, reciprocal, mul, clamp)
