@@ -13,6 +13,11 @@ For one model, with ~50 % of every layer's heads and neurons masked and RSST's p
 - whole training steps (forward, backward, masks, penalty, foreach SGD) without masks
   (``unmasked``), with the old masks (``full``) and with the broadcast ones (``broadcast``).
 
+Since issue 24 ``MaskedParams`` (once it masks gradients) and ``RSSTPenalty`` hold their masks
+written out to the weights' shape, for CUDA's multi-tensor fast path (``bench/bench_launches.py``):
+the ``broadcast`` variant, built through them, now runs weight-sized masks for the penalty and for
+the masks applied after the first ``mask_grads``. The figures in bench/RESULTS.md were taken before.
+
 Rounds interleave the variants in a rotating order, so a noisy shared machine slows all alike;
 medians over rounds and medians of per-round ratios are reported, with the masks' memory. On the
 CPU the clock is the process's CPU time (run with ``--threads 1``), so time spent descheduled by

@@ -51,5 +51,6 @@ def test_refill_and_rsst_steps_launch_within_10_kernels_of_a_dense_step(tiny_vit
     rsst_n, rsst_ops = launches_per_step(rsst, data, hard[rsst], penalty)
     assert refill_ops["aten._foreach_mul_.List [fast]"] == 2 * STEPS  # gradients and weights, one launch each
     assert rsst_ops["aten._foreach_addcmul_.Scalar [fast]"] == STEPS
+    assert refill_ops["aten._fused_sgd_.default [fused]"] == STEPS  # make_optimizer(fused=True) on the CPU too
     assert not any("[slow]" in op for op in {**refill_ops, **rsst_ops})
     assert dense_n <= refill_n <= dense_n + 10 and refill_n <= rsst_n <= dense_n + 10, (dense_n, refill_n, rsst_n)
