@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -76,8 +77,11 @@ def run_process(args, cache_dir: str) -> dict:
         sys.executable, str(Path(__file__).resolve()), "--child", "--model", args.model, "--backend", args.backend,
         "--cache-dir", cache_dir, "--threads", str(args.threads),
     ]  # fmt: skip
+    # the configured folder, not one the environment names (that would win), and Triton's kernels in it too
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env["TRITON_CACHE_DIR"] = os.path.join(cache_dir, "triton")
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"the state's process failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])

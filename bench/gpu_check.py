@@ -362,8 +362,11 @@ def compile_process(ctx: Ctx, cache: str) -> dict:
     """:func:`compile_probe` in a fresh process; its figures, and the process's seconds (imports too)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--compile-probe", cache, "--device", str(ctx.device)]
     start = time.perf_counter()
+    # every cache the compile could read in this folder only (an environment's own folders would make
+    # the cold run warm): Inductor's and AOTAutograd's, and Triton's kernels
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
     proc = subprocess.run(
-        cmd + (["--smoke"] if ctx.smoke else []), capture_output=True, text=True, timeout=max(1.0, ctx.left())
+        cmd + (["--smoke"] if ctx.smoke else []), capture_output=True, text=True, timeout=max(1.0, ctx.left()), env=env
     )
     if proc.returncode != 0:
         raise RuntimeError(f"the compile probe failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
@@ -377,7 +380,7 @@ def compile_probe(args) -> dict:
     and run in a state's order (:func:`compile_in_state_order`); its figures printed as JSON."""
     from prunebench.accel.settings import compile_mode_for, use_compile_cache
 
-    use_compile_cache(args.compile_probe)  # before anything compiles, as a state does
+    use_compile_cache(args.compile_probe)  # before anything compiles, as a state does (the folder is set)
     ctx = Ctx(args, "compile", LIMITS["compile"])
     t = Trainer(ctx, "ViT-S/4@32", 2)
     out = compile_in_state_order(ctx, t, compile_mode_for("auto", t.spec["img_size"], ctx.device))
