@@ -102,6 +102,12 @@ def _compile(run: StateRunner) -> dict:
     if run.compiled:
         stats = compile_since(run.compile_start)
         log.info("state %d compile: %s", run.state, compile_text(stats))
+        if stats["graph_breaks"]:
+            log.warning(
+                "state %d: torch.compile split the model into several graphs (%d graph breaks), each step "
+                "running eager code between them; TORCH_LOGS=graph_breaks says where",
+                run.state, stats["graph_breaks"],
+            )  # fmt: skip
         out.update(stats)
     return out
 

@@ -50,7 +50,7 @@ def test_a_compiled_state_trains_through_torch_compile_and_matches_eager(tmp_pat
 
 
 @pytest.mark.parametrize("method", ["rsst", "reprune"])
-def test_a_compiled_state_compiles_one_training_and_one_evaluation_graph(tmp_path, tiny_config, method):
+def test_a_compiled_state_compiles_one_training_and_one_evaluation_graph(tmp_path, tiny_config, method, caplog):
     """A state's real order through AOTAutograd (evaluation at epoch 0, training, evaluation, a second
     epoch), across RSST's mask epoch and REPrune's events: masks change values, never shapes, so each
     state compiles exactly its training graph and its evaluation graph, without a graph break."""
@@ -66,6 +66,7 @@ def test_a_compiled_state_compiles_one_training_and_one_evaluation_graph(tmp_pat
         cfg["defaults"]["prune"].update(groups=["channels"], budget="groups")
         cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "regrowth": 0.5}
     exp = resolved_experiment(cfg, method)
+    caplog.set_level("INFO", logger="prunebench")
     summaries = []
     for k in range(2):
         torch._dynamo.reset()  # a state is a process of its own: nothing compiled before it
@@ -74,6 +75,7 @@ def test_a_compiled_state_compiles_one_training_and_one_evaluation_graph(tmp_pat
         stats = summary["compile"]
         assert stats["backend"] == "aot_eager" and stats["seconds"] > 0
         assert (stats["graphs"], stats["frames"], stats["graph_breaks"]) == (2, 2, 0)
+        assert f"state {summary['state']} compile: {stats['seconds']:.1f} s, 2 graphs, 0 graph breaks" in caplog.text
     if method == "rsst":
         assert summaries[1]["rsst"]["mask_epoch"] == 1
     else:
