@@ -57,9 +57,23 @@ def compile_mode_for(setting: str, img_size: int, device: torch.device) -> str:
 def use_compile_cache(cache_dir: str | None) -> str:
     """Point torch.compile's persistent caches (Inductor's FX graph cache, the AOTAutograd cache, Triton's
     kernels) at ``cache_dir`` (``~`` expanded), unless the environment already names one; returns the
-    folder in use. Both caches are on by default in torch 2.x; the switches make that explicit."""
-    if os.environ.get(CACHE_ENV):
-        return os.environ[CACHE_ENV]
+    folder in use. Both caches are on by default in torch 2.x; the switches make that explicit.
+
+    One folder serves every job of a machine (or of a shared file system) at once: the caches are
+    keyed by a hash of the graph, its input shapes, the configuration and the versions, and every
+    entry is written to a temporary file of the writing process and thread, then renamed into place
+    (``torch._inductor.codecache.write_atomic``), so concurrent writers of one entry leave one whole
+    file and readers never see a partial one; C++ builds take a file lock per output. PyTorch's
+    "Compile Time Caching Configuration" recipe
+    (https://docs.pytorch.org/tutorials/recipes/torch_compile_caching_configuration_tutorial.html)
+    describes ``TORCHINDUCTOR_CACHE_DIR`` as the folder these cross-process caches share. The folder
+    must be set before the process's first compile.
+
+    Importing ``torch._dynamo`` writes Inductor's default folder (``/tmp/torchinductor_<user>``) into
+    the environment: that value counts as unset, so that ``cache_dir`` still applies after it."""
+    named = _cache_dir_of_environment()
+    if named:
+        return named
     if cache_dir:
         folder = os.path.abspath(os.path.expanduser(cache_dir))
         os.makedirs(folder, exist_ok=True)
@@ -69,20 +83,42 @@ def use_compile_cache(cache_dir: str | None) -> str:
     return os.environ.get(CACHE_ENV, "")
 
 
+def _cache_dir_of_environment() -> str | None:
+    """The cache folder the environment names, unless it is the default Inductor put there itself."""
+    folder = os.environ.get(CACHE_ENV)
+    if not folder:
+        return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return None if os.path.abspath(folder) == os.path.abspath(default_cache_dir()) else folder
+
+
 def prepare_model(
-    model: nn.Module, family: str, device: torch.device, compile: bool = False, mode: str = "default"
+    model: nn.Module,
+    family: str,
+    device: torch.device,
+    compile: bool = False,
+    mode: str = "default",
+    backend: str = "inductor",
 ) -> nn.Module:
     """Move ``model`` to ``device`` in its fastest memory format; returns the module to call for training.
 
-    With ``compile`` the returned module is ``torch.compile(model, mode=mode)``: it shares ``model``'s
-    parameters, so masks, optimizer and checkpoints keep using ``model`` and its plain state_dict keys.
+    With ``compile`` the returned module is ``torch.compile(model, dynamic=False, ...)``: it shares
+    ``model``'s parameters, so masks, optimizer and checkpoints keep using ``model`` and its plain
+    state_dict keys. Static shapes: each batch shape it is called with (the training batch, the padded
+    evaluation batch) gets a graph of its own, specialised to it, instead of a second shape turning
+    the batch dimension symbolic for every later graph. ``backend`` is torch.compile's (``inductor``;
+    ``aot_eager`` traces forward and backward through AOTAutograd without generating code, for tests
+    on a CPU); ``mode`` applies to Inductor only.
     """
     model.to(device)
     if uses_channels_last(family, device):
         model.to(memory_format=torch.channels_last)
     if not compile:
         return model
-    return torch.compile(model) if mode == "default" else torch.compile(model, mode=mode)
+    if backend == "inductor" and mode != "default":
+        return torch.compile(model, mode=mode, dynamic=False)
+    return torch.compile(model, backend=backend, dynamic=False)
 
 
 def allow_recompiles(limit: int = 64) -> None:

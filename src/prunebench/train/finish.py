@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from prunebench.accel.compile_stats import compile_since, compile_text
 from prunebench.export.measure import state_measures
 from prunebench.models import build_model
 from prunebench.provenance import provenance, versions
@@ -64,12 +65,7 @@ def state_summary(run: StateRunner, threads: int | None) -> dict:
         "checkpoint_seconds": prog.checkpoint_seconds,
         "evaluated_epochs": len(evaluated),
         "time_split": _time_split(prog, wall),
-        "compile": {
-            "setting": run.tcfg.get("compile", False),
-            "compiled": run.compiled,
-            "mode": run.compile_mode,
-            "cache_dir": run.compile_cache,
-        },
+        "compile": _compile(run),
         "images_per_second": sum(r["images_per_second"] for r in trained) / len(trained),
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -90,6 +86,30 @@ def state_summary(run: StateRunner, threads: int | None) -> dict:
             process_started_at=run.process_started_at,
         ),
     }
+
+
+def _compile(run: StateRunner) -> dict:
+    """How the state compiled: its settings, and (compiled) what torch.compile did in this process
+    since the state started (:mod:`prunebench.accel.compile_stats`: seconds, graphs, graph breaks,
+    cache hits), also written to the state's log. A resumed state counts its last process only."""
+    out = {
+        "setting": run.tcfg.get("compile", False),
+        "compiled": run.compiled,
+        "mode": run.compile_mode,
+        "backend": run.compile_backend,
+        "cache_dir": run.compile_cache,
+    }
+    if run.compiled:
+        stats = compile_since(run.compile_start)
+        log.info("state %d compile: %s", run.state, compile_text(stats))
+        if stats["graph_breaks"]:
+            log.warning(
+                "state %d: torch.compile split the model into several graphs (%d graph breaks), each step "
+                "running eager code between them; TORCH_LOGS=graph_breaks says where",
+                run.state, stats["graph_breaks"],
+            )  # fmt: skip
+        out.update(stats)
+    return out
 
 
 _LOADERS = {"DeviceData": "device", "FolderData": "torchvision", "DaliData": "dali"}

@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from prunebench.accel.compile_stats import compile_counts
 from prunebench.accel.settings import (
     compile_mode_for,
     compiles,
@@ -156,10 +157,16 @@ class StateRunner:
         self.compile_mode = (
             compile_mode_for(tcfg.get("compile_mode", "auto"), self.img_size, dev) if self.compiled else None
         )
+        self.compile_backend = tcfg.get("compile_backend", "inductor") if self.compiled else None
         self.compile_cache = use_compile_cache(tcfg.get("compile_cache_dir")) if self.compiled else None
+        # the process's compile totals now: the state's compile time, graphs and cache hits are counted from here
+        self.compile_start = compile_counts() if self.compiled else None
         if self.compiled:
-            log.info("compiling with torch.compile, mode %s, cache %s", self.compile_mode, self.compile_cache)
-        self.net = prepare_model(self.model, spec["family"], dev, compile=self.compiled, mode=self.compile_mode)
+            log.info(
+                "compiling with torch.compile at static shapes, backend %s, mode %s, cache %s",
+                self.compile_backend, self.compile_mode, self.compile_cache,
+            )  # fmt: skip
+        self.net = self.prepared(self.model)
         self.graphed = self.compile_mode == "reduce-overhead"
         self.eval_every = int(tcfg.get("eval_every", 1))
         # evaluation at one batch shape where it pays (a compiled model, a GPU), no larger than the
@@ -168,6 +175,14 @@ class StateRunner:
         sizes = splits.sizes()
         largest = max(-(-sizes[s] // ranks.world()) for s in ("val", "test"))  # a rank's share, rounded up
         self.eval_batch = max(1, min(tcfg["eval_batch_size"], largest))
+
+    def prepared(self, model):
+        """``model`` on the device in its memory format, compiled as the state's settings say (the
+        module to call for training and evaluation; it shares ``model``'s parameters)."""
+        return prepare_model(
+            model, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode,
+            backend=self.compile_backend,
+        )  # fmt: skip
 
     def _plan(self, prev_masks):
         """The state's masks, or those a killed run of it had reached; returns that run's resume
@@ -216,9 +231,7 @@ class StateRunner:
         self.training = "masked" if self.training_reason else "slim"
         if self.training == "slim":
             self.slim, self.slimming = slim_model(self.model, self.plan.train_masks)
-            self.net = prepare_model(
-                self.slim, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode
-            )
+            self.net = self.prepared(self.slim)
         self._synced_step = 0
         log.info(
             "state %d trains %s%s",
@@ -261,9 +274,7 @@ class StateRunner:
         self.slim = self.slimming = None
         self.optimizer = make_optimizer(self.model, self.tcfg)
         self.optimizer.load_state_dict(state)
-        self.net = prepare_model(
-            self.model, self.spec["family"], self.dev, compile=self.compiled, mode=self.compile_mode
-        )
+        self.net = self.prepared(self.model)
         self.train_net = ranks.wrap(self.net, self.dev)
         self.training, self.training_reason = "masked", f"slim until step {self.prog.step}, then masked: {why}"
         log.info("state %d trains masked from now on (%s)", self.state, why)

@@ -1,8 +1,12 @@
-"""bench/gpu_check.py --smoke: every section's code path, tiny, on the CPU; a failing section is
-reported and the others still run; the table carries the issue's goals beside the figures."""
+"""bench/gpu_check.py --smoke: every section's code path, tiny, on the CPU, compiled through AOTAutograd
+(backend aot_eager) in a state's order; a failing section is reported and the others still run; the
+table carries the issues' goals beside the figures; the command exits 0 when every section ran."""
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 from tests.conftest import REPO
 
@@ -30,9 +34,11 @@ def test_smoke_run_measures_every_section_and_survives_a_failing_one(tmp_path, m
         return original(ctx, mode, name, *args)
 
     monkeypatch.setattr(gc, "train_item", one_item_fails)
-    result = gc.main(["--smoke", "--out", str(tmp_path)])
+    # the compile section (fresh processes) is the next test's
+    result = gc.main(["--smoke", "--out", str(tmp_path), "--sections", "train", "overheads", "compact"])
     sections = result["sections"]
     assert sections["train"]["status"] == "ok" and sections["compact"]["status"] == "ok"
+    assert result["ok"] is False  # a section failed
     assert sections["overheads"]["status"] == "failed" and "illegal memory access" in sections["overheads"]["error"]
     assert sections["overheads"]["results"] == {"eval_images": 100}
     train = sections["train"]["results"]
@@ -43,6 +49,9 @@ def test_smoke_run_measures_every_section_and_survives_a_failing_one(tmp_path, m
         for v in ("dense", "refill", "rsst", "slim"):
             assert train[f"{name}|{mode}|{v}"]["img_s"] > 0
         assert f"{name}|{mode}|rsst_ops_percent" in train and train[f"{name}|{mode}|slim_speedup"] > 0
+        if mode != "eager":  # compiled through AOTAutograd in a state's order: evaluation, then training
+            assert train[f"{name}|{mode}|graphs"] == 2 and train[f"{name}|{mode}|graph_breaks"] == 0
+            assert train[f"{name}|{mode}|recompiles"] == 0 and train[f"{name}|{mode}|compile_seconds"] > 0
     compact = sections["compact"]["results"]["ViT-S/4@32|round_to 8"]
     assert compact["macs_ratio"] > 1 and set(compact["compiled"]) == {"1", "4"}
     table = (tmp_path / "gpu_check.md").read_text()
@@ -51,9 +60,26 @@ def test_smoke_run_measures_every_section_and_survives_a_failing_one(tmp_path, m
     assert "| train ViT-S/16@224, compiled | failed: RuntimeError: compile failed |" in table
     assert "| slim training vs masked (Refill, ~50 % of groups), ViT-S/4@32, eager |" in table
     assert ">= 15,000 (aim 25,000) | n/a (not a GPU) |" in table and ">= 0.7 x MACs ratio" in table
+    assert "| graphs / graph breaks / recompiles after, ViT-S/4@32, compiled (eval, then train) | 2 / 0 / 0 |" in table
+    assert set(sections["compact"]["results"]) == {"ViT-S/4@32|round_to 8", "ViT-S/4@32|round_to 1"}
     out = capsys.readouterr().out
     assert table in out and "launches/step outside the compiled model, rsst - dense: +3 (<= 10: PASS)" in out
     assert result["launches"]["excess_over_dense"] == {"refill": 2, "rsst": 3}
+
+
+def test_the_command_compiles_cold_then_warm_in_fresh_processes_and_exits_0(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--smoke", "--sections", "compile", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["ok"] is True and result["environment"]["smoke"] is True
+    for run in ("cold", "warm"):  # aot_eager: AOTAutograd's graphs, nothing kept on disk
+        probe = result["sections"]["compile"]["results"][f"compile|{run}"]
+        assert (probe["graphs"], probe["graph_breaks"]) == (2, 0) and probe["compile_seconds"] > 0
+        assert probe["cache"]["fx_graph_hits"] == probe["cache"]["aot_autograd_hits"] == 0
+    assert "| compile, warm cache, ViT-S/4@32 (default): Dynamo compile" in proc.stdout
 
 
 def test_a_section_past_its_time_limit_is_reported(tmp_path):
@@ -67,3 +93,14 @@ def test_the_goal_verdicts():
     gc = load()
     assert gc.verdict(True, True) == "PASS" and gc.verdict(False, True) == "FAIL"
     assert gc.verdict(True, False) == "n/a (not a GPU)" and gc.verdict(None, True) == "-"
+
+
+def test_a_graph_break_or_a_recompile_fails_on_any_device():
+    gc = load()
+    key = "ViT-S/4@32|compiled"
+    figures = {f"{key}|first_eval_seconds": 1.0, f"{key}|first_epoch_seconds": 2.0, f"{key}|compile_seconds": 3.0}
+    for graphs, breaks, again, verdict in ((2, 0, 0, "PASS"), (3, 1, 0, "FAIL"), (2, 0, 1, "FAIL")):
+        results = {**figures, f"{key}|graphs": graphs, f"{key}|graph_breaks": breaks, f"{key}|recompiles": again}
+        rows = gc.goal_static_shapes({"train": {"results": results}}, on_gpu=False)
+        assert rows[0].endswith(f"| 2 / 0 / 0 | {verdict} |"), rows[0]
+    assert gc.check(None) == "-"

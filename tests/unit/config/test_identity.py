@@ -38,7 +38,8 @@ HASHED = {
 # still changes the numbers (the GPUs: BatchNorm statistics per GPU).
 NOT_HASHED = {
     "measure",
-    "train.compile", "train.compile_mode", "train.compile_cache_dir", "train.background_checkpoints",
+    "train.compile", "train.compile_mode", "train.compile_backend", "train.compile_cache_dir",
+    "train.background_checkpoints",
     "train.divergence_loss", "train.eval_batch_size", "train.gpus", "train.nodes", "train.slim",
 }  # fmt: skip
 

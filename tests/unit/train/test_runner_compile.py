@@ -1,4 +1,5 @@
-"""train.compile runs a state's training and evaluation through torch.compile, with the same results."""
+"""train.compile runs a state's training and evaluation through torch.compile at static shapes, with the
+same results, one training graph and one evaluation graph per state."""
 
 import json
 import os
@@ -12,6 +13,7 @@ from prunebench.models import build_model, model_spec
 from prunebench.results.layout import StatePaths
 from prunebench.train.job import train_state
 from tests.conftest import resolved_experiment
+from tests.unit.train.chains import paths
 
 
 def run(tmp_path, config, compile_):
@@ -27,22 +29,57 @@ def test_a_compiled_state_trains_through_torch_compile_and_matches_eager(tmp_pat
     real_compile = torch.compile
 
     def spy(model, **kwargs):
-        compiled.append(model)
-        # TorchDynamo captures the graphs for real; the eager backend skips Inductor's C++ build
-        # (a minute on 2 cores), which the opt-in test below covers.
-        return real_compile(model, backend="eager", **kwargs)
+        compiled.append((model, kwargs))
+        return real_compile(model, **kwargs)
 
     monkeypatch.setattr(torch, "compile", spy)
     tiny_config["data_dir"] = str(tmp_path / "data")
+    # TorchDynamo captures the graphs for real; the eager backend skips Inductor's C++ build (a minute
+    # on 2 cores), which the opt-in test below covers
+    tiny_config["defaults"]["train"]["compile_backend"] = "eager"
     eager_rows = run(tmp_path, tiny_config, False)
     assert compiled == []
     assert run(tmp_path, tiny_config, "auto") and compiled == []  # auto: eager on the CPU
     compiled_rows = run(tmp_path, tiny_config, True)
-    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    assert len(compiled) == 1 and isinstance(compiled[0][0], torch.nn.Module)
+    assert compiled[0][1] == {"backend": "eager", "dynamic": False}  # static shapes
     for a, b in zip(eager_rows, compiled_rows):
         for key in ("train_loss", "val_loss", "val_acc", "test_acc"):
             if a.get(key) is not None:
                 assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-5), key
+
+
+@pytest.mark.parametrize("method", ["rsst", "reprune"])
+def test_a_compiled_state_compiles_one_training_and_one_evaluation_graph(tmp_path, tiny_config, method, caplog):
+    """A state's real order through AOTAutograd (evaluation at epoch 0, training, evaluation, a second
+    epoch), across RSST's mask epoch and REPrune's events: masks change values, never shapes, so each
+    state compiles exactly its training graph and its evaluation graph, without a graph break."""
+    import torch._dynamo
+
+    cfg = tiny_config
+    cfg["data_dir"] = str(tmp_path / "data")
+    cfg["defaults"]["train"].update(compile=True, compile_backend="aot_eager", epochs=2)
+    cfg["defaults"]["rsst"] = {"peak_at": 0.5}  # the hard mask at the end of epoch 1 of 2
+    if method == "reprune":  # REPrune prunes CNN channels: events at the start of epochs 2 (state 0), 1 and 2
+        cfg["models"] = {"cnn": {"arch": "small_cnn", "kwargs": {"widths": [4, 8, 8]}}}
+        cfg["experiments"]["t"]["models"] = ["cnn"]
+        cfg["defaults"]["prune"].update(groups=["channels"], budget="groups")
+        cfg["defaults"]["reprune"] = {"interval_epochs": 1, "prune_until": 0.75, "regrowth": 0.5}
+    exp = resolved_experiment(cfg, method)
+    caplog.set_level("INFO", logger="prunebench")
+    summaries = []
+    for k in range(2):
+        torch._dynamo.reset()  # a state is a process of its own: nothing compiled before it
+        summaries.append(train_state(exp, k, paths(tmp_path, k), device="cpu", threads=1))
+    for summary in summaries:
+        stats = summary["compile"]
+        assert stats["backend"] == "aot_eager" and stats["seconds"] > 0
+        assert (stats["graphs"], stats["frames"], stats["graph_breaks"]) == (2, 2, 0)
+        assert f"state {summary['state']} compile: {stats['seconds']:.1f} s, 2 graphs, 0 graph breaks" in caplog.text
+    if method == "rsst":
+        assert summaries[1]["rsst"]["mask_epoch"] == 1
+    else:
+        assert [s["event_epochs"] for s in summaries] == [[2], [1, 2]]
 
 
 @pytest.mark.skipif(

@@ -196,7 +196,13 @@ def test_the_summary_splits_the_wall_time(every_third):
     rows = read_rows(root / "state0/metrics.jsonl")
     assert summary["eval_seconds"] == pytest.approx(sum(r["eval_seconds"] for r in rows))
     assert summary["checkpoint_seconds"] >= sum(r["checkpoint_seconds"] for r in rows) - 1e-9
-    assert summary["compile"] == {"setting": "auto", "compiled": False, "mode": None, "cache_dir": None}
+    assert summary["compile"] == {
+        "setting": "auto",
+        "compiled": False,
+        "mode": None,
+        "backend": None,
+        "cache_dir": None,
+    }
     assert set(TIMING_FIELDS) <= set(rows[-1])
 
 
