@@ -21,7 +21,8 @@ Snakemake process, the training loop, tracking and the reports; none of them nam
   (:class:`Metric`: the row's field, its value where no hook ran, its name in logs, TensorBoard / W&B
   and the report's training curves);
 - :attr:`~PruningMethod.trains_slim`: whether its pruned states may train the slim model of their
-  alive groups (``train.slim``), and :attr:`~PruningMethod.masked_reason` why not;
+  alive groups (``train.slim``; its hooks then reach the trained parameters through
+  ``run.trained_model``), and :attr:`~PruningMethod.masked_reason` why not;
 - :attr:`~PruningMethod.summary_columns` and :attr:`~PruningMethod.report_sections`: its own
   ``summary.json`` fields as columns of the reports' per-state table, and its own sections of the
   comparison report (:class:`ReportSection`).

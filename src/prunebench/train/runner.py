@@ -208,7 +208,7 @@ class StateRunner:
 
     def _masked_reason(self) -> str | None:
         """Why this state trains masked (None: the slim model may train, if it is exact)."""
-        if self.tcfg.get("slim", "off") == "off":
+        if self.tcfg.get("slim", "auto") == "off":
             return "train.slim is off"
         refusal = slim_refusal(type(self.method))
         if refusal:
