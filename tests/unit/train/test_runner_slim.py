@@ -1,6 +1,9 @@
 """Slim training (train.slim, issue 23): a pruned state trains the slim model of its alive groups and
 computes what masked training computes, in fp32 on the CPU up to float rounding.
 
+RSST (the slim model of its training masks under the penalty, evaluated under its final masks,
+re-slimmed at the hard mask) and REPrune (re-slimmed at every event) included.
+
 Tolerances: the slim model sums fewer (exactly zero) terms, in another order, so its losses differ
 from the masked run's by float rounding only: measured ~1e-7 relative on this tiny ViT; 1e-5 asserted.
 """
