@@ -38,6 +38,7 @@ import time
 import torch
 
 from prunebench.accel.settings import (
+    allow_recompiles,
     compile_mode_for,
     compiles,
     configure_device,
@@ -342,6 +343,8 @@ class StateRunner:
         else:
             self.optimizer = make_optimizer(self.model, self.tcfg)
         self.optimizer.load_state_dict(state)
+        if self.compiled:  # every re-slim compiles new widths: past dynamo's default 8 graphs per code
+            allow_recompiles()  # object it would silently run eager
         self.net = self._prepared(self.trained_model)
         self.train_net = None
         self._synced_step = self.prog_step
