@@ -1,6 +1,7 @@
 """A whole demo-sized ViT state trained slim and masked (train.slim, issue 23), side by side.
 
     PYTHONPATH=src python bench/bench_slim_state.py --json bench/results/slim_state_cpu_demo_vit.json
+    PYTHONPATH=src python bench/bench_slim_state.py --method rsst --json bench/results/slim_state_cpu_demo_vit_rsst.json
 
 config/demo.yaml's ViT (``vit_digits``: 4 blocks, embed 96, 3 heads, patch 8 at 32 px; digits,
 batch 32, AdamW) with ``prune.states: 2``, so that its one pruned state sits at the demo's last
@@ -13,6 +14,11 @@ figure is the ratio of the medians, masked / slim. The two ways' per-epoch losse
 (``train_loss_max_relative_difference``), and so, as a control, are those of one more masked run with
 another thread count (``--control-threads``: another float summation order, nothing else changed):
 where training amplifies float rounding, masked differs from masked as much as slim does.
+
+``--method rsst`` times an RSST state instead: with ``prune.states: 3`` (states 0 and 1 trained
+once), state 2 trains the slim model of its training masks (state 1's groups, the penalised ones
+alive) under the penalty, re-slims at the hard mask and fine-tunes ``--finetune-epochs`` epochs on the
+narrower model; masked, it trains the dense model throughout.
 """
 
 from __future__ import annotations
@@ -43,11 +49,15 @@ from prunebench.train.job import train_state  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def demo_experiment(epochs: int, state0_epochs: int) -> dict:
+def demo_experiment(epochs: int, state0_epochs: int, method: str = "refill", finetune_epochs: int = 0) -> dict:
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    config["experiments"] = {"demo": {**config["experiments"]["demo"], "methods": ["refill"]}}
-    config["defaults"]["prune"]["states"] = 2  # state 0 and one pruned state, at the demo chain's last density
+    config["experiments"] = {"demo": {**config["experiments"]["demo"], "methods": [method]}}
+    # refill: state 0 and one pruned state, at the demo chain's last density; rsst: a state 2, whose
+    # training masks (state 1's) are already narrowed
+    config["defaults"]["prune"]["states"] = 2 if method == "refill" else 3
     config["defaults"]["train"].update(epochs=epochs, state0_epochs=state0_epochs)
+    if method == "rsst":
+        config["defaults"]["rsst"] = {"finetune_epochs": finetune_epochs}
     config["defaults"]["measure"] = {"enabled": False}
     return next(iter(resolve_config(config).experiments.values()))
 
@@ -61,24 +71,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--control-threads", type=int, default=1, help="the control masked run's threads (0: none)")
     ap.add_argument("--data-dir", default=str(REPO / "data"))
+    ap.add_argument("--method", choices=["refill", "rsst"], default="refill")
+    ap.add_argument("--finetune-epochs", type=int, default=1, help="rsst: fine-tune epochs after the hard mask")
     args = ap.parse_args(argv)
-    exp = demo_experiment(args.epochs, args.state0_epochs)
+    exp = demo_experiment(args.epochs, args.state0_epochs, args.method, args.finetune_epochs)
+    timed = exp["prune"]["states"] - 1  # the state trained both ways; those before it are trained once
     root = Path(tempfile.mkdtemp(prefix="bench_slim_state_"))
 
     def paths(run: str, k: int) -> StatePaths:
-        return StatePaths(root / run / f"state{k}", root / run / f"rec{k}", root / "s0/state0/last.pt" if k else None,
-                          root / "s0/state0/init.pt")  # fmt: skip
+        previous = root / f"s0/state{k - 1}/last.pt" if k else None
+        return StatePaths(root / run / f"state{k}", root / run / f"rec{k}", previous, root / "s0/state0/init.pt")
 
     kw = {"data_dir": args.data_dir, "download": False, "device": "cpu", "threads": args.threads}
-    train_state(exp, 0, StatePaths(root / "s0/state0", root / "s0/rec0", None, root / "s0/state0/init.pt"), **kw)
+    for k in range(timed):
+        train_state(exp, k, paths("s0", k), **kw)
     runs: dict[str, list[dict]] = {"slim": [], "masked": []}
     for r in range(args.rounds):
         for way in ("slim", "masked") if r % 2 == 0 else ("masked", "slim"):
             e = copy.deepcopy(exp)
             e["train"]["slim"] = "auto" if way == "slim" else "off"
             start = time.perf_counter()
-            summary = train_state(e, 1, paths(f"{way}{r}", 1), **kw)
-            rows = read_rows(root / f"{way}{r}" / "state1" / "metrics.jsonl")[1:]
+            summary = train_state(e, timed, paths(f"{way}{r}", timed), **kw)
+            rows = read_rows(root / f"{way}{r}" / f"state{timed}" / "metrics.jsonl")[1:]
             assert summary["run"]["training"] == way, summary["run"]
             runs[way].append({
                 "epoch_seconds": [row["epoch_seconds"] for row in rows], "train_loss": [row["train_loss"] for row in rows],
@@ -97,8 +111,8 @@ def main(argv=None) -> dict:
     if args.control_threads:
         e = copy.deepcopy(exp)
         e["train"]["slim"] = "off"
-        summary = train_state(e, 1, paths("control", 1), **{**kw, "threads": args.control_threads})
-        rows = read_rows(root / "control" / "state1" / "metrics.jsonl")[1:]
+        summary = train_state(e, timed, paths("control", timed), **{**kw, "threads": args.control_threads})
+        rows = read_rows(root / "control" / f"state{timed}" / "metrics.jsonl")[1:]
         control = {
             "threads": args.control_threads, "train_loss": [row["train_loss"] for row in rows],
             "final_test_acc": summary["final_test_acc"],
@@ -110,7 +124,8 @@ def main(argv=None) -> dict:
         return statistics.median(vals)
 
     out = {
-        "what": "config/demo.yaml's ViT (vit_digits), one Refill state at the demo's last density, slim vs masked",
+        "what": f"config/demo.yaml's ViT (vit_digits), {args.method}'s state {timed} of {timed + 1}, slim vs masked",
+        "method": args.method, "timed_state": timed,
         "command": "PYTHONPATH=src python bench/bench_slim_state.py " + " ".join(argv or sys.argv[1:]),
         "epochs": args.epochs, "rounds": args.rounds, "threads": args.threads,
         "density": runs["slim"][0]["density"], "kept": runs["slim"][0]["kept"],

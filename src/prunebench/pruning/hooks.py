@@ -21,7 +21,8 @@ Snakemake process, the training loop, tracking and the reports; none of them nam
   (:class:`Metric`: the row's field, its value where no hook ran, its name in logs, TensorBoard / W&B
   and the report's training curves);
 - :attr:`~PruningMethod.trains_slim`: whether its pruned states may train the slim model of their
-  alive groups (``train.slim``), and :attr:`~PruningMethod.masked_reason` why not;
+  alive groups (``train.slim``; its hooks then reach the trained parameters through
+  ``run.trained_model``), and :attr:`~PruningMethod.masked_reason` why not;
 - :attr:`~PruningMethod.summary_columns` and :attr:`~PruningMethod.report_sections`: its own
   ``summary.json`` fields as columns of the reports' per-state table, and its own sections of the
   comparison report (:class:`ReportSection`).
@@ -141,7 +142,8 @@ def slim_refusal(cls: type[PruningMethod]) -> str | None:
 class StateRun(Protocol):
     """What the state runner offers a method's hooks."""
 
-    model: nn.Module  # the trained module's parameters (the uncompiled model)
+    model: nn.Module  # the dense-shaped model (uncompiled), up to date whenever a hook runs
+    trained_model: nn.Module  # the module whose parameters train: the slim model, or ``model`` itself
     groupsets: list[GroupSet]
     img_size: int
     steps_per_epoch: int
@@ -149,8 +151,12 @@ class StateRun(Protocol):
     plan: StatePlan  # the state's current plan (masks and target)
     rows: list[dict]  # metrics rows so far (epoch 0 first)
 
+    def trained_groups(self, masks: Masks) -> tuple[list[GroupSet], Masks]:
+        """``trained_model``'s GroupSets, and the dense model's per-group ``masks`` as they index them."""
+
     def set_plan(self, plan: StatePlan) -> None:
-        """Use new masks from now on (weights of dropped groups are zeroed)."""
+        """Use new masks from now on (weights of dropped groups are zeroed). New training masks may
+        replace ``trained_model`` (re-slimmed): a hook bound to its parameters binds them again."""
 
     def evaluate(self) -> dict[str, float]:
         """``val_acc`` and ``test_acc`` of the model as its weights are now (no mask applied)."""
@@ -185,11 +191,12 @@ class PruningMethod:
     summary_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: its sections of the comparison report
     report_sections: ClassVar[tuple[ReportSection, ...]] = ()
-    #: whether a pruned state may train the slim model of its alive groups (``train.slim: auto``): its
-    #: training masks equal its final ones, no hook changes them during the state (no ``set_plan``)
-    #: and none steps or binds ``run.model``'s parameters (the slim model's are the ones trained;
-    #: ``run.model`` is the dense model, brought up to date before every hook). None: slim unless the
-    #: class overrides one of :data:`TRAINING_HOOKS` (a plugin's hook may bind the parameters)
+    #: whether a pruned state may train the slim model of its alive groups (``train.slim: auto``): no
+    #: hook steps or binds ``run.model``'s parameters (``run.model`` is the dense model, brought up to
+    #: date before every hook; the trained parameters are ``run.trained_model``'s, indexed by
+    #: ``run.trained_groups``, bound again after a ``set_plan`` with new training masks, which re-slims
+    #: the state). None: slim unless the class overrides one of :data:`TRAINING_HOOKS` (a plugin's
+    #: hook may bind the parameters)
     trains_slim: ClassVar[bool | None] = None
     #: why its states train masked where :attr:`trains_slim` is False (summary.json's ``run.training_reason``)
     masked_reason: ClassVar[str] = ""

@@ -114,8 +114,9 @@ class REPrune(PruningMethod):
     that the chain's schedule marks prunes the model before that epoch trains."""
 
     name = "reprune"
-    trains_slim = False
-    masked_reason = "reprune: its pruning events change the masks during a state (re-slimming is not implemented yet)"
+    # its events read run.model (dense, brought up to date) and only shrink the masks (they stay
+    # nested): every event's set_plan re-slims the state exactly
+    trains_slim = True
     settings = SETTINGS
     settings_after = "measure"
     trains_own_state0 = True  # it prunes from its first epoch: its state 0 is its own

@@ -108,8 +108,9 @@ class RSST(Refill):
     """RSST's hooks: the penalty after backward, the hard mask at the end of the mask epoch."""
 
     name = "rsst"
-    trains_slim = False
-    masked_reason = "rsst: the penalised groups train until the hard mask (slim RSST is not implemented yet)"
+    # the penalty binds the trained module's parameters (run.trained_model: the slim model of the
+    # training masks, with the penalised groups alive); the hard mask's set_plan re-slims the state
+    trains_slim = True
     settings = SETTINGS
     settings_after = "prune"
     # the ``rsst`` summary field (CONTRACTS): accuracy of the unmasked and masked model at the hard mask
@@ -134,7 +135,7 @@ class RSST(Refill):
         super().__init__(experiment, state, groupsets)
         self.cfg = experiment["rsst"]
         self.penalty: RSSTPenalty | None = None
-        self._weights: RSSTPenalty | None = None  # the penalised weights, also after the mask
+        self._weights: RSSTPenalty | None = None  # the penalised weights, until the mask
         self.start_norm: float | None = None
         self.at_mask: dict | None = None
 
@@ -153,13 +154,15 @@ class RSST(Refill):
         from prunebench.pruning.penalty import RSSTPenalty
 
         steps = self.mask_epoch() * run.steps_per_epoch
-        self._weights = RSSTPenalty.for_groups(run.model, self.groupsets, run.plan.penalized, self.cfg, steps)
+        groupsets, penalized = run.trained_groups(run.plan.penalized)
+        self._weights = RSSTPenalty.for_groups(run.trained_model, groupsets, penalized, self.cfg, steps)
         if epochs_done == 0:
             self.start_norm = self.penalized_norm()
         self.penalty = self._weights if epochs_done < self.mask_epoch() else None
 
     def penalized_norm(self) -> float:
-        """L2 norm of the penalised groups' weights."""
+        """L2 norm of the penalised groups' weights (the trained ones: read only before the hard mask,
+        which re-binds the trained module)."""
         return self._weights.norm()
 
     def gradient_hook(self) -> RSSTPenalty | None:
@@ -175,7 +178,7 @@ class RSST(Refill):
             self.at_mask = {"unmasked": unmasked, "penalized_norm_ratio": ratio}
             plan = run.plan
             run.set_plan(StatePlan(plan.density, plan.final_masks, plan.final_masks, plan.penalized))
-            self.penalty = None
+            self.penalty = self._weights = None  # its parameters (a slim model's) are no longer trained
             log.info(
                 "state %d epoch %d: before the hard mask val %.2f test %.2f, penalised groups at %.3g of "
                 "their norm at the state's start; the epoch's evaluation is of the masked model",

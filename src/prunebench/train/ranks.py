@@ -111,6 +111,16 @@ def agree(plan, method):
     return main_plan
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank (every rank gets the same answer: a decision that starts a
+    collective, such as wrapping a module in DDP, must be taken by all ranks or none)."""
+    if not active():
+        return flag
+    box = torch.tensor([int(flag)], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item())
+
+
 def sum_over_ranks(sums: torch.Tensor) -> None:
     """Sum ``sums`` in place over the ranks (evaluation's per-split counts); nothing when not distributed."""
     if active():

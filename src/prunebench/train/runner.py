@@ -11,9 +11,21 @@ Its summary and outputs are written by :mod:`prunebench.train.finish`.
 start (:func:`prunebench.export.slim.slim_model`), and its optimizer holds the slim parameters.
 ``self.model`` stays the dense-shaped model that checkpoints, ``resume.pt``, the summary and the
 method's hooks see: :meth:`StateRunner.sync_dense` writes the slim model back into it (pruned weights
-zero, BN statistics replayed) before any of them reads it. A method whose masks change during a state
-declares ``trains_slim = False`` (RSST, REPrune) and trains masked; a plan changed anyway (a plugin's
-``set_plan``) turns the state to masked training from there on, exactly.
+zero, BN statistics replayed) before any of them reads it; the method's hooks reach the trained
+parameters through :attr:`StateRunner.trained_model` and :meth:`StateRunner.trained_groups` (RSST's
+penalty acts on the slim model's parameters, with slim-shaped masks).
+
+Where the training masks differ from the final ones (RSST's penalty phase), the slim model of the
+training masks trains, and evaluations see it under the final masks cut to its shape
+(:attr:`StateRunner.eval_view`). New training masks during the state (RSST's hard mask, a REPrune
+event: a method's ``set_plan``) **re-slim** it (:meth:`StateRunner._retrain`): the dense model brought
+up to date, a new slim model of the new masks, the optimizer state carried over (expanded to the
+dense shape, then cut to the new widths), the net prepared (compiled) again and wrapped (DDP) again
+when the next epoch trains. Masks that only shrink keep this exact: the dropped entries' optimizer
+state is never read again, as their weights stay zero. A state that trained masked (nothing was
+pruned at its start: RSST's state 1, REPrune's state 0) turns slim the same way once its masks
+narrow. Only where the new masks revive groups pruned while the state trained slim (their optimizer
+state was not kept) does it go on masked, and ``run.training_reason`` says so.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import torch
 
 from prunebench.accel.compile_stats import compile_counts
 from prunebench.accel.settings import (
+    allow_recompiles,
     compile_mode_for,
     compiles,
     configure_device,
@@ -43,6 +56,7 @@ from prunebench.export.slim import (
     inexact_reasons,
     optimizer_param_names,
     plan_slimming,
+    slim_groupsets,
     slim_model,
     slim_optimizer_state,
 )
@@ -201,7 +215,7 @@ class StateRunner:
                 init = load_trained(paths.init, experiment, 0)
                 load_weights(self.model, init["state_dict"], paths.init)
         self.plan = plan
-        self.slim = self.slimming = None
+        self.slim = self.slimming = self.optimizer = None  # no optimizer yet: the masks' first binding
         self.bind_masks()
         self.agree()
         self._choose_training()
@@ -210,13 +224,11 @@ class StateRunner:
 
     def _masked_reason(self) -> str | None:
         """Why this state trains masked (None: the slim model may train, if it is exact)."""
-        if self.tcfg.get("slim", "off") == "off":
+        if self.tcfg.get("slim", "auto") == "off":
             return "train.slim is off"
         refusal = slim_refusal(type(self.method))
         if refusal:
             return refusal
-        if self.eval_masked:
-            return "its training masks differ from its final masks"
         slimming = plan_slimming(self.model, self.plan.train_masks)
         if not slimming.narrows:
             return "nothing is pruned"
@@ -227,23 +239,66 @@ class StateRunner:
         """Slim or masked training (``train.slim``). Slim: the slim model of the plan's training masks,
         prepared (device, memory format, torch.compile) as the dense one was; it draws no random number,
         so the global RNG, the batch order and the learning-rate schedule go on as masked training's."""
-        self.training_reason = self._masked_reason()
-        self.training = "masked" if self.training_reason else "slim"
-        if self.training == "slim":
+        reason = self._masked_reason()
+        self._phases: list[tuple[int, str, str | None]] = []  # (from step, slim or masked, why masked)
+        if reason is None:
             self.slim, self.slimming = slim_model(self.model, self.plan.train_masks)
             self.net = self.prepared(self.slim)
         self._synced_step = 0
-        log.info(
-            "state %d trains %s%s",
-            self.state,
-            self.training,
-            f" ({self.training_reason})" if self.training_reason else "",
-        )
+        self._trained_masks = self._cpu_masks(self.plan.train_masks)
+        self._bind_eval_view()
+        self._record("masked" if reason else "slim", reason)
+
+    @staticmethod
+    def _cpu_masks(masks) -> dict:
+        return {k: v.detach().cpu().bool().clone() for k, v in masks.items()}
+
+    def _record(self, mode: str, why: str | None) -> None:
+        """The state trains ``mode`` from the current step on (a new phase only when the mode changes)."""
+        if self._phases and self._phases[-1][1] == mode:
+            return
+        step = max(self.prog_step, 0)
+        self._phases.append((step, mode, why))
+        log.info("state %d trains %s%s from step %d", self.state, mode, f" ({why})" if why else "", step)
+
+    @property
+    def training(self) -> str:
+        """How the state trains now (its last part, at its end): ``slim`` or ``masked``."""
+        return self._phases[-1][1]
+
+    @property
+    def training_reason(self) -> str | None:
+        """Why it trained masked (None: slim throughout); a state that changed way names each part,
+        e.g. ``masked until step 8 (nothing is pruned), then slim``."""
+        if len(self._phases) == 1:
+            return self._phases[0][2]
+        parts = []
+        for i, (_, mode, why) in enumerate(self._phases):
+            until = f" until step {self._phases[i + 1][0]}" if i + 1 < len(self._phases) else ""
+            parts.append(f"{mode}{until}{f' ({why})' if why else ''}")
+        return ", then ".join(parts)
 
     @property
     def trained_model(self):
         """The module whose parameters the optimizer steps: the slim model, or the dense one."""
         return self.slim if self.slim is not None else self.model
+
+    def trained_groups(self, masks) -> tuple[list, dict]:
+        """The trained module's GroupSets, and the dense model's per-group ``masks`` as they index them
+        (the groups alive in the slim model, in order; the masks themselves when the dense model trains)."""
+        if self.slim is None:
+            return self.groupsets, masks
+        return slim_groupsets(self.slim, self.slimming), self.slimming.slim_masks(masks)
+
+    def _bind_eval_view(self) -> None:
+        """The trained module under the plan's final masks, for evaluations (None: they equal the training masks)."""
+        if not self.eval_masked:
+            self.eval_view = None
+        elif self.slim is None:
+            self.eval_view = self.final
+        else:
+            groupsets, final = self.trained_groups(self.plan.final_masks)
+            self.eval_view = MaskedParams(self.slim, param_masks(self.slim, groupsets, final))
 
     def sync_dense(self) -> None:
         """Bring the dense-shaped ``self.model`` up to the slim model's training (nothing when masked)."""
@@ -264,20 +319,47 @@ class StateRunner:
             return state
         return expand_optimizer_state(state, optimizer_param_names(self.optimizer, self.slim), self.slimming)
 
-    def _to_masked(self, why: str) -> None:
-        """Go on training the dense model under hard masks: the slim model and its optimizer state
-        written back into the dense shape (what masked training would hold)."""
-        names = optimizer_param_names(self.optimizer, self.slim)
+    def _leave_slim(self) -> dict | None:
+        """Before new training masks bind: the dense model brought up to date and the optimizer's state
+        in its shape (as masked training holds it), the slim model dropped. None when the dense model trains."""
+        if self.slim is None:
+            return None
         self._synced_step = None
         self.sync_dense()
-        state = expand_optimizer_state(self.optimizer.state_dict(), names, self.slimming)
+        state = self.dense_optimizer_state()
         self.slim = self.slimming = None
-        self.optimizer = make_optimizer(self.model, self.tcfg)
+        return state
+
+    def _retrain(self, state: dict | None, revived: bool) -> None:
+        """Go on training under the plan's new training masks (the dense model already hard-masked by
+        them): the slim model of those masks where that is exact, its optimizer holding ``state`` (the
+        dense-shaped state :meth:`_leave_slim` returned; None: the dense model's optimizer trained) cut
+        to the new widths; else the dense model under hard masks. The net is prepared again, and wrapped
+        (DDP) when the next epoch trains, so every rank wraps it at the same point."""
+        why = (
+            "the method revived groups pruned while the state trained slim, whose optimizer state was not kept"
+            if revived
+            else self._masked_reason()
+        )
+        if why is not None and state is None:  # masked, and masked on: the same optimizer and net
+            self._record("masked", why)
+            return
+        if state is None:
+            state = self.optimizer.state_dict()
+        if why is None:
+            self.slim, self.slimming = slim_model(self.model, self.plan.train_masks)
+            self.optimizer = make_optimizer(self.slim, self.tcfg)
+            names = optimizer_param_names(self.optimizer, self.slim)
+            state = slim_optimizer_state(state, names, self.slimming)
+        else:
+            self.optimizer = make_optimizer(self.model, self.tcfg)
         self.optimizer.load_state_dict(state)
-        self.net = self.prepared(self.model)
-        self.train_net = ranks.wrap(self.net, self.dev)
-        self.training, self.training_reason = "masked", f"slim until step {self.prog.step}, then masked: {why}"
-        log.info("state %d trains masked from now on (%s)", self.state, why)
+        if self.compiled:  # every re-slim compiles new widths: past dynamo's default 8 graphs per code
+            allow_recompiles()  # object it would silently run eager
+        self.net = self.prepared(self.trained_model)
+        self.train_net = None
+        self._synced_step = self.prog_step
+        self._record("masked" if why else "slim", why)
 
     def _schedule(self) -> None:
         """The state's epochs, learning-rate schedule, optimizer and batch order."""
@@ -370,12 +452,16 @@ class StateRunner:
 
     def bind_masks(self) -> None:
         """Hard-mask the model by the plan's training masks; evaluations and checkpoints use its final ones.
-        New training masks while the slim model trains turn the state to masked training first."""
+        New training masks during the state (once the optimizer exists) re-choose how it trains
+        (:meth:`_retrain`: re-slimmed, where that is exact)."""
         plan = self.plan
-        if self.slim is not None and any(
-            not torch.equal(plan.train_masks[k].cpu().bool(), self.slimming.masks[k]) for k in self.slimming.masks
-        ):
-            self._to_masked("the method changed its masks during the state")
+        new = self._cpu_masks(plan.train_masks)
+        changed = self.optimizer is not None and any(not torch.equal(new[k], self._trained_masks[k]) for k in new)
+        state, revived = None, False
+        if changed:
+            revived = self.slim is not None and any(bool((new[k] & ~self.slimming.masks[k]).any()) for k in new)
+            state = self._leave_slim()
+            self._trained_masks = new
         self.hard = MaskedParams(self.model, param_masks(self.model, self.groupsets, plan.train_masks))
         final_pm = param_masks(self.model, self.groupsets, plan.final_masks)
         self.final = MaskedParams(self.model, final_pm)
@@ -384,6 +470,10 @@ class StateRunner:
         self.params_alive = alive_params(self.model, final_pm)
         self.density = alive_fraction(plan.final_masks)
         self.hard.mask_weights()
+        if changed:
+            self._retrain(state, revived)
+        if self.optimizer is not None:
+            self._bind_eval_view()
 
     def evaluates(self, epoch: int) -> bool:
         """Whether ``epoch`` is evaluated: epoch 0, the state's last, every ``train.eval_every``-th and
@@ -403,7 +493,7 @@ class StateRunner:
             return self._append(row, eval_seconds=0.0)
         start = time.perf_counter()
         test: dict = {}
-        with masked_view(self.final if self.eval_masked else None):
+        with masked_view(self.eval_view):
             scores = self._evaluate(test)
             eval_seconds = time.perf_counter() - start
             (val_loss, val_acc), test_acc = scores["val"], scores["test"][1]
@@ -438,12 +528,14 @@ class StateRunner:
         return row
 
     def checkpoint(self, epoch: int, metrics: dict) -> dict:
-        """A checkpoint of the model now (its tensors copied to the CPU: training may go on), dense-shaped."""
+        """A checkpoint of the model now (its tensors copied to the CPU: training may go on), dense-shaped,
+        under the final masks (an evaluation's masked view covers only the slim model, when it trains)."""
         self.sync_dense()
-        return make_checkpoint(
-            experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
-            state=self.state, epoch=epoch, metrics=dict(metrics),
-        )  # fmt: skip
+        with masked_view(self.final if self.eval_masked and self.slim is not None else None):
+            return make_checkpoint(
+                experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
+                state=self.state, epoch=epoch, metrics=dict(metrics),
+            )  # fmt: skip
 
     def train(self) -> None:
         """The state's epochs (those a killed run of it did not finish), then its final masks made permanent.
@@ -484,6 +576,10 @@ class StateRunner:
         self.sync_dense()  # the hooks see the dense model as training left it
         extra = method.epoch_start(self, epoch)
         self.agree()
+        # re-slimmed since the last epoch trained, on this rank or another (one that took other masks
+        # before it agreed on rank 0's): all ranks wrap again, since building a DDP wrapper is collective
+        if ranks.any_rank(self.train_net is None, self.dev):
+            self.train_net = ranks.wrap(self.net, self.dev)
         stats = train_one_epoch(
             self.train_net, self.data, self.optimizer, self.tcfg, step0=self.lr_offset + prog.step,
             total_steps=self.lr_total, warmup_steps=self.warmup_steps, generator=self.generator,

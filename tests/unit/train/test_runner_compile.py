@@ -100,3 +100,36 @@ def test_inductor_compiled_training_step_matches_eager():
     for model in (eager, net):
         torch.nn.functional.cross_entropy(model(x), y).backward()
     assert torch.allclose(eager.conv1.weight.grad, other.conv1.weight.grad, atol=1e-5)
+
+
+def test_a_re_slimmed_state_compiles_its_new_slim_model(tmp_path, tiny_config, monkeypatch):
+    """RSST's state 1 trains the dense model (nothing pruned) until its hard mask, then re-slims: the
+    new slim model is compiled as the dense one was, and the state trains as the eager one does."""
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(model, **kwargs):
+        compiled.append(model)
+        return real_compile(model, backend="eager", **kwargs)  # dynamo captures; no Inductor C++ build
+
+    monkeypatch.setattr(torch, "compile", spy)
+    tiny_config["experiments"]["t"]["methods"] = ["rsst"]
+    tiny_config["defaults"]["rsst"] = {"finetune_epochs": 1}
+    rows = {}
+    for compile_ in (False, True):
+        tiny_config["defaults"]["train"]["compile"] = compile_
+        exp = resolved_experiment(tiny_config)
+        out = tmp_path / f"compile_{compile_}"
+        for k in (0, 1):
+            previous = out / "state0" / "last.pt" if k else None
+            summary = train_state(exp, k, StatePaths(out / f"state{k}", out / f"rec{k}", previous), device="cpu")
+        assert summary["run"]["training"] == "slim"
+        rows[compile_] = [json.loads(line) for line in (out / "state1" / "metrics.jsonl").read_text().splitlines()]
+    # state 0 and state 1's dense model, then the slim model of the hard mask's groups
+    assert len(compiled) == 3
+    dense, slim = (sum(p.numel() for p in m.parameters()) for m in compiled[1:])
+    assert slim < dense
+    for a, b in zip(rows[False], rows[True], strict=True):
+        for key in ("train_loss", "val_loss", "val_acc", "test_acc"):
+            if a.get(key) is not None:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-5), key

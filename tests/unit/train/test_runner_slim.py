@@ -1,6 +1,9 @@
 """Slim training (train.slim, issue 23): a pruned state trains the slim model of its alive groups and
 computes what masked training computes, in fp32 on the CPU up to float rounding.
 
+RSST (the slim model of its training masks under the penalty, evaluated under its final masks,
+re-slimmed at the hard mask) and REPrune (re-slimmed at every event) included.
+
 Tolerances: the slim model sums fewer (exactly zero) terms, in another order, so its losses differ
 from the masked run's by float rounding only: measured ~1e-7 relative on this tiny ViT; 1e-5 asserted.
 """
@@ -149,41 +152,130 @@ def test_a_masked_resume_checkpoint_resumes_slim(tiny_config, tmp_path, monkeypa
     assert all(abs(x["test_acc"] - y["test_acc"]) <= 0.1 for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("method", ["rsst", "reprune"])
-def test_methods_whose_masks_change_in_a_state_train_masked_and_say_why(tiny_config, tmp_path, method):
-    assert method_class(method).trains_slim is False
-    exp = _experiment(_cnn(tiny_config) if method == "reprune" else tiny_config, method, epochs=1, states=2)
-    summaries = [train_state(exp, k, paths(tmp_path, k), device="cpu", threads=1) for k in range(2)]
-    assert summaries[1]["run"]["training"] == "masked"
-    assert summaries[1]["run"]["training_reason"] == method_class(method).masked_reason
+def _same_states(root, slim, masked, states):
+    """The slim chain's states against the masked chain's: losses per epoch, accuracies (0.1 point),
+    densities, masks and the kept groups."""
+    for k in states:
+        a, b = read_rows(root / f"slim/state{k}/metrics.jsonl"), read_rows(root / f"masked/state{k}/metrics.jsonl")
+        assert _close([r["train_loss"] for r in a[1:]], [r["train_loss"] for r in b[1:]])
+        for key in ("val_acc", "test_acc", "train_acc", "after_prune_test_acc", "unmasked_test_acc"):
+            assert all(abs((x.get(key) or 0) - (y.get(key) or 0)) <= 0.1 for x, y in zip(a, b)), key
+        assert [r["density"] for r in a] == [r["density"] for r in b]
+        for key in ("density", "params_alive", "kept", "best_epoch"):
+            assert slim[k][key] == masked[k][key], key
+        ca, cb = load_checkpoint(root / f"slim/state{k}/last.pt"), load_checkpoint(root / f"masked/state{k}/last.pt")
+        assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
 
 
-def test_a_plan_changed_during_a_slim_state_goes_on_masked_exactly(tiny_config, tmp_path, monkeypatch):
-    """A method that declares slim training but changes its masks mid-state (a plugin's set_plan)
-    is not trained wrong: the state turns to masked training there, from the expanded slim state."""
+def test_a_slim_rsst_chain_trains_as_the_masked_chain(tiny_config, tmp_path, monkeypatch):
+    """RSST: the slim model of the training masks trains under the penalty (bound to its parameters),
+    is evaluated under the final masks, re-slims at the hard mask and fine-tunes the narrower model."""
+    tiny_config["defaults"]["rsst"] = {"finetune_epochs": 1}
+    exp = _experiment(tiny_config, "rsst", epochs=2, states=3)
+    off = {**exp, "train": {**exp["train"], "slim": "off"}}
+    slim, slim_losses = _chain(exp, tmp_path / "slim", monkeypatch, range(3))
+    masked, masked_losses = _chain(off, tmp_path / "masked", monkeypatch, range(3))
+    # state 1 prunes nothing until its hard mask (masked), then fine-tunes slim; state 2 is slim throughout
+    assert [s["run"]["training"] for s in slim] == ["masked", "slim", "slim"]
+    assert slim[1]["run"]["training_reason"] == "masked until step 8 (nothing is pruned), then slim"
+    assert slim[2]["run"]["training_reason"] is None
+    assert len(slim_losses) == (2 + 3 + 3) * 4  # epochs x steps, the fine-tune epochs included
+    assert _close(slim_losses, masked_losses), max(abs(a - b) / abs(b) for a, b in zip(slim_losses, masked_losses))
+    _same_states(tmp_path, slim, masked, (1, 2))
+    assert all(pruned_weights_are_zero(load_checkpoint(tmp_path / f"slim/state{k}/last.pt")) for k in (1, 2))
+    for k in (1, 2):  # the penalty's own numbers: lambda, the penalised norm, the accuracies at the mask
+        a, b = slim[k]["rsst"], masked[k]["rsst"]
+        assert a["penalized_norm_ratio"] == pytest.approx(b["penalized_norm_ratio"], rel=1e-4)
+        assert a["unmasked"] == pytest.approx(b["unmasked"], abs=0.1)
+        assert a["masked"] == pytest.approx(b["masked"], abs=0.1)
+    rows = read_rows(tmp_path / "slim/state2/metrics.jsonl")
+    assert rows[1]["reg_lambda"] > 0 and rows[-1]["reg_lambda"] == 0  # penalised, then fine-tuned without
+
+
+def test_a_slim_reprune_chain_trains_as_the_masked_chain(tiny_config, tmp_path, monkeypatch):
+    """REPrune (ResNet-20 channels): its own state 0 turns slim at its first event, and every later
+    event re-slims the state; the masks, losses and accuracies are the masked chain's."""
+    exp = _experiment(_cnn(tiny_config), "reprune", epochs=2, states=2, lr=0.01)
+    off = {**exp, "train": {**exp["train"], "slim": "off"}}
+    slim, slim_losses = _chain(exp, tmp_path / "slim", monkeypatch, [0, 1])
+    masked, masked_losses = _chain(off, tmp_path / "masked", monkeypatch, [0, 1])
+    assert [s["event_epochs"] for s in slim] == [[2], [1, 2]]  # events re-slim state 1 twice
+    assert slim[0]["run"]["training_reason"] == "masked until step 2 (nothing is pruned), then slim"
+    assert slim[1]["run"]["training"] == "slim" and slim[1]["run"]["training_reason"] is None
+    assert _close(slim_losses, masked_losses), max(abs(a - b) / abs(b) for a, b in zip(slim_losses, masked_losses))
+    _same_states(tmp_path, slim, masked, (0, 1))
+    ca, cb = load_checkpoint(tmp_path / "slim/state1/last.pt"), load_checkpoint(tmp_path / "masked/state1/last.pt")
+    for n, t in ca["state_dict"].items():  # BN statistics of the channels each event pruned: replayed
+        assert torch.allclose(t.float(), cb["state_dict"][n].float(), rtol=1e-3, atol=1e-4), n
+
+
+def test_a_slim_rsst_state_resumed_after_its_mask_trains_as_an_uninterrupted_one(tiny_config, tmp_path, monkeypatch):
+    tiny_config["defaults"]["rsst"] = {"finetune_epochs": 2}
+    exp = _experiment(tiny_config, "rsst", epochs=2, states=2)
+    whole, _ = _chain(exp, tmp_path / "a", monkeypatch, [0, 1])
+    _kill_state1(exp, tmp_path / "b", monkeypatch, after_epoch=2)  # the mask epoch
+    resumed = train_state(exp, 1, paths(tmp_path / "b", 1), device="cpu", threads=1)
+    assert resumed["run"]["training"] == "slim" and resumed["run"]["resumed_after_epoch"] == 2
+    a, b = read_rows(tmp_path / "a/state1/metrics.jsonl"), read_rows(tmp_path / "b/state1/metrics.jsonl")
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]  # the same numbers, exactly
+    assert [r.get("test_acc") for r in a] == [r.get("test_acc") for r in b]
+    assert resumed["rsst"] == whole[1]["rsst"]
+    sa = load_checkpoint(tmp_path / "a/state1/last.pt")["state_dict"]
+    sb = load_checkpoint(tmp_path / "b/state1/last.pt")["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _prune_one_more(self, run, epoch):
+    """A plugin's epoch_start: at epoch 2, one more group of the first prunable layer masked."""
     from prunebench.pruning.plan import StatePlan
-    from prunebench.pruning.refill import Refill
 
-    def prune_more(self, run, epoch):
-        if epoch == 2:
-            plan = run.plan
-            masks = {k: v.clone() for k, v in plan.final_masks.items()}
-            name = next(k for k, v in masks.items() if v.sum() > 1)
-            masks[name][masks[name].nonzero()[0]] = False
-            run.set_plan(StatePlan(plan.density, masks, masks, plan.penalized))
-        return {}
+    if epoch == 2:
+        plan = run.plan
+        masks = {k: v.clone() for k, v in plan.final_masks.items()}
+        name = next(k for k, v in masks.items() if v.sum() > 1)
+        masks[name][masks[name].nonzero()[0]] = False
+        run.set_plan(StatePlan(plan.density, masks, masks, plan.penalized))
+    return {}
+
+
+def test_a_plan_changed_during_a_slim_state_re_slims_it_exactly(tiny_config, tmp_path, monkeypatch):
+    """A method that changes its masks mid-state (a plugin's set_plan) re-slims the state there."""
+    from prunebench.pruning.refill import Refill
 
     exp = _experiment(tiny_config, states=2)
     off = {**exp, "train": {**exp["train"], "slim": "off"}}
-    monkeypatch.setattr(Refill, "epoch_start", prune_more)
+    monkeypatch.setattr(Refill, "epoch_start", _prune_one_more)
     monkeypatch.setattr(Refill, "trains_slim", True)  # declared: its hooks use no parameter of run.model
     slim, slim_losses = _chain(exp, tmp_path / "slim", monkeypatch, [0, 1])
     masked, masked_losses = _chain(off, tmp_path / "masked", monkeypatch, [0, 1])
-    assert slim[1]["run"]["training"] == "masked"
-    assert slim[1]["run"]["training_reason"].startswith("slim until step 4, then masked")
+    assert slim[1]["run"]["training"] == "slim" and slim[1]["run"]["training_reason"] is None
     assert _close(slim_losses, masked_losses)
     ca, cb = load_checkpoint(tmp_path / "slim/state1/last.pt"), load_checkpoint(tmp_path / "masked/state1/last.pt")
     assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
+
+
+def test_groups_revived_during_a_slim_state_go_on_masked_and_say_why(tiny_config, tmp_path, monkeypatch):
+    """Masks that grow back after a re-slim cannot continue exactly slim (the dropped groups'
+    optimizer state was not kept): the state goes on masked from there, and its summary says so."""
+    from prunebench.pruning.refill import Refill
+
+    def prune_then_revive(self, run, epoch):
+        if epoch == 2:
+            self.before = run.plan
+            _prune_one_more(self, run, epoch)
+        elif epoch == 3:
+            run.set_plan(self.before)
+        return {}
+
+    exp = _experiment(tiny_config, states=2)
+    monkeypatch.setattr(Refill, "epoch_start", prune_then_revive)
+    monkeypatch.setattr(Refill, "trains_slim", True)
+    summaries, _ = _chain(exp, tmp_path, monkeypatch, [0, 1])
+    assert summaries[1]["run"]["training"] == "masked"
+    assert summaries[1]["run"]["training_reason"] == (
+        "slim until step 8, then masked (the method revived groups pruned while the state trained slim, "
+        "whose optimizer state was not kept)"
+    )
 
 
 def test_a_slim_cnn_state_trains_as_the_masked_one(tiny_config, tmp_path, monkeypatch):
@@ -223,4 +315,4 @@ def test_a_method_with_its_own_training_hooks_trains_masked_unless_it_declares_s
     assert slim_refusal(Refill) is None and slim_refusal(method_class("random")) is None
     assert slim_refusal(method_class("oneshot")) is None
     assert "start, gradient_hook" in slim_refusal(Magnitude)
-    assert slim_refusal(method_class("rsst")) == method_class("rsst").masked_reason
+    assert slim_refusal(method_class("rsst")) is None and slim_refusal(method_class("reprune")) is None
