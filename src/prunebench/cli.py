@@ -24,6 +24,15 @@ def _cmd_validate(args) -> None:
     for name, exp in resolved.experiments.items():
         print(f"{name}\t{exp['prune']['states']} states\t{exp['train']['epochs']} epochs")
     print(f"{len(resolved.experiments)} experiments; config is valid", file=sys.stderr)
+    if args.hours:
+        from prunebench.estimates import planned_gpu_hours
+
+        hours = planned_gpu_hours(resolved)
+        print("model\ttraining states\tGPU-hours\tGPU-hours if every state trained dense-shaped")
+        for key, row in sorted(hours.items()):
+            print(f"{key}\t{row['states']}\t{row['as_configured']:.1f}\t{row['dense_shaped']:.1f}")
+        total = {k: sum(row[k] for row in hours.values()) for k in ("states", "as_configured", "dense_shaped")}
+        print(f"total\t{total['states']}\t{total['as_configured']:.1f}\t{total['dense_shaped']:.1f}")
 
 
 def _cmd_prepare(args) -> None:
@@ -370,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also build every model on the meta device: timm names, kwargs, image and patch sizes, the groups "
         "prune.groups and round_to find (imports torch and timm: seconds; `prunebench prepare` checks this too)",
+    )
+    p.add_argument(
+        "--hours",
+        action="store_true",
+        help="also print the estimated GPU-hours of its training states per model (prunebench.estimates: before "
+        "the jobs' safety factor; pruned states trained slim take less)",
     )
     p.set_defaults(func=_cmd_validate)
     p = sub.add_parser(

@@ -1,8 +1,9 @@
 """What a training job asks the scheduler for: memory and time per state (no torch: Snakemake reads it).
 
-A state's runtime is its epochs x the model's minutes per epoch x ``resources.safety_factor``, plus
-``resources.overhead_minutes``; a multi-GPU state divides the minutes per epoch by its GPUs (at
-:data:`MULTI_GPU_EFFICIENCY`). Minutes per epoch come from ``resources.models.<key>`` when the
+A state's runtime is its epochs x the model's minutes per epoch x its slim share x
+``resources.safety_factor``, plus ``resources.overhead_minutes``; a multi-GPU state divides the minutes
+per epoch by its GPUs (at :data:`MULTI_GPU_EFFICIENCY`). The slim share (:func:`slim_share`) is the
+part of a dense epoch's time that a pruned state trained slim (``train.slim: auto``) still takes. Minutes per epoch come from ``resources.models.<key>`` when the
 config gives them, else from built-in estimates for one CIFAR epoch (45,000 training images, then
 15,000 evaluated) on a V100-class GPU: 1.5 minutes for ViT-S/16 at 224 px, 0.5 for ResNet-56.
 """
@@ -13,6 +14,9 @@ import math
 
 from prunebench.archs import family_of
 from prunebench.config import finetune_epochs, state_epochs
+from prunebench.pruning.hooks import slim_refusal
+from prunebench.pruning.registry import method_class
+from prunebench.pruning.schedule import density_at
 
 # One CIFAR epoch (training + evaluation), in minutes, for prunebench's CNNs. ResNet-34/50 run at 224 px:
 # their figure is 45,000 images at 224 px with AMP (about 1,500 and 1,100 training images/s on a V100,
@@ -31,6 +35,13 @@ MULTI_GPU_EFFICIENCY = 0.9
 # training images per epoch of each dataset (CIFAR: 50,000 less the 5,000 held out for validation)
 DATASET_IMAGES = {"cifar10": 45000, "cifar100": 45000, "digits": 1617, "synthetic": 900}
 CIFAR_IMAGES = 45000
+# The share of a dense epoch's time that does not shrink with the model when a pruned state trains slim
+# (data on the device, the optimizer's fixed costs, kernel launches, the unpruned stem and head): a
+# state that keeps a fraction d of the dense model takes FIXED + (1 - FIXED) * d of a dense epoch.
+# Fitted to bench/bench_slim.py on the CPU (bench/results/slim_cpu.json; bench/RESULTS.md, "Slim
+# training"): ViT-S/4@32 at 30 % of the MACs trains 2.87x faster (0.348 = 0.07 + 0.93 * 0.3), ResNet-56
+# 1.36x (0.735 = 0.62 + 0.38 * 0.3); not yet measured on a GPU, where narrow CNN layers may gain less.
+SLIM_FIXED_SHARE = {"vit": 0.07, "cnn": 0.62}
 
 
 def _vit_minutes(model: dict) -> float:
@@ -77,19 +88,66 @@ def mem_mb(model_key: str, model: dict, settings: dict, folder_workers: int = 0)
     return base + FOLDER_WORKER_MEM_MB * folder_workers
 
 
-def state_resources(experiment: dict, state: int, settings: dict) -> dict[str, int]:
-    """``mem_mb`` and ``runtime`` (minutes) of one training state; ``settings`` is the config's `resources`."""
+def slim_share(experiment: dict, state: int) -> float:
+    """The share of a dense epoch's time one epoch of ``state`` is estimated to take: 1 for state 0, a
+    method that prunes nothing or trains masked, and ``train.slim: off``; otherwise
+    :data:`SLIM_FIXED_SHARE` plus the rest scaled by the density the state starts from (the previous
+    state's target: a state trains at that density or below, so the estimate errs long)."""
+    cls = method_class(experiment["method"])
+    if state == 0 or experiment["train"].get("slim", "auto") == "off" or not cls.prunes or slim_refusal(cls):
+        return 1.0
+    prune = experiment["prune"]
+    density = density_at(state - 1, prune["states"], prune["target_sparsity"], prune.get("schedule", "geometric"))
+    fixed = SLIM_FIXED_SHARE[family_of(experiment["model"]["arch"])]
+    return fixed + (1.0 - fixed) * density
+
+
+def state_minutes(experiment: dict, state: int, settings: dict) -> float:
+    """Estimated minutes of training ``state`` on its GPUs, before the safety factor and the overhead:
+    its epochs x minutes per epoch x :func:`slim_share`, shared out over its GPUs."""
     key, model = experiment["model_key"], experiment["model"]
     epochs = state_epochs(experiment, state) + finetune_epochs(experiment, state)
     folder = experiment.get("dataset_source") or {}
     per_epoch = minutes_per_epoch(
         key, model, experiment["dataset"], experiment["data"]["train_limit"], settings, folder.get("train_images")
-    )
+    ) * slim_share(experiment, state)
     world = experiment["train"].get("gpus", 1) * experiment["train"].get("nodes", 1)
     if world > 1:  # the global batch is shared out: each GPU does 1/world of the work
         per_epoch /= world * MULTI_GPU_EFFICIENCY
-    minutes = epochs * per_epoch * settings.get("safety_factor", 1.5) + settings.get("overhead_minutes", 10)
+    return epochs * per_epoch
+
+
+def state_resources(experiment: dict, state: int, settings: dict) -> dict[str, int]:
+    """``mem_mb`` and ``runtime`` (minutes) of one training state; ``settings`` is the config's `resources`."""
+    key, model = experiment["model_key"], experiment["model"]
+    folder = experiment.get("dataset_source") or {}
+    minutes = state_minutes(experiment, state, settings) * settings.get("safety_factor", 1.5)
+    minutes += settings.get("overhead_minutes", 10)
     # the training loader's workers and the evaluation loader's (half as many), all kept for the whole state
     workers = folder.get("workers", 0) if folder.get("loader", "auto") != "dali" else 0
     workers += workers // 2
     return {"mem_mb": mem_mb(key, model, settings, workers), "runtime": math.ceil(minutes)}
+
+
+def planned_states(resolved) -> list[tuple[str, int, dict]]:
+    """(run, state, experiment) of every training state a resolved config plans: each experiment's
+    pruned states, and every state 0 once (a shared dense state 0 once for all the experiments it serves)."""
+    states = [(run, 0, exp) for run, exp in sorted(resolved.state0_runs.items())]
+    for name, exp in sorted(resolved.experiments.items()):
+        states += [(name, k, exp) for k in range(1, exp["prune"]["states"])]
+    return states
+
+
+def planned_gpu_hours(resolved) -> dict[str, dict[str, float]]:
+    """Per model key: its training states and their estimated GPU-hours (:func:`state_minutes` x the
+    state's GPUs, before the safety factor and the overhead), ``as_configured`` and ``dense_shaped``
+    (every state at a dense epoch's time: what masked training costs)."""
+    out: dict[str, dict[str, float]] = {}
+    for _, state, exp in planned_states(resolved):
+        masked = {**exp, "train": {**exp["train"], "slim": "off"}}
+        world = exp["train"].get("gpus", 1) * exp["train"].get("nodes", 1)
+        row = out.setdefault(exp["model_key"], {"states": 0, "as_configured": 0.0, "dense_shaped": 0.0})
+        row["states"] += 1
+        row["as_configured"] += state_minutes(exp, state, resolved.resources) * world / 60
+        row["dense_shaped"] += state_minutes(masked, state, resolved.resources) * world / 60
+    return out
