@@ -215,6 +215,9 @@ def test_reports_tracking_and_status_read_unevaluated_epochs(every_third):
     assert dyn["last_mean"].notna().all() and dyn["gap"].notna().all()
     series = training_curve_series(epochs)
     assert list(series["val_acc"][epochs["method"].iloc[0]]["x"]) == [0, 3, 5]  # joined, no gaps
+    tested = [r["epoch"] for r in read_rows(root / "state0/metrics.jsonl") if "test_acc" in r]
+    assert list(series["test_acc"][epochs["method"].iloc[0]]["x"]) == tested  # best_and_final: those with test
+    assert dyn["metric"].tolist() == ["val_acc"]
     assert len(series["train_loss"][epochs["method"].iloc[0]]) == 6
     assert all(r["evaluated"] is not None for r in read_epochs(root / "state0/metrics.jsonl"))
 
