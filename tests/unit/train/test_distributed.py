@@ -75,7 +75,7 @@ def test_two_processes_train_a_slim_state_as_a_masked_one(tiny_config, tmp_path)
         if ra.get("train_loss") is not None:
             assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=TOL), ra["epoch"]
         for key in ("val_acc", "test_acc"):
-            assert abs(ra[key] - rb[key]) <= 0.1, (ra["epoch"], key)
+            assert abs(ra.get(key, 0) - rb.get(key, 0)) <= 0.1, (ra["epoch"], key)
     ca = torch.load(slim / "state1" / "last.pt", weights_only=True)
     cb = torch.load(masked / "state1" / "last.pt", weights_only=True)
     assert all(torch.equal(ca["masks"][g], cb["masks"][g]) for g in ca["masks"])
