@@ -153,22 +153,24 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-batch", type=int, default=None)
+    ap.add_argument("--settings", type=int, nargs="+", help="indices into SETTINGS (default: all of them)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--checkpoint-model", default="vit_small_patch16_224", help="timm model for the resume.pt timing")
     ap.add_argument("--checkpoint-rounds", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    exps = [experiment(args.model, args.epochs, s, args.eval_batch) for s in SETTINGS]
+    settings = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS
+    exps = [experiment(args.model, args.epochs, s, args.eval_batch) for s in settings]
     one_state(exps[0], args.threads)  # warm-up: imports, dataset, allocator
-    runs: dict[str, list[dict]] = {s["name"]: [] for s in SETTINGS}
+    runs: dict[str, list[dict]] = {s["name"]: [] for s in settings}
     for r in range(args.rounds):
-        order = list(range(len(SETTINGS)))
+        order = list(range(len(settings)))
         order = order[r % len(order) :] + order[: r % len(order)]
         for i in order:
             result = one_state(exps[i], args.threads)
-            runs[SETTINGS[i]["name"]].append(result)
+            runs[settings[i]["name"]].append(result)
             print(
-                f"round {r + 1} {SETTINGS[i]['name']}: eval {100 * result['eval_share']:.1f} %, "
+                f"round {r + 1} {settings[i]['name']}: eval {100 * result['eval_share']:.1f} %, "
                 f"checkpoint {100 * result['checkpoint_share']:.2f} %, epoch {result['epoch_seconds']:.2f} s, "
                 f"best epoch {result['best_epoch']} test {result['best_test_acc']:.2f}, "
                 f"final test {result['final_test_acc']:.2f}",
