@@ -27,6 +27,8 @@ hang cannot take the others down):
 - ``overheads``: one evaluation pass over a CIFAR-sized val + test (5k + 10k images,
   ``loop.evaluate``, eager and compiled) and one checkpoint write (model + optimizer, written and
   fsynced as resume.pt is) against one epoch of CIFAR training (45k images at the measured rate);
+  and a state's per-epoch evaluation + checkpoint share at the default settings (issue 24,
+  :func:`state_share`: ``train.eval_test: best_and_final``, background checkpoints), PASS below 5 %;
 - ``compile``: a state's compile of ViT-S/4@32 (``train.compile_mode: auto``) cold, then warm: two
   fresh processes one after the other sharing one new compile cache folder (``train.compile_cache_dir``),
   each timing Dynamo's compile seconds, the first evaluation and the first epoch, and counting the
@@ -467,6 +469,98 @@ def section_overheads(ctx: Ctx) -> None:
             writer.wait()
     ctx.save("checkpoint|resume|background_blocked_seconds", min(blocked[1:]))
     path.unlink()
+    state_share(ctx, model, opt, data, eval_batch, cfg)
+
+
+def state_share(ctx: Ctx, model, opt, data, eval_batch: int, cfg: dict) -> None:
+    """Issue 24: what evaluation and checkpoints cost a state per epoch at the default settings, as a
+    share of one CIFAR epoch of ViT-S/4@32 (45k images at its training rate, timed here eagerly).
+
+    Per epoch: a val pass (``train.eval_test: best_and_final``; 5k images), the copy of ``resume.pt``
+    (model + optimizer) and of a best checkpoint (as if every epoch were a new best) into the writer's
+    reused pinned buffers, each timed to a synchronized device (the copies run on the training
+    stream); per state: two test passes (10k images: the last epoch's and the best's), spread over
+    ``train.epochs`` epochs (the schema default). Beside it, the share with test evaluated at every
+    epoch (``eval_test: every``, the behaviour before)."""
+    import torch
+
+    from prunebench.train.loop import evaluate
+    from prunebench.train.writer import CheckpointWriter
+
+    def timed(fn, reps: int = 2, setup=lambda: None) -> float:
+        fn()  # warm-up: allocations, pinned buffers, cuDNN/BLAS choices
+        times = []
+        for _ in range(reps):
+            setup()
+            ctx.sync()
+            start = time.perf_counter()
+            fn()
+            ctx.sync()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    ctx.check("state share: evaluation")
+    for split in ("val", "test"):
+        ctx.save(f"state|{split}_seconds", timed(lambda s=split: evaluate(model, data, (s,), eval_batch, cfg["amp"])))
+    ctx.check("state share: checkpoint copies")
+    folder = ctx.out / "state_share_probe"
+    with CheckpointWriter(background=True) as writer:
+        resume, best = folder / "resume.pt", folder / "best.pt"
+
+        def copy_resume():
+            writer.save(resume, {"model": model.state_dict(), "optimizer": opt.state_dict()})
+
+        def copy_best():
+            writer.save(best, {"state_dict": model.state_dict()}, slot="best")
+
+        # untimed: the previous write finishing (in a state it overlaps an epoch of training)
+        ctx.save("state|resume_copy_seconds", timed(copy_resume, setup=lambda: writer.wait_for(resume)))
+        ctx.save("state|best_copy_seconds", timed(copy_best, setup=lambda: writer.wait_for(best)))
+    for f in folder.glob("*.pt"):
+        f.unlink()
+    ctx.check("state share: training rate")
+    amp = bool(cfg["amp"]) and ctx.device.type == "cuda"
+    x = torch.randn(ctx.batch, 3, *[data.img_size] * 2, device=ctx.device)
+    y = torch.randint(0, 10, (ctx.batch,), device=ctx.device)
+    model.train()
+
+    def step():
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    steps = 3 if ctx.smoke else 20
+    ctx.save("state|train_img_s", steps * ctx.batch / timed(lambda: [step() for _ in range(steps)], reps=1))
+    ctx.save("state|epochs", schema_defaults("train")["epochs"])
+
+
+def state_share_lines(sections: dict, on_gpu: bool) -> list[str]:
+    """The report's lines of :func:`state_share`: the per-epoch eval + checkpoint share, PASS below 5 %."""
+    r = sections.get("overheads", {}).get("results", {})
+    keys = ("val_seconds", "test_seconds", "resume_copy_seconds", "best_copy_seconds", "train_img_s", "epochs")
+    if any(f"state|{k}" not in r for k in keys):
+        return ["| eval + checkpoint share of a state's epoch (issue 24) | not measured | < 5 % | - |"]
+    val, test, resume, best, rate, epochs = (r[f"state|{k}"] for k in keys)
+    epoch = CIFAR_TRAIN / rate
+    copies = resume + best
+    lines = [
+        f"| state share inputs: val {_fmt(val, 3)} s, test {_fmt(test, 3)} s, resume.pt copy {_fmt(resume, 3)} s, "
+        f"best copy {_fmt(best, 3)} s, CIFAR epoch {_fmt(epoch, 1)} s ({_fmt(rate)} img/s eager), "
+        f"{epochs} epochs/state | - | - | - |"
+    ]
+    for what, secs in (
+        ("eval_test: every (before)", val + test + copies),
+        ("eval_test: best_and_final (default)", val + copies + 2 * test / epochs),
+    ):
+        share = 100.0 * secs / epoch
+        ok = share < OVERHEAD_GOAL
+        lines.append(
+            f"| eval + checkpoint, % of a state's epoch, {what} | {_fmt(share, 2)} | < {OVERHEAD_GOAL:g} % | "
+            f"{verdict(ok, on_gpu) if 'default' in what else '-'} |"
+        )
+    return lines
 
 
 # --- compact --------------------------------------------------------------------------------------
@@ -772,6 +866,7 @@ def goal_epoch_overheads(sections: dict, on_gpu: bool) -> list[str]:
     blocked = ov.get("checkpoint|resume|background_blocked_seconds")
     if blocked is not None:
         lines.append(f"| checkpoint, resume, background: training blocked, s | {_fmt(blocked, 3)} | - | - |")
+    lines += state_share_lines(sections, on_gpu)
     return lines
 
 

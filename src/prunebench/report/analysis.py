@@ -503,9 +503,12 @@ def recovery(states: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.Dat
 def dynamics(epochs: pd.DataFrame, window: int = WINDOW, metric: str = "test_acc") -> pd.DataFrame:
     """Per state: convergence, stability and the overfitting gap from the trained epochs (epoch >= 1).
 
-    Convergence compares the mean of the last ``window`` epochs with the mean of the ``window``
-    before; a state with fewer than 2 x window epochs uses half its epochs for each. Stability is
-    the sample std of the last window. The gap is train minus validation accuracy at the last epoch.
+    Convergence compares the mean of ``metric`` over the last ``window`` epochs with its mean over the
+    ``window`` before; a state with fewer than 2 x window epochs uses half its epochs for each.
+    Stability is the sample std of the last window. The gap is train minus validation accuracy at the
+    last epoch. A state whose evaluated epochs do not all have a test accuracy (``train.eval_test:
+    best_and_final`` evaluates test at epoch 0, the best and the last epoch only) is measured on
+    ``val_acc`` instead; the ``metric`` column says which was used.
     """
     rows = []
     trained = epochs[epochs["epoch"] >= 1]
@@ -513,7 +516,10 @@ def dynamics(epochs: pd.DataFrame, window: int = WINDOW, metric: str = "test_acc
         part = part.sort_values("epoch")
         if metric in EVAL_FIELDS and "evaluated" in part:
             part = part[part["evaluated"].astype(bool)]  # the epochs train.eval_every evaluated (the last always)
-        values = part[metric].to_numpy(dtype=float)
+        used = metric
+        if metric == "test_acc" and (metric not in part or part[metric].isna().any()):
+            used = "val_acc"  # test evaluated at the best and last epochs only: per-epoch dynamics on val
+        values = part[used].to_numpy(dtype=float)
         w = min(window, len(values) // 2)
         last = values[-w:] if w else values[-1:]
         prev = values[-2 * w : -w] if w else values[:0]
@@ -523,6 +529,7 @@ def dynamics(epochs: pd.DataFrame, window: int = WINDOW, metric: str = "test_acc
                 "method": part["method"].iloc[0],
                 "seed": part["seed"].iloc[0],
                 "state": int(state),
+                "metric": used,
                 "window": len(last),
                 "last_mean": float(np.mean(last)),
                 "prev_mean": float(np.mean(prev)) if len(prev) else math.nan,
@@ -533,8 +540,8 @@ def dynamics(epochs: pd.DataFrame, window: int = WINDOW, metric: str = "test_acc
         )
     return pd.DataFrame(
         rows,
-        columns=["experiment", "method", "seed", "state", "window", "last_mean", "prev_mean", "convergence",
-                 "stability", "gap"],
+        columns=["experiment", "method", "seed", "state", "metric", "window", "last_mean", "prev_mean",
+                 "convergence", "stability", "gap"],
     )  # fmt: skip
 
 
@@ -575,6 +582,8 @@ def anomalies(
         checks = part[["epoch", "val_loss", "val_acc", "test_acc"]].copy()
         if "evaluated" in part:  # an epoch train.eval_every skipped has no val/test values, by design
             checks.loc[~part["evaluated"].astype(bool), list(EVAL_FIELDS)] = 0.0
+        # nor has an epoch train.eval_test evaluated on val only a test accuracy (an accuracy is never NaN)
+        checks["test_acc"] = checks["test_acc"].where(checks["val_acc"].isna() | checks["test_acc"].notna(), 0.0)
         checks["train_loss"] = part["train_loss"].where(part["epoch"] > 0, 0.0)
         checks["train_acc"] = part["train_acc"].where(part["epoch"] > 0, 0.0)
         bad = checks[checks.drop(columns="epoch").isna().any(axis=1)]

@@ -264,8 +264,8 @@ def training_curve_series(epochs: pd.DataFrame) -> dict[str, dict[str, pd.DataFr
         skipped = metric in EVAL_FIELDS and "evaluated" in df  # epochs train.eval_every did not evaluate
         for method in method_order(df["method"]):
             sel = df["method"] == method
-            if skipped:
-                sel &= df["evaluated"].astype(bool)  # the curve joins the evaluated epochs, without gaps
+            if skipped:  # the curve joins the epochs that measured it, without gaps (test: maybe only some)
+                sel &= df["evaluated"].astype(bool) & values.notna()
             stats = values[sel].groupby(df.loc[sel, "x"]).agg(["mean", "min", "max", "count"])
             out[metric][method] = stats.rename(columns={"count": "seeds"}).rename_axis("x").reset_index()
     return out

@@ -250,6 +250,7 @@ def recipes_table(states: pd.DataFrame, epochs: pd.DataFrame, methods: list[str]
 def dynamics_table(epochs: pd.DataFrame) -> dict:
     return frame_table(A.dynamics(epochs).sort_values(["method", "seed", "state"]), [
         *RUN_STATE,
+        ("accuracy", "l", lambda r: {"test_acc": "test", "val_acc": "val"}.get(r.metric, r.metric)),
         ("window", "r", lambda r: str(r.window)),
         ("last mean", "r", lambda r: num(r.last_mean)),
         ("previous mean", "r", lambda r: num(r.prev_mean)),

@@ -23,17 +23,26 @@ def make_checkpoint(
     state: int,
     epoch: int,
     metrics: dict[str, Any],
+    copy: bool = True,
 ) -> dict:
     """A checkpoint dict holding only tensors and plain Python types, with the ``config_hash`` of the
-    settings it was trained under."""
+    settings it was trained under.
+
+    ``copy``: its tensors are copies on the CPU (one copy each). False: they are the model's and the
+    masks' live tensors, for :meth:`prunebench.train.writer.CheckpointWriter.save`, which copies them
+    once into its reused host buffers (a second copy here would double the per-epoch cost)."""
+
+    def held(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to("cpu", copy=True) if copy else t.detach()
+
     return {
         "format_version": FORMAT_VERSION,
         "kind": KIND,
         "experiment": experiment["name"],
         "method": experiment["method"],
         "model_spec": model_spec,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "masks": {k: v.detach().cpu().clone() for k, v in masks.items()},
+        "state_dict": {k: held(v) for k, v in model.state_dict().items()},
+        "masks": {k: held(v) for k, v in masks.items()},
         "state": int(state),
         "epoch": int(epoch),
         "metrics": metrics,

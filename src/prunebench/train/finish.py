@@ -52,7 +52,8 @@ def state_summary(run: StateRunner, threads: int | None) -> dict:
         "best_test_acc": best["test_acc"],
         "final_val_acc": last["val_acc"],
         "final_test_acc": last["test_acc"],
-        "max_test_acc": max(r["test_acc"] for r in evaluated),
+        # among the epochs whose test was evaluated (train.eval_test: best and final, epoch 0 aside)
+        "max_test_acc": max(r["test_acc"] for r in evaluated if "test_acc" in r),
         "acc_after_pruning": prog.rows[0]["test_acc"],
         "params_dense": sum(p.numel() for p in model.parameters()),
         "params_alive": alive_params(model, param_masks(model, run.groupsets, plan.final_masks)),
@@ -128,6 +129,7 @@ def _run_settings(run: StateRunner) -> dict:
         "amp": bool(tcfg["amp"]) and run.dev.type == "cuda",  # bf16 autocast, on CUDA only
         "channels_last": run.channels_last,
         "eval_every": run.eval_every,
+        "eval_test": run.eval_test,
         "eval_batch_size": run.eval_batch,
         "eval_padded": run.eval_padded,
         "background_checkpoints": tcfg.get("background_checkpoints", True),

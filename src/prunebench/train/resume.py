@@ -90,7 +90,7 @@ def try_resume(paths: StatePaths, experiment: dict, state: int):
 
 
 def save_resume(paths: StatePaths, runner, progress: Progress) -> None:
-    """Queue the epoch's resume checkpoint (a copy of everything now), after the best checkpoint it names.
+    """Queue the epoch's resume checkpoint (the writer copies everything now), after the best checkpoint it names.
 
     ``runner``: the :class:`prunebench.train.runner.StateRunner` of the state."""
     if not ranks.is_main():
@@ -102,7 +102,7 @@ def save_resume(paths: StatePaths, runner, progress: Progress) -> None:
         "config": runner.experiment,
         "state": runner.state,
         "previous": previous_stamp(paths),
-        "model": {k: v.detach().cpu() for k, v in runner.model.state_dict().items()},
+        "model": runner.model.state_dict(),  # live tensors: the writer copies them once, into its reused buffers
         "optimizer": runner.dense_optimizer_state(),
         "generator": runner.generator.get_state(),
         "torch_rng": torch.get_rng_state(),

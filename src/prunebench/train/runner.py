@@ -30,6 +30,7 @@ state was not kept) does it go on masked, and ``run.training_reason`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -56,6 +57,7 @@ from prunebench.export.slim import (
     inexact_reasons,
     optimizer_param_names,
     plan_slimming,
+    slice_tensor,
     slim_groupsets,
     slim_model,
     slim_optimizer_state,
@@ -183,6 +185,7 @@ class StateRunner:
         self.net = self.prepared(self.model)
         self.graphed = self.compile_mode == "reduce-overhead"
         self.eval_every = int(tcfg.get("eval_every", 1))
+        self.eval_test = tcfg.get("eval_test", "best_and_final")
         # evaluation at one batch shape where it pays (a compiled model, a GPU), no larger than the
         # largest split share, so that a small val split is not padded to train.eval_batch_size
         self.eval_padded = self.compiled or dev.type == "cuda"
@@ -426,11 +429,13 @@ class StateRunner:
         self._hook_eval_seconds += time.perf_counter() - start  # counted in the epoch's eval_seconds
         return {"val_acc": scores["val"][1], "test_acc": scores["test"][1]}
 
-    def _evaluate(self, predictions: dict | None = None) -> dict[str, tuple[float, float]]:
-        """(loss, accuracy) of val and test in one pass; with several ranks each evaluates its share.
+    def _evaluate(
+        self, predictions: dict | None = None, splits: tuple[str, ...] = ("val", "test")
+    ) -> dict[str, tuple[float, float]]:
+        """(loss, accuracy) of ``splits`` in one pass; with several ranks each evaluates its share.
         ``predictions`` receives this rank's test predictions (:func:`prunebench.train.loop.evaluate`)."""
         return evaluate(
-            self.net, self.data, ("val", "test"), self.eval_batch, self.tcfg["amp"],
+            self.net, self.data, splits, self.eval_batch, self.tcfg["amp"],
             shard=ranks.shard(), reduce=ranks.sum_over_ranks, graphed=self.graphed, pad=self.eval_padded,
             predictions=predictions,
         )  # fmt: skip
@@ -480,9 +485,17 @@ class StateRunner:
         those the method needs (its hook :meth:`~prunebench.pruning.hooks.PruningMethod.evaluates`)."""
         return epoch == 0 or epoch == self.epochs or epoch % self.eval_every == 0 or self.method.evaluates(epoch)
 
+    def tests(self, epoch: int) -> bool:
+        """Whether an evaluated ``epoch`` evaluates the test split beside val. ``train.eval_test: every``:
+        always. ``best_and_final``: epoch 0 (the damage of the pruning), the state's last and the epochs
+        the method needs; the best epoch's test is evaluated at the state's end (:meth:`_test_best`)."""
+        return self.eval_test == "every" or epoch in (0, self.epochs) or self.method.evaluates(epoch)
+
     def _eval_row(self, epoch: int, values: dict) -> dict:
-        """The epoch's metrics row, evaluated (val and test in one pass) when :meth:`evaluates` says so;
-        a better validation accuracy makes it the best checkpoint so far. Appended to the progress."""
+        """The epoch's metrics row, evaluated (val, and test where :meth:`tests` says so, in one pass)
+        when :meth:`evaluates` says so; a better validation accuracy makes it the best checkpoint so
+        far. The state's last epoch also evaluates the best epoch's test where that was left for later.
+        Appended to the progress."""
         prog = self.prog
         if not self.evaluates(epoch):
             row = make_row(self.ids, epoch, {
@@ -493,22 +506,75 @@ class StateRunner:
             return self._append(row, eval_seconds=0.0)
         start = time.perf_counter()
         test: dict = {}
+        tested = self.tests(epoch)
         with masked_view(self.eval_view):
-            scores = self._evaluate(test)
+            scores = self._evaluate(test, ("val", "test") if tested else ("val",))
             eval_seconds = time.perf_counter() - start
-            (val_loss, val_acc), test_acc = scores["val"], scores["test"][1]
+            val_loss, val_acc = scores["val"]
             row = make_row(self.ids, epoch, {
-                **values, "evaluated": True, "val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc,
-                "density": self.density, "params_alive": self.params_alive,
+                **values, "evaluated": True, "val_loss": val_loss, "val_acc": val_acc,
+                "test_acc": scores["test"][1] if tested else None, "density": self.density,
+                "params_alive": self.params_alive,
             })  # fmt: skip
+            if not tested:
+                del row["test_acc"]  # not measured: absent, not null
             if epoch > 0 and val_acc > prog.best_val:
                 prog.best_val, prog.best_epoch = val_acc, epoch
-                self._keep_predictions("best", test)
-                if ranks.is_main():  # a copy of the weights now; written while training goes on
-                    self.writer.save(self.paths.best_at(epoch), self.checkpoint(epoch, row), copied=True)
+                if tested:
+                    self._keep_predictions("best", test)
+                else:
+                    self.predictions["best"] = None  # the state's end evaluates them (_test_best)
+                if ranks.is_main():  # copied into the writer's reused buffers now; written while training goes on
+                    self.writer.save(self.paths.best_at(epoch), self.checkpoint(epoch, row, copy=False), slot="best")
             if epoch == self.epochs:
                 self._keep_predictions("final", test)
+        if epoch == self.epochs:
+            start = time.perf_counter()
+            self._test_best()
+            eval_seconds += time.perf_counter() - start
         return self._append(row, eval_seconds=eval_seconds)
+
+    def _test_best(self) -> None:
+        """The best epoch's test accuracy and predictions where its evaluation left them out
+        (``train.eval_test: best_and_final``): evaluated once, at the state's end, on the weights of
+        its best checkpoint, with the net and masks its own evaluation used, so the numbers it would
+        have had. Written into the best epoch's row, in the progress metrics too; a resumed state reads
+        the same checkpoint file, so it gets the same numbers."""
+        prog = self.prog
+        best = next((i for i, r in enumerate(prog.rows) if r["epoch"] == prog.best_epoch), None)
+        if best is None or ("test_acc" in prog.rows[best] and self.predictions["best"] is not None):
+            return  # the best is the last epoch (tested with it), or was tested at its epoch
+        path = self.paths.best_at(prog.best_epoch)
+        if ranks.is_main():
+            self.writer.wait_for(path)
+        weights = ranks.on_main(lambda: torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+        test: dict = {}
+        with self._holding(weights), masked_view(self.eval_view):
+            test_acc = self._evaluate(test, ("test",))["test"][1]
+        self._keep_predictions("best", test)
+        row = {}
+        for key, value in prog.rows[best].items():  # test_acc in its place among the fields
+            if key != "test_acc":
+                row[key] = value
+            if key == "val_acc":
+                row["test_acc"] = test_acc
+        prog.rows[best] = row
+        if ranks.is_main():
+            write_rows(self.paths.progress_metrics, prog.rows)
+
+    @contextlib.contextmanager
+    def _holding(self, state_dict: dict):
+        """The evaluated net holding the dense-shaped ``state_dict`` (its alive part, when the slim
+        model trains), its own weights restored afterwards."""
+        model = self.trained_model
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.slim is not None:
+            state_dict = {k: slice_tensor(state_dict[k], self.slimming.cuts.get(k, [])) for k in own}
+        model.load_state_dict(state_dict)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
 
     def _append(self, row: dict, *, eval_seconds: float) -> dict:
         """Add the epoch's timing split to ``row`` (checkpoint_seconds: the training thread's time in
@@ -527,14 +593,18 @@ class StateRunner:
             self.tracker.epoch(row, prog.rows)
         return row
 
-    def checkpoint(self, epoch: int, metrics: dict) -> dict:
-        """A checkpoint of the model now (its tensors copied to the CPU: training may go on), dense-shaped,
-        under the final masks (an evaluation's masked view covers only the slim model, when it trains)."""
+    def checkpoint(self, epoch: int, metrics: dict, *, copy: bool = True) -> dict:
+        """A checkpoint of the model now, dense-shaped, under the final masks: its tensors copied to the
+        CPU (training may go on), or with ``copy=False`` the live ones, for the checkpoint writer to copy.
+        When the slim model trains under other final masks (an evaluation's masked view covers only the
+        slim model), the dense model is masked here, and copied now whatever ``copy`` says: its weights
+        are restored when this returns, before a writer could copy them."""
         self.sync_dense()
-        with masked_view(self.final if self.eval_masked and self.slim is not None else None):
+        masked = self.eval_masked and self.slim is not None
+        with masked_view(self.final if masked else None):
             return make_checkpoint(
                 experiment=self.experiment, model_spec=self.spec, model=self.model, masks=self.plan.final_masks,
-                state=self.state, epoch=epoch, metrics=dict(metrics),
+                state=self.state, epoch=epoch, metrics=dict(metrics), copy=copy or masked,
             )  # fmt: skip
 
     def train(self) -> None:
@@ -611,7 +681,9 @@ class StateRunner:
             raise TrainingError(msg)
 
     def _log_epoch(self, row: dict, eta: float) -> None:
-        scores = f"val {row['val_acc']:.2f} test {row['test_acc']:.2f}" if row["evaluated"] else "not evaluated"
+        scores = "not evaluated"
+        if row["evaluated"]:
+            scores = f"val {row['val_acc']:.2f}" + (f" test {row['test_acc']:.2f}" if "test_acc" in row else "")
         log.info(
             "state %d epoch %d/%d loss %.4f acc %.2f %s lr %.5f%s %.0f img/s "
             "(train %.1f s, eval %.1f s, checkpoints %.2f s) ETA %s",

@@ -104,3 +104,14 @@ def test_a_graph_break_or_a_recompile_fails_on_any_device():
         rows = gc.goal_static_shapes({"train": {"results": results}}, on_gpu=False)
         assert rows[0].endswith(f"| 2 / 0 / 0 | {verdict} |"), rows[0]
     assert gc.check(None) == "-"
+
+
+def test_the_state_share_line_passes_below_5_percent_of_an_epoch():
+    gc = load()
+    measured = {"val_seconds": 0.2, "test_seconds": 0.4, "resume_copy_seconds": 0.02, "best_copy_seconds": 0.01}
+    r = {f"state|{k}": v for k, v in {**measured, "train_img_s": 9000.0, "epochs": 60}.items()}  # a 5 s epoch
+    lines = gc.state_share_lines({"overheads": {"results": r}}, on_gpu=True)
+    # every: (0.2 + 0.4 + 0.03) / 5 = 12.6 %; best_and_final: (0.2 + 0.03 + 2 * 0.4 / 60) / 5 = 4.87 %
+    assert "eval_test: every (before) | 12.60 | < 5 % | - |" in lines[1]
+    assert "eval_test: best_and_final (default) | 4.87 | < 5 % | PASS |" in lines[2]
+    assert "not measured" in gc.state_share_lines({}, on_gpu=True)[0]

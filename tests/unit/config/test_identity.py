@@ -39,8 +39,8 @@ HASHED = {
 NOT_HASHED = {
     "measure",
     "train.compile", "train.compile_mode", "train.compile_backend", "train.compile_cache_dir",
-    "train.background_checkpoints",
-    "train.divergence_loss", "train.eval_batch_size", "train.gpus", "train.nodes", "train.slim",
+    "train.background_checkpoints", "train.divergence_loss", "train.eval_batch_size", "train.eval_test",
+    "train.gpus", "train.nodes", "train.slim",
 }  # fmt: skip
 
 
@@ -95,7 +95,7 @@ def test_compile_settings_change_no_hash_and_finished_states_keep_theirs(tiny_co
     assert _hashes(tiny_config) == OLD_HASHES  # the new defaults (compile: auto, eval_every: 1) retrain nothing
     for key, value in (("compile", True), ("compile", False), ("compile", "auto"), ("compile_mode", "max-autotune"),
                        ("compile_mode", "reduce-overhead"), ("compile_cache_dir", "/scratch/cache"),
-                       ("background_checkpoints", False)):  # fmt: skip
+                       ("background_checkpoints", False), ("eval_test", "every")):  # fmt: skip
         changed = copy.deepcopy(tiny_config)
         changed["defaults"]["train"][key] = value
         assert _hashes(changed) == OLD_HASHES, key

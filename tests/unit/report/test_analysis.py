@@ -228,6 +228,17 @@ def test_dynamics_windows():
     assert A.dynamics(_epochs([0.0, 1.0, 2.0, 4.0])).iloc[0]["window"] == 1
 
 
+def test_dynamics_use_val_where_test_was_evaluated_at_some_epochs_only():
+    old = _epochs([0.0, 1.0, 2.0, 4.0])
+    assert A.dynamics(old).iloc[0]["metric"] == "test_acc"
+    new = old.assign(test_acc=[5.0, math.nan, 9.0, 9.5], val_acc=[0.0, 1.0, 2.0, 4.0], evaluated=True)
+    row = A.dynamics(new).iloc[0]  # train.eval_test: best_and_final (epoch 2 the best): val per epoch
+    assert row["metric"] == "val_acc" and row["convergence"] == pytest.approx(2.0)
+    states = pd.DataFrame([{"experiment": "e", "state": 1, "final_test_acc": 9.5}])
+    assert not A.anomalies(states, new)  # a val-only evaluation is not a NaN test accuracy
+    assert A.anomalies(states, new.assign(val_acc=[0.0, math.nan, 2.0, 4.0]))  # a NaN val still is
+
+
 def test_anomaly_drop_needs_a_real_drop():
     rows = [("e", "refill", 0, k, acc, acc, 0, 1) for k, acc in enumerate([90, 89, 70, 88, 87])]
     found = A.anomalies(_states(rows), _epochs([0.0]))

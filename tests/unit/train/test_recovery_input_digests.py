@@ -95,8 +95,8 @@ def test_a_flipped_byte_in_the_previous_last_pt_stops_the_next_state_with_one_er
     assert summary["files"] == digests(state1, ("last.pt", "best.pt"))
     assert summary["run"] == {
         "gpus": 1, "nodes": 1, "data_loader": "device", "data_workers": None, "amp": False, "channels_last": False,
-        "eval_every": 1, "eval_batch_size": summary["run"]["eval_batch_size"], "eval_padded": False,
-        "background_checkpoints": True, "resumed_after_epoch": None, "training": "slim",
+        "eval_every": 1, "eval_test": "best_and_final", "eval_batch_size": summary["run"]["eval_batch_size"],
+        "eval_padded": False, "background_checkpoints": True, "resumed_after_epoch": None, "training": "slim",
         "training_reason": None,  # train.slim: auto, the default
     }  # fmt: skip
 

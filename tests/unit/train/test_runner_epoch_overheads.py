@@ -20,7 +20,7 @@ from prunebench.report.plots import training_curve_series
 from prunebench.report.status import progress
 from prunebench.results.checkpoint import load_checkpoint
 from prunebench.results.layout import StatePaths
-from prunebench.results.metrics import EVAL_FIELDS, TIMING_FIELDS, read_rows
+from prunebench.results.metrics import TIMING_FIELDS, read_rows
 from prunebench.train.job import train_state
 from prunebench.train.tracking import csv_text
 from prunebench.train.writer import CheckpointWriter, snapshot
@@ -177,13 +177,15 @@ def test_unevaluated_epochs_have_no_val_or_test_fields(every_third):
     rows = read_rows(root / "state0/metrics.jsonl")
     assert [r["evaluated"] for r in rows] == [True, False, False, True, False, True]
     for r in rows:
-        assert all((k in r) == r["evaluated"] for k in EVAL_FIELDS)
+        assert all((k in r) == r["evaluated"] for k in ("val_loss", "val_acc"))
         assert all(k in r for k in ("train_seconds", "eval_seconds", "checkpoint_seconds"))
         assert r["eval_seconds"] > 0 if r["evaluated"] else r["eval_seconds"] == 0
     assert summary["best_epoch"] in (3, 5) and summary["evaluated_epochs"] == 2
+    # train.eval_test: best_and_final: test at epoch 0, the last and the best epoch only
+    assert [r["epoch"] for r in rows if "test_acc" in r] == sorted({0, summary["best_epoch"], 5})
     best = load_checkpoint(root / "state0/best.pt")
     assert best["epoch"] == summary["best_epoch"] and best["metrics"]["evaluated"]
-    assert summary["max_test_acc"] == max(r["test_acc"] for r in rows[1:] if r["evaluated"])
+    assert summary["max_test_acc"] == max(r["test_acc"] for r in rows[1:] if "test_acc" in r)
 
 
 def test_the_summary_splits_the_wall_time(every_third):
@@ -219,6 +221,9 @@ def test_reports_tracking_and_status_read_unevaluated_epochs(every_third):
     assert dyn["last_mean"].notna().all() and dyn["gap"].notna().all()
     series = training_curve_series(epochs)
     assert list(series["val_acc"][epochs["method"].iloc[0]]["x"]) == [0, 3, 5]  # joined, no gaps
+    tested = [r["epoch"] for r in read_rows(root / "state0/metrics.jsonl") if "test_acc" in r]
+    assert list(series["test_acc"][epochs["method"].iloc[0]]["x"]) == tested  # best_and_final: those with test
+    assert dyn["metric"].tolist() == ["val_acc"]
     assert len(series["train_loss"][epochs["method"].iloc[0]]) == 6
     assert all(r["evaluated"] is not None for r in read_epochs(root / "state0/metrics.jsonl"))
 
