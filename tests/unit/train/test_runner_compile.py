@@ -117,9 +117,10 @@ def test_a_re_slimmed_state_compiles_its_new_slim_model(tmp_path, tiny_config, m
 
     def spy(model, **kwargs):
         compiled.append(model)
-        return real_compile(model, backend="eager", **kwargs)  # dynamo captures; no Inductor C++ build
+        return real_compile(model, **kwargs)
 
     monkeypatch.setattr(torch, "compile", spy)
+    tiny_config["defaults"]["train"]["compile_backend"] = "eager"  # dynamo captures; no Inductor C++ build
     tiny_config["experiments"]["t"]["methods"] = ["rsst"]
     tiny_config["defaults"]["rsst"] = {"finetune_epochs": 1}
     rows = {}
