@@ -27,9 +27,23 @@ from prunebench.io import atomic_write_text
 ATTEMPT_HEADER = "=== attempt "
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is when a line is logged, not as it was when the
+    handler was made: a command run inside another program (a test's captured output, a tool that
+    swaps the stream) would otherwise leave logging bound to a stream that has since been closed."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Log lines with a timestamp to stderr (a Snakemake job's stderr is its log file)."""
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(level=level, handlers=[_StderrHandler()], format="%(asctime)s %(levelname)s %(message)s", force=True)
 
 
 def attempts_log_path(log_path: str | os.PathLike) -> Path:
