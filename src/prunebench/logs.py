@@ -43,7 +43,9 @@ class _StderrHandler(logging.StreamHandler):
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Log lines with a timestamp to stderr (a Snakemake job's stderr is its log file)."""
-    logging.basicConfig(level=level, handlers=[_StderrHandler()], format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(
+        level=level, handlers=[_StderrHandler()], format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
 
 
 def attempts_log_path(log_path: str | os.PathLike) -> Path:

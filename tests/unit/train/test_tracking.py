@@ -254,7 +254,10 @@ def test_resumed_state_tracks_each_epoch_once(tiny_config, tmp_path, monkeypatch
         _same(csv_row, row)
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
-    assert [e.step for e in acc.Scalars("accuracy/test")] == [0, 1, 2, 3]
+    assert [e.step for e in acc.Scalars("accuracy/val")] == [0, 1, 2, 3]
+    # test at epoch 0 and the last (train.eval_test: best_and_final); a best epoch's test, evaluated at
+    # the state's end, is in metrics.jsonl and the summary, not sent to the trackers again
+    assert [e.step for e in acc.Scalars("accuracy/test")] == [0, 3]
     # the first attempt's start is the state's start; this attempt started later
     prov = summary["provenance"]
     assert (prov["started_at"], prov["process_started_at"]) == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
