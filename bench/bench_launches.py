@@ -33,13 +33,13 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from bench_train import mid_chain  # bench/, the script's folder, is on sys.path
 
 from prunebench.accel.launches import LaunchCounter
 from prunebench.data import DeviceData, Splits
 from prunebench.io import atomic_write_json
 from prunebench.models import build_model, model_spec
-from prunebench.pruning.groups import MaskedParams, groupsets_of, param_masks, random_masks
-from prunebench.pruning.penalty import RSSTPenalty
+from prunebench.pruning.groups import groupsets_of
 from prunebench.train.loop import make_optimizer, train_one_epoch
 
 MODELS = {
@@ -78,17 +78,8 @@ class Variant:
         torch.manual_seed(seed)
         self.model = build_model(model_spec(model_cfg, 10)).to(device)
         self.optimizer = make_optimizer(self.model, TRAIN, fused=True)
-        self.hard = self.penalty = None
         groupsets = groupsets_of(self.model, ["heads", "neurons"])
-        g = torch.Generator().manual_seed(seed + 1)
-        if variant in ("refill", "rsst"):
-            prev = random_masks(groupsets, 0.5, g)
-            self.hard = MaskedParams(self.model, param_masks(self.model, groupsets, prev))
-            self.hard.mask_weights()
-        if variant == "rsst":
-            more = random_masks(groupsets, 0.85, g)
-            penalized = {k: prev[k] & ~more[k] for k in prev}
-            self.penalty = RSSTPenalty.for_groups(self.model, groupsets, penalized, RSST, 10**6)
+        self.hard, self.penalty = mid_chain(self.model, groupsets, variant, RSST, seed=seed + 1)
         self.step = 0
 
     def epoch(self, data: DeviceData, batch: int, counter: LaunchCounter | None = None) -> None:

@@ -91,6 +91,23 @@ def experiment_for(model_key: str, batch: int, compile_: bool) -> dict:
 # --- the old scripts' way -------------------------------------------------------------------------
 
 
+def mid_chain(model, groupsets, variant: str, rsst_cfg: dict, seed: int):
+    """The hard masks and the RSST penalty of a state in the middle of a chain, applied to ``model``:
+    ``refill`` and ``rsst`` with about half of every layer's groups already pruned, ``rsst`` with a
+    further ~15 % of the live groups penalised; (None, None) for ``dense``."""
+    hard = penalty = None
+    g = torch.Generator().manual_seed(seed)
+    if variant in ("refill", "rsst"):
+        prev = random_masks(groupsets, 0.5, g)
+        hard = MaskedParams(model, param_masks(model, groupsets, prev))
+        hard.mask_weights()
+    if variant == "rsst":
+        more = random_masks(groupsets, 0.85, g)
+        penalized = {k: prev[k] & ~more[k] for k in prev}
+        penalty = RSSTPenalty.for_groups(model, groupsets, penalized, rsst_cfg, 10**6)
+    return hard, penalty
+
+
 class PILImages(torch.utils.data.Dataset):
     """Like torchvision's CIFAR10: an HWC uint8 array, one PIL image made per sample, then transforms."""
 
@@ -178,17 +195,7 @@ class PrunebenchRun:
         self.step = 0
         kinds = experiment["prune"]["groups"]
         groupsets = groupsets_of(self.model, kinds)
-        g = torch.Generator().manual_seed(1)
-        if variant in ("refill", "rsst"):
-            # Mid-chain masks: about half of every layer's groups already pruned.
-            prev = random_masks(groupsets, 0.5, g)
-            self.hard = MaskedParams(self.model, param_masks(self.model, groupsets, prev))
-            self.hard.mask_weights()
-        if variant == "rsst":
-            # R_k: a further ~15 % of the live groups pushed towards zero during the state.
-            more = random_masks(groupsets, 0.85, g)
-            penalized = {k: prev[k] & ~more[k] for k in prev}
-            self.penalty = RSSTPenalty.for_groups(self.model, groupsets, penalized, experiment["rsst"], 10**6)
+        self.hard, self.penalty = mid_chain(self.model, groupsets, variant, experiment["rsst"], seed=1)
 
     def epoch(self) -> tuple[int, float]:
         stats = train_one_epoch(
