@@ -154,6 +154,10 @@ class Slimming:
             shape[dim] = len(idx)
         return torch.Size(shape)
 
+    def slim_tensor(self, key: str, dense: torch.Tensor) -> torch.Tensor:
+        """The slim model's ``key`` cut from the dense model's tensor (a view: detach or copy it as needed)."""
+        return slice_tensor(dense, self.cuts.get(key, []))
+
     def slim_masks(self, masks: Masks) -> Masks:
         """Per-group values of the dense model (masks, RSST's penalised groups) as the slim model indexes
         them: the entries of the alive groups, in order. Every GroupSet of ``masks`` must be slimmed here."""
@@ -232,7 +236,7 @@ def slim_model(model: nn.Module, masks: Masks) -> tuple[nn.Module, Slimming]:
         p.requires_grad_(flags[n])
     dense = model.state_dict()
     for key, t in slim.state_dict().items():
-        t.copy_(slice_tensor(dense[key].detach(), slimming.cuts.get(key, [])))
+        t.copy_(slimming.slim_tensor(key, dense[key].detach()))
     return slim, slimming
 
 

@@ -57,7 +57,6 @@ from prunebench.export.slim import (
     inexact_reasons,
     optimizer_param_names,
     plan_slimming,
-    slice_tensor,
     slim_groupsets,
     slim_model,
     slim_optimizer_state,
@@ -569,7 +568,7 @@ class StateRunner:
         model = self.trained_model
         own = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if self.slim is not None:
-            state_dict = {k: slice_tensor(state_dict[k], self.slimming.cuts.get(k, [])) for k in own}
+            state_dict = {k: self.slimming.slim_tensor(k, state_dict[k]) for k in own}
         model.load_state_dict(state_dict)
         try:
             yield
